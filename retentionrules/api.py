@@ -1,0 +1,119 @@
+"""The Python API behind the CLI: usable from a notebook, returns data, prints nothing.
+
+    >>> from retentionrules.api import check_paths
+    >>> report = check_paths(["rules/"])
+    >>> report.ok, report.ruleset.rules[0].name
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ast, ir
+from .checker import check
+from .config import Config, ConfigError, find_config, load_config
+from .diagnostics import Diagnostic, apply_noqa
+from .formatter import format_file
+from .parser import parse
+
+RULE_SUFFIX = ".rules"
+
+
+class UsageError(Exception):
+    """The caller asked for something that cannot be done (exit code 2)."""
+
+
+def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files named directly, plus every `*.rules` file below named folders, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(path.rglob(f"*{RULE_SUFFIX}")))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(found))
+
+
+def resolve_config(paths: Sequence[Path], config_path: Path | None = None) -> Config:
+    """An explicit --config, else the nearest retentionrules.toml above the first rule file."""
+    try:
+        if config_path is not None:
+            if not config_path.is_file():
+                raise UsageError(f"{config_path}: no such configuration file")
+            return load_config(config_path)
+        return load_config(find_config(paths[0]) if paths else find_config(Path.cwd()))
+    except ConfigError as error:
+        raise UsageError(str(error)) from error
+
+
+@dataclass
+class Report:
+    """Everything a check found: sources by path, diagnostics, the checked rule set."""
+
+    sources: dict[str, str]
+    diagnostics: list[Diagnostic]
+    ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet(()))
+    files: list[ast.RuleFile] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(d.is_error for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.diagnostics) - self.errors
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+
+def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
+    sources: dict[str, str] = {}
+    problems: list[Diagnostic] = []
+    for path in files:
+        try:
+            sources[str(path)] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(Diagnostic(
+                "RR001", f"not UTF-8 text (byte {error.start})", str(path),
+                hint="save the file as UTF-8",
+            ))
+        except OSError as error:
+            problems.append(Diagnostic("RR001", f"cannot read: {error.strerror}", str(path)))
+    return sources, problems
+
+
+def check_sources(sources: dict[str, str], config: Config) -> Report:
+    parsed = [parse(text, path) for path, text in sources.items()]
+    diagnostics = [d for result in parsed for d in result.diagnostics]
+    files = [result.file for result in parsed]
+    checked = check(files, config)
+    diagnostics.extend(checked.diagnostics)
+    kept = apply_noqa(diagnostics, sources)
+    return Report(sources, sorted(kept, key=Diagnostic.sort_key), checked.ruleset, files)
+
+
+def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:
+    files = rule_files(paths)
+    if not files:
+        raise UsageError("no rule files found (looked for *.rules)")
+    config = resolve_config(files, config_path)
+    sources, unreadable = read_sources(files)
+    report = check_sources(sources, config)
+    report.diagnostics = sorted([*unreadable, *report.diagnostics], key=Diagnostic.sort_key)
+    return report
+
+
+def format_source(source: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
+    """The canonical text, or None and the syntax errors that prevent formatting."""
+    result = parse(source, path)
+    errors = [d for d in result.diagnostics if d.is_error]
+    if errors:
+        return None, errors
+    return format_file(result.file, source), []

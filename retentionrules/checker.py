@@ -1,0 +1,473 @@
+"""Parsed files + configuration -> a typed `ir.RuleSet` and every problem found on the way.
+
+The checker resolves names (fields, segments, bare enumeration values), types every expression,
+lowers the sugar into the few node kinds in `ir`, and runs the lints in `lints.py`. It reports all
+problems in one pass; a rule with errors is left out of the rule set, the others stay.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+
+from . import ast, ir
+from . import types as t
+from .config import Config
+from .diagnostics import Diagnostic
+from .formatter import format_statement
+from .lints import lint_rules
+from .timeutil import Duration
+
+_TODAY = Duration(0, "day")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    ruleset: ir.RuleSet
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+class _Invalid(Exception):
+    """An expression could not be typed; its diagnostic is already recorded."""
+
+
+def check(files: list[ast.RuleFile], config: Config) -> CheckResult:
+    return _Checker(config).run(files)
+
+
+def derived_name(rule: ast.Rule) -> str:
+    """A stable name for a one-liner: its action plus a digest of its canonical text."""
+    action = rule.clause(ast.Then)
+    stem = f"{action.action.kind}_{action.action.template}" if action else "rule"
+    digest = hashlib.sha256(format_statement(rule).encode("utf-8")).hexdigest()[:6]
+    return f"{stem}_{digest}"
+
+
+class _Checker:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.fields = config.field_types()
+        self.diagnostics: list[Diagnostic] = []
+        self.path = ""
+        self.segment_defs: dict[str, tuple[str, ast.Segment]] = {}
+        self.segment_ir: dict[str, ir.Expr | None] = {}
+        self.segments_in_progress: list[str] = []
+        self.used_segments: set[str] = set()
+
+    # ------------------------------------------------------------ driver
+
+    def run(self, files: list[ast.RuleFile]) -> CheckResult:
+        for rule_file in files:
+            self.path = rule_file.path
+            for statement in rule_file.statements:
+                if isinstance(statement, ast.Segment):
+                    self._declare_segment(statement)
+        for name, (path, _segment) in self.segment_defs.items():
+            self.path = path
+            self._segment(name)
+        rules: list[ir.Rule] = []
+        seen: dict[str, ast.Rule] = {}
+        for rule_file in files:
+            self.path = rule_file.path
+            for statement in rule_file.statements:
+                if isinstance(statement, ast.Rule):
+                    checked = self._rule(statement, len(rules), seen)
+                    if checked is not None:
+                        rules.append(checked)
+        self._report_unused_segments()
+        self.diagnostics.extend(lint_rules(rules, self.config))
+        ruleset = ir.RuleSet(tuple(rules), tuple(self.segment_defs))
+        return CheckResult(ruleset, tuple(sorted(self.diagnostics, key=Diagnostic.sort_key)))
+
+    def _report(self, code: str, message: str, span: ast.Span, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, self.path, span, hint))
+
+    # ------------------------------------------------------------ segments
+
+    def _declare_segment(self, segment: ast.Segment) -> None:
+        if segment.name in self.segment_defs:
+            first_path, first = self.segment_defs[segment.name]
+            self._report(
+                "RR206", f"segment `{segment.name}` is defined twice", segment.span,
+                f"the first definition is at {first_path}:{first.span.line}",
+            )
+            return
+        if segment.name in self.fields:
+            self._report(
+                "RR206", f"segment `{segment.name}` has the name of a customer field", segment.span,
+                "give the segment a name of its own",
+            )
+            return
+        self.segment_defs[segment.name] = (self.path, segment)
+
+    def _segment(self, name: str) -> ir.Expr | None:
+        if name in self.segment_ir:
+            return self.segment_ir[name]
+        path, segment = self.segment_defs[name]
+        if name in self.segments_in_progress:
+            cycle = [*self.segments_in_progress[self.segments_in_progress.index(name):], name]
+            saved, self.path = self.path, path
+            self._report(
+                "RR204", f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
+                segment.span, "a segment cannot be defined in terms of itself",
+            )
+            self.path = saved
+            for member in cycle:
+                self.segment_ir[member] = None
+            return None
+        self.segments_in_progress.append(name)
+        saved, self.path = self.path, path
+        condition = self._condition(segment.condition)
+        self.path = saved
+        self.segments_in_progress.pop()
+        self.segment_ir.setdefault(name, condition)
+        return self.segment_ir[name]
+
+    def _report_unused_segments(self) -> None:
+        for name, (path, segment) in self.segment_defs.items():
+            if name not in self.used_segments:
+                self.path = path
+                self._report(
+                    "RR303", f"segment `{name}` is not used by any rule", segment.span,
+                    "use it in a condition or delete it",
+                )
+
+    # ------------------------------------------------------------ rules
+
+    def _rule(self, rule: ast.Rule, order: int, seen: dict[str, ast.Rule]) -> ir.Rule | None:
+        errors_before = sum(d.is_error for d in self.diagnostics)
+        name = rule.name or derived_name(rule)
+        if rule.name is None:
+            self._report(
+                "RR300", f"this rule has no name; it is called `{name}` in plans", rule.span,
+                f"name it: `rule {name}` with `when ...` and `then ...` on indented lines",
+            )
+        if name in seen:
+            self._report(
+                "RR203", f"rule `{name}` is defined twice", rule.span,
+                f"the first definition is at line {seen[name].span.line}; rule names must be unique",
+            )
+        else:
+            seen[name] = rule
+        self._check_clauses(rule, name)
+        when, then = rule.clause(ast.When), rule.clause(ast.Then)
+        condition = self._condition(when.condition) if when else None
+        action = self._action(then.action) if then else None
+        if condition is None or action is None:
+            return None
+        if sum(d.is_error for d in self.diagnostics) > errors_before:
+            return None
+        cap = rule.clause(ast.Cap)
+        holdout = rule.clause(ast.Holdout)
+        limit = rule.clause(ast.MaxPerRun)
+        priority = rule.clause(ast.Priority)
+        return ir.Rule(
+            name=name,
+            description=rule.description,
+            condition=condition,
+            action=action,
+            priority=priority.value if priority else 0,
+            order=order,
+            cap=(cap.count, _duration(cap.per)) if cap else None,
+            holdout=holdout.percent if holdout else Decimal(0),
+            once_per_household=rule.clause(ast.OncePerHousehold) is not None,
+            max_per_run=limit.count if limit else None,
+            path=self.path,
+            span=rule.span,
+        )
+
+    def _check_clauses(self, rule: ast.Rule, name: str) -> None:
+        seen: set[type] = set()
+        for clause in rule.clauses:
+            if type(clause) in seen:
+                self._report(
+                    "RR102", f"rule `{name}` has more than one `{_clause_word(clause)}` clause",
+                    clause.span, "combine them into one",
+                )
+            seen.add(type(clause))
+        for kind, word in ((ast.When, "when"), (ast.Then, "then")):
+            if kind not in seen:
+                self._report(
+                    "RR103", f"rule `{name}` has no `{word}` clause", rule.span,
+                    "a rule needs `when CONDITION` and `then ACTION`",
+                )
+
+    def _action(self, action: ast.Action) -> ir.Action | None:
+        channel = action.channel
+        if action.kind == "tag":
+            channel = None
+        elif channel is None:
+            channel = self.config.staff_channel if action.kind == "call" else self.config.default_channel
+            if channel is None:
+                self._report(
+                    "RR208", f"`{action.kind} {action.template}` names no channel", action.span,
+                    f"add `via CHANNEL` ({', '.join(self.config.channels)}) or set default_channel",
+                )
+                return None
+        if channel is not None and channel not in self.config.channels:
+            self._report(
+                "RR205", f"unknown channel `{channel}`", action.span,
+                _did_you_mean(channel, self.config.channels)
+                or f"configured channels: {', '.join(self.config.channels)}",
+            )
+            return None
+        params: list[tuple[str, object]] = []
+        for param in action.params:
+            if any(name == param.name for name, _ in params):
+                self._report("RR207", f"parameter `{param.name}` is given twice", param.span)
+                continue
+            params.append((param.name, _param_value(param.value)))
+        return ir.Action(action.kind, action.template, channel, tuple(params))
+
+    # ------------------------------------------------------------ expressions
+
+    def _condition(self, node: ast.Expr) -> ir.Expr | None:
+        try:
+            typed = self._bool(node)
+        except _Invalid:
+            return None
+        return typed
+
+    def _bool(self, node: ast.Expr) -> ir.Expr:
+        """Type `node` as a condition."""
+        if isinstance(node, ast.And):
+            return ir.And(self._all(self._bool, node.operands), span=node.span)
+        if isinstance(node, ast.Or):
+            return ir.Or(self._all(self._bool, node.operands), span=node.span)
+        if isinstance(node, ast.Not):
+            return ir.Not(self._bool(node.operand), span=node.span)
+        if isinstance(node, ast.Name) and node.id in self.segment_defs:
+            self.used_segments.add(node.id)
+            condition = self._segment(node.id)
+            if condition is None:
+                raise _Invalid
+            return ir.SegmentRef(node.id, condition, span=node.span)
+        if isinstance(node, ast.Compare):
+            return self._compare(node)
+        if isinstance(node, ast.In):
+            return self._in(node)
+        if isinstance(node, ast.Between):
+            return self._between(node)
+        if isinstance(node, ast.IsMissing):
+            return ir.IsMissing(self._value(node.value), node.negated, span=node.span)
+        if isinstance(node, (ast.Contains, ast.StartsWith)):
+            return self._text_match(node)
+        if isinstance(node, ast.Within):
+            return self._within(node)
+        if isinstance(node, ast.BeforeAfter):
+            return self._before_after(node)
+        if isinstance(node, ast.Bool):
+            return ir.Const(node.value, t.BOOL, span=node.span)
+        value = self._value(node)
+        if value.type != t.BOOL:
+            self._mismatch(node, f"a condition must be true or false, but this is {_a(value.type)}")
+        return ir.Truth(value, span=node.span)
+
+    def _all(self, typer, nodes) -> tuple[ir.Expr, ...]:
+        """Type every node, reporting all failures before giving up."""
+        typed, failed = [], False
+        for node in nodes:
+            try:
+                typed.append(typer(node))
+            except _Invalid:
+                failed = True
+        if failed:
+            raise _Invalid
+        return tuple(typed)
+
+    def _value(self, node: ast.Expr, expected: t.Type | None = None) -> ir.Expr:
+        """Type `node` as a value; `expected` lets a bare name stand for an enumeration value."""
+        if isinstance(node, ast.Name):
+            return self._name(node, expected)
+        if isinstance(node, ast.Number):
+            return ir.Const(float(node.value), t.NUMBER, span=node.span)
+        if isinstance(node, ast.String):
+            if expected is not None and expected.kind is t.Kind.ENUM:
+                return self._enum_value(node.value, expected, node.span)
+            return ir.Const(node.value, t.STRING, span=node.span)
+        if isinstance(node, ast.Bool):
+            return ir.Const(node.value, t.BOOL, span=node.span)
+        if isinstance(node, ast.Date):
+            return ir.Const(node.value, t.DATE, span=node.span)
+        if isinstance(node, ast.Duration):
+            return ir.Const(_duration(node), t.DURATION, span=node.span)
+        if isinstance(node, ast.Neg):
+            operand = self._number(node.operand)
+            return ir.Neg(operand, t.NUMBER, span=node.span)
+        if isinstance(node, ast.Arith):
+            left, right = self._all(self._number, (node.left, node.right))
+            return ir.Arith(node.op, left, right, t.NUMBER, span=node.span)
+        return self._bool(node)
+
+    def _number(self, node: ast.Expr) -> ir.Expr:
+        value = self._value(node)
+        if value.type != t.NUMBER:
+            self._mismatch(node, f"arithmetic needs numbers, but this is {_a(value.type)}")
+        return value
+
+    def _name(self, node: ast.Name, expected: t.Type | None) -> ir.Expr:
+        if expected is not None and expected.kind is t.Kind.ENUM and node.id in expected.values:
+            return ir.Const(node.id, expected, span=node.span)
+        if node.id in self.fields:
+            return ir.Field(node.id, self.fields[node.id], span=node.span)
+        if node.id in self.segment_defs:
+            return self._bool(node)
+        if expected is not None and expected.kind is t.Kind.ENUM:
+            return self._enum_value(node.id, expected, node.span)
+        self._report(
+            "RR200", f"unknown field or segment `{node.id}`", node.span,
+            _did_you_mean(node.id, [*self.fields, *self.segment_defs]),
+        )
+        raise _Invalid
+
+    def _enum_value(self, value: str, enum: t.Type, span: ast.Span) -> ir.Const:
+        if value not in enum.values:
+            hint = _did_you_mean(value, enum.values) or ""
+            self._report(
+                "RR201", f"`{value}` is not a {enum.enum}; valid values: {', '.join(enum.values)}",
+                span, hint or None,
+            )
+            raise _Invalid
+        return ir.Const(value, enum, span=span)
+
+    def _pair(self, left: ast.Expr, right: ast.Expr) -> tuple[ir.Expr, ir.Expr]:
+        """Type two operands, letting a bare name on either side be the other's enum value."""
+        if not self._is_field(left) and self._is_field(right):
+            typed_right = self._value(right)
+            return self._value(left, typed_right.type), typed_right
+        typed_left = self._value(left)
+        return typed_left, self._value(right, typed_left.type)
+
+    def _is_field(self, node: ast.Expr) -> bool:
+        return isinstance(node, ast.Name) and (node.id in self.fields or node.id in self.segment_defs)
+
+    def _compare(self, node: ast.Compare) -> ir.Expr:
+        left, right = self._pair(node.left, node.right)
+        self._comparable(node, left.type, right.type, ordered=node.op not in ("=", "!="))
+        return ir.Compare(node.op, left, right, span=node.span)
+
+    def _comparable(self, node: ast.Node, left: t.Type, right: t.Type, ordered: bool) -> None:
+        kinds = {left.kind, right.kind}
+        same = left == right or kinds <= {t.Kind.DATE, t.Kind.ANNIVERSARY}
+        if not same:
+            hint = None
+            enum = left if left.kind is t.Kind.ENUM else right if right.kind is t.Kind.ENUM else None
+            if enum is not None:
+                hint = f"{enum.enum} takes one of: {', '.join(enum.values)}"
+            elif kinds & {t.Kind.DATE, t.Kind.ANNIVERSARY}:
+                hint = "write a date as YYYY-MM-DD, e.g. 2026-11-22"
+            self._mismatch(node, f"cannot compare {_a(left)} with {_a(right)}", hint)
+        if ordered and left.kind in (t.Kind.BOOL, t.Kind.DURATION):
+            self._mismatch(node, f"{_a(left)} can only be compared with `=` or `!=`")
+
+    def _in(self, node: ast.In) -> ir.Expr:
+        value = self._value(node.value)
+        items = self._all(lambda item: self._value(item, value.type), node.items)
+        for item, source in zip(items, node.items):
+            self._comparable(source, value.type, item.type, ordered=False)
+        return ir.InSet(value, items, node.negated, span=node.span)
+
+    def _between(self, node: ast.Between) -> ir.Expr:
+        value = self._value(node.value)
+        low, high = self._all(lambda n: self._value(n, value.type), (node.low, node.high))
+        for bound, source in ((low, node.low), (high, node.high)):
+            self._comparable(source, value.type, bound.type, ordered=True)
+        return ir.And(
+            (ir.Compare(">=", value, low, span=node.span), ir.Compare("<=", value, high, span=node.span)),
+            span=node.span,
+        )
+
+    def _text_match(self, node: ast.Contains | ast.StartsWith) -> ir.Expr:
+        operand = node.needle if isinstance(node, ast.Contains) else node.prefix
+        value, pattern = self._all(self._value, (node.value, operand))
+        for typed, source in ((value, node.value), (pattern, operand)):
+            if typed.type != t.STRING:
+                self._mismatch(source, f"`contains` and `starts with` work on text, not {_a(typed.type)}")
+        op = "contains" if isinstance(node, ast.Contains) else "starts_with"
+        return ir.TextMatch(op, value, pattern, span=node.span)
+
+    def _window(self, node: ast.Expr) -> Duration:
+        window = self._value(node)
+        if window.type != t.DURATION:
+            self._mismatch(node, f"expected a duration such as `30 days`, not {_a(window.type)}")
+        return window.value
+
+    def _within(self, node: ast.Within) -> ir.Expr:
+        value, window = self._value(node.value), self._window(node.window)
+        span = node.span
+        today = ir.RelativeDate(_TODAY, 0, span=span)
+        if value.type == t.ANNIVERSARY:
+            upcoming = ir.NextAnniversary(value, span=span)
+            return ir.Compare("<=", upcoming, ir.RelativeDate(window, 1, span=span), span=span)
+        if value.type != t.DATE:
+            self._mismatch(node.value, f"`within` needs a date, not {_a(value.type)}")
+        if node.upcoming:
+            low, high = today, ir.RelativeDate(window, 1, span=span)
+        else:
+            low, high = ir.RelativeDate(window, -1, span=span), today
+        return ir.And(
+            (ir.Compare(">=", value, low, span=span), ir.Compare("<=", value, high, span=span)),
+            span=span,
+        )
+
+    def _before_after(self, node: ast.BeforeAfter) -> ir.Expr:
+        value = self._value(node.value)
+        if not value.type.is_datelike:
+            self._mismatch(node.value, f"`{node.direction}` needs a date, not {_a(value.type)}")
+        if node.ago:
+            point: ir.Expr = ir.RelativeDate(self._window(node.point), -1, span=node.point.span)
+        else:
+            point = self._value(node.point)
+            if point.type != t.DATE:
+                self._mismatch(
+                    node.point, f"expected a date or `N days ago`, not {_a(point.type)}",
+                    "write a date as YYYY-MM-DD, or a time such as `90 days ago`",
+                )
+        op = "<" if node.direction == "before" else ">"
+        return ir.Compare(op, value, point, span=node.span)
+
+    def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> None:
+        self._report("RR202", message, node.span, hint)
+        raise _Invalid
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _duration(node: ast.Duration) -> Duration:
+    return Duration(node.amount, node.unit)
+
+
+def _param_value(node: ast.Expr) -> object:
+    if isinstance(node, ast.Number):
+        return int(node.value) if node.value == node.value.to_integral_value() else float(node.value)
+    if isinstance(node, ast.Date):
+        return node.value.isoformat()
+    if isinstance(node, ast.Name):
+        return node.id
+    return node.value  # String, Bool
+
+
+def _a(type_: t.Type) -> str:
+    if type_.kind is t.Kind.ENUM:
+        return f"a {type_.enum}"
+    return {"number": "a number", "string": "text", "bool": "true/false", "date": "a date",
+            "anniversary": "an anniversary date", "duration": "a duration"}[type_.kind.value]
+
+
+def _clause_word(clause: ast.Clause) -> str:
+    return {
+        ast.When: "when", ast.Then: "then", ast.Priority: "priority", ast.Cap: "cap",
+        ast.Holdout: "holdout", ast.OncePerHousehold: "once per household", ast.MaxPerRun: "max",
+    }[type(clause)]
+
+
+def _did_you_mean(word: str, candidates) -> str | None:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None

@@ -1,0 +1,227 @@
+"""`retentionrules.toml`, read into pydantic models. Defaults are DOMAIN.md's tables.
+
+A project without a configuration file gets the standard customer export's schema
+(the columns of the benchmark's data generator) and the channels sms, email and phone.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from . import types as t
+from .timeutil import Duration
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "retentionrules.toml"
+
+
+def _duration(value: Any) -> Duration:
+    return value if isinstance(value, Duration) else Duration.parse(str(value))
+
+
+DurationField = Annotated[Duration, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+_SCALAR_TYPES = {k.value: t.Type(k) for k in (
+    t.Kind.NUMBER, t.Kind.STRING, t.Kind.BOOL, t.Kind.DATE, t.Kind.ANNIVERSARY)}
+
+
+def _field_type(name: str, spec: Any) -> t.Type:
+    """`"number"`, `"date"`, ... or a list of values: an ordered enumeration, lowest first."""
+    if isinstance(spec, list):
+        if not spec or not all(isinstance(v, str) for v in spec) or len(set(spec)) != len(spec):
+            raise ValueError(f"enumeration {name!r} must list distinct text values, lowest first")
+        return t.Type(t.Kind.ENUM, name, tuple(spec))
+    if spec not in _SCALAR_TYPES:
+        raise ValueError(
+            f"field {name!r} has unknown type {spec!r}; use one of "
+            f"{', '.join(_SCALAR_TYPES)} or a list of enumeration values"
+        )
+    return _SCALAR_TYPES[spec]
+
+
+STANDARD_FIELDS: dict[str, Any] = {
+    "customer_id": "string",
+    "household_id": "string",
+    "city": "string",
+    "category": "string",
+    "birthday": "anniversary",
+    "first_order_date": "date",
+    "last_order_date": "date",
+    "orders_12m": "number",
+    "spend_12m": "number",
+    "total_orders": "number",
+    "sms_opt_in": "bool",
+    "email_opt_in": "bool",
+    "last_contacted": "date",
+}
+
+
+class CustomerSchema(_Model):
+    id: str = "customer_id"
+    household: str | None = "household_id"
+    birthday: str | None = "birthday"
+    fields: dict[str, Any] = Field(default_factory=lambda: dict(STANDARD_FIELDS))
+
+    @model_validator(mode="after")
+    def _roles_are_declared(self) -> CustomerSchema:
+        for role in ("id", "household", "birthday"):
+            column = getattr(self, role)
+            if column is not None and column not in self.fields:
+                raise ValueError(f"customers.{role} names {column!r}, which is not in customers.fields")
+        for name, spec in self.fields.items():
+            _field_type(name, spec)
+        return self
+
+    def types(self) -> dict[str, t.Type]:
+        return {name: _field_type(name, spec) for name, spec in self.fields.items()}
+
+
+class ContactCap(_Model):
+    count: int = Field(gt=0)
+    per: DurationField
+
+
+class Channel(_Model):
+    consent: str | None = None  # the bool field that records the customer's opt-in
+    requires_consent: bool = True  # false only for staff tasks such as service callbacks
+    cost: float = Field(default=0.0, ge=0)
+    cap: ContactCap | None = None
+
+    @model_validator(mode="after")
+    def _consent_named(self) -> Channel:
+        if self.requires_consent and not self.consent:
+            raise ValueError("name the consent field, or set requires_consent = false")
+        return self
+
+
+def _default_channels() -> dict[str, Channel]:
+    return {
+        "sms": Channel(consent="sms_opt_in", cost=0.1),
+        "email": Channel(consent="email_opt_in", cost=0.02),
+        "phone": Channel(requires_consent=False, cost=2.0),
+    }
+
+
+class Weights(_Model):
+    recency: float = 1
+    frequency: float = 3
+    monetary: float = 4
+
+
+def _five(values: list) -> list:
+    if len(values) != 5:
+        raise ValueError("give five thresholds, for scores 5, 4, 3, 2 and 1")
+    return values
+
+
+class Scoring(_Model):
+    window: DurationField = Duration(12, "month")
+    # Score 5..1: at most this long since the last order.
+    recency: Annotated[list[DurationField], BeforeValidator(_five)] = Field(
+        default_factory=lambda: [Duration(n, "month") for n in (1, 3, 4, 7, 12)]
+    )
+    # Score 5..1: at least this many orders / this much spend in the window (and more than 0).
+    frequency: Annotated[list[float], BeforeValidator(_five)] = [6, 4, 3, 2, 1]
+    monetary: Annotated[list[float], BeforeValidator(_five)] = [2000, 1000, 500, 300, 0]
+    weights: Weights = Weights()
+
+
+class Stages(_Model):
+    """Upper bounds of time since the last order; beyond `sleeping` a customer is lost."""
+
+    active: DurationField = Duration(90, "day")
+    silent: DurationField = Duration(180, "day")
+    sleeping: DurationField = Duration(270, "day")
+
+
+class Contacts(_Model):
+    """Contact hygiene applied to every rule: nothing goes to someone contacted this recently."""
+
+    quiet_period: DurationField | None = None
+
+
+class Config(_Model):
+    timezone: str = "Asia/Shanghai"
+    default_channel: str | None = "sms"
+    staff_channel: str = "phone"
+    customers: CustomerSchema = CustomerSchema()
+    channels: dict[str, Channel] = Field(default_factory=_default_channels)
+    scoring: Scoring = Scoring()
+    tiers: dict[str, float] = Field(default_factory=lambda: {"B": 1, "S": 17, "G": 26, "P": 36})
+    stages: Stages = Stages()
+    contacts: Contacts = Contacts()
+    source: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        declared = self.customers.types()
+        for name, channel in self.channels.items():
+            if channel.consent and declared.get(channel.consent) != t.BOOL:
+                raise ValueError(
+                    f"channels.{name}.consent names {channel.consent!r}, "
+                    "which must be a bool field in customers.fields"
+                )
+        for channel in (self.default_channel, self.staff_channel):
+            if channel is not None and channel not in self.channels:
+                raise ValueError(f"channel {channel!r} is not configured under [channels]")
+        builtin = {**t.ACTIVITY_FIELDS, **t.derived_fields(self.tier_type())}
+        for name, declared_type in declared.items():
+            if name in builtin and builtin[name] != declared_type:
+                raise ValueError(
+                    f"field {name!r} is built in as {builtin[name]}, but declared {declared_type}"
+                )
+        if self.customers.birthday and declared[self.customers.birthday] not in (t.DATE, t.ANNIVERSARY):
+            raise ValueError("customers.birthday must name a date or anniversary field")
+        return self
+
+    def tier_type(self) -> t.Type:
+        ordered = sorted(self.tiers, key=lambda name: self.tiers[name])
+        return t.Type(t.Kind.ENUM, "tier", tuple(ordered))
+
+    def field_types(self) -> dict[str, t.Type]:
+        """Every field a rule can name: declared, activity and derived."""
+        return {**t.ACTIVITY_FIELDS, **self.customers.types(), **t.derived_fields(self.tier_type())}
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message says where."""
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    try:
+        return Config.model_validate(data).model_copy(update={"source": str(path)})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from error
+
+
+def find_config(start: Path) -> Path | None:
+    """The nearest retentionrules.toml in `start` or a folder above it."""
+    folder = start if start.is_dir() else start.parent
+    for candidate in (folder.resolve(), *folder.resolve().parents):
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate / CONFIG_NAME
+    return None

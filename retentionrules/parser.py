@@ -1,0 +1,447 @@
+"""Source text -> `ast.RuleFile` plus syntax diagnostics. No `lark.Tree` leaves this module.
+
+A file is first cut into statements by the offside rule: a statement starts on a line whose first
+character is not blank and not `#`; indented lines continue it. Each statement is parsed on its
+own, so one broken rule does not hide the problems in the next one (all errors in one pass).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    file: ast.RuleFile
+    diagnostics: tuple[Diagnostic, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    text: str
+    first_line: int  # 1-based line of the chunk's first line
+    offset: int  # character offset of the chunk in the file
+    is_statement: bool  # False for a trailing run of comments/blank lines
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = (Path(__file__).with_name("grammar.lark")).read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(source: str, path: str = "<string>") -> ParseResult:
+    """Parse a whole rule file, collecting every syntax error rather than stopping at the first."""
+    statements: list[ast.Statement] = []
+    comments: list[ast.Comment] = []
+    diagnostics: list[Diagnostic] = []
+    for chunk in _split_statements(source):
+        comments.extend(_comments(chunk))
+        if not chunk.is_statement:
+            continue
+        builder = _Builder(chunk, path)
+        try:
+            tree = _lark().parse(chunk.text)
+        except UnexpectedInput as error:
+            diagnostics.append(_syntax_diagnostic(error, chunk, path))
+            continue
+        statements.append(builder.transform(tree))
+        diagnostics.extend(builder.diagnostics)
+    rule_file = ast.RuleFile(path, tuple(statements), tuple(comments))
+    return ParseResult(rule_file, tuple(diagnostics))
+
+
+# ---------------------------------------------------------------- splitting into statements
+
+
+def _starts_statement(line: str) -> bool:
+    return bool(line) and not line[0].isspace() and not line.startswith("#")
+
+
+def _split_statements(source: str) -> list[_Chunk]:
+    """Cut at statement starts; comment lines at column 1 just before a statement go with it."""
+    lines = source.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if _starts_statement(line)]
+    # A run of blank lines and column-1 comments belongs to the statement that follows it.
+    cut_points = []
+    for start in starts:
+        cut = start
+        while cut > 0 and (not lines[cut - 1].strip() or lines[cut - 1].startswith("#")):
+            cut -= 1
+        cut_points.append(cut)
+    bounds = [0, *cut_points[1:], len(lines)] if cut_points else [0, len(lines)]
+    chunks = []
+    offset = 0
+    line_offsets = [0]
+    for line in lines:
+        offset += len(line)
+        line_offsets.append(offset)
+    for i, (begin, end) in enumerate(zip(bounds, bounds[1:])):
+        if begin == end:
+            continue
+        text = "".join(lines[begin:end])
+        has_statement = i < len(starts)
+        chunks.append(_Chunk(text, begin + 1, line_offsets[begin], has_statement))
+    return chunks
+
+
+_COMMENT = re.compile(r"#[^\n]*")
+_STRING = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+
+
+def _comments(chunk: _Chunk) -> list[ast.Comment]:
+    found = []
+    for number, line in enumerate(chunk.text.splitlines(), start=chunk.first_line):
+        code = _STRING.sub(lambda m: " " * len(m.group()), line)
+        match = _COMMENT.search(code)
+        if match:
+            column = match.start() + 1
+            span = ast.Span(number, column, number, len(line) + 1)
+            own_line = not line[: match.start()].strip()
+            found.append(ast.Comment(line[match.start():].rstrip(), own_line, span=span))
+    return found
+
+
+# ---------------------------------------------------------------- syntax errors in plain words
+
+_TOKEN_WORDS = {
+    "VALUE": 'a field or a value (a number, "text", a date)',
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a quoted text ("...")',
+    "DATE": "a date (YYYY-MM-DD)",
+    "UNIT": "a unit (days, weeks, months, years)",
+    "ACTION_KIND": "an action (`send`, `call` or `tag`)",
+    "BEFORE_AFTER": "`before` or `after`",
+    "NEXT": "`next`",
+    "AGO": "`ago`",
+    "$END": "the end of the statement",
+}
+# Terminals listed first when several are possible, so the likeliest fix is read first.
+_PREFERRED = ("THEN", "WHEN", "AND", "OR", "EQUAL", "NAME", "NUMBER", "STRING", "ACTION_KIND")
+
+
+def _word(name: str) -> str:
+    if name in _TOKEN_WORDS:
+        return _TOKEN_WORDS[name]
+    terminal = next((t for t in _lark().terminals if t.name == name), None)
+    if terminal is not None and terminal.pattern.type == "str":
+        return f"`{terminal.pattern.value}`"
+    return name.lower()
+
+
+_VALUE_START = {"NAME", "NUMBER", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "MINUS"}
+
+
+def _describe_expected(names: set[str]) -> str:
+    if {"NAME", "NUMBER", "STRING"} <= names:
+        names = (names - _VALUE_START) | {"VALUE"}
+    ordered = sorted(
+        names, key=lambda n: (_PREFERRED.index(n) if n in _PREFERRED else len(_PREFERRED), n)
+    )
+    words = list(dict.fromkeys(_word(name) for name in ordered))
+    shown, rest = words[:6], words[6:]
+    if len(shown) == 1:
+        return shown[0]
+    tail = f" or {shown[-1]}" if not rest else f", {shown[-1]} or another keyword"
+    return ", ".join(shown[:-1]) + tail
+
+
+def _expected(error: UnexpectedToken) -> set[str]:
+    """The exact set of acceptable tokens (LALR's own list is widened by default reductions)."""
+    try:
+        return set(error.interactive_parser.accepts()) or set(error.expected)
+    except Exception:  # noqa: BLE001 - accepts() is best effort; the plain list is still right
+        return set(error.expected)
+
+
+def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diagnostic:
+    line = error.line + chunk.first_line - 1 if error.line > 0 else _last_line(chunk)
+    column = error.column if error.column > 0 else 1
+    hint = None
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        message = f"the statement ends too early; expected {_describe_expected(_expected(error))}"
+        line, column = _end_position(chunk)
+    elif isinstance(error, UnexpectedToken):
+        token = error.token
+        expected = _expected(error)
+        message = f"unexpected `{token}`; expected {_describe_expected(expected)}"
+        hint = _hint_for(token, expected, chunk)
+    elif isinstance(error, UnexpectedCharacters):
+        char = chunk.text[error.pos_in_stream]
+        message = f"unexpected character `{char}`"
+        hint = (
+            'the language has names, numbers, "quoted text", dates and the operators '
+            "= != < <= > >= + - * /"
+        )
+    elif isinstance(error, UnexpectedEOF):
+        message = "the statement ends too early"
+        line, column = _end_position(chunk)
+    else:  # pragma: no cover - lark raises only the three above
+        message = str(error)
+    width = len(str(getattr(error, "token", " "))) or 1
+    return Diagnostic(
+        "RR100", message, path, ast.Span(line, column, line, column + width), hint
+    )
+
+
+def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
+    text = str(token)
+    if token.line == _first_code_line(chunk) and token.column == 1:
+        return (
+            "a statement starts with `rule`, `segment` or `when` at the start of a line; "
+            "indent the lines that continue a rule"
+        )
+    if text in ("send", "call", "tag") and "THEN" in expected:
+        return f"write `then {text} ...` after the condition"
+    if text == "=" and chunk.text[token.start_pos - 1 : token.start_pos] in ("=", "!", "<", ">"):
+        return "compare with a single `=` (or `!=`, `<=`, `>=`)"
+    if token.type != "NAME" and text.isidentifier() and "NAME" in expected:
+        return f"`{text}` is a keyword of the language and cannot be used as a name here"
+    return None
+
+
+def _first_code_line(chunk: _Chunk) -> int:
+    for i, line in enumerate(chunk.text.splitlines(), start=1):
+        if _starts_statement(line):
+            return i
+    return 1
+
+
+def _end_position(chunk: _Chunk) -> tuple[int, int]:
+    lines = chunk.text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), lines[i])).rstrip()
+        if code:
+            return chunk.first_line + i, len(code) + 1
+    return chunk.first_line, 1
+
+
+def _last_line(chunk: _Chunk) -> int:
+    return _end_position(chunk)[0]
+
+
+# ---------------------------------------------------------------- tree -> AST
+
+_UNITS: dict[str, ast.DurationUnit] = {
+    "day": "day", "days": "day", "week": "week", "weeks": "week",
+    "month": "month", "months": "month", "year": "year", "years": "year",
+}
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _unquote(token: str) -> str:
+    body = token[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body)
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Turns one statement's Lark tree into AST nodes, shifting positions into file coordinates."""
+
+    def __init__(self, chunk: _Chunk, path: str) -> None:
+        super().__init__()
+        self._line_shift = chunk.first_line - 1
+        self._offset_shift = chunk.offset
+        self._path = path
+        self.diagnostics: list[Diagnostic] = []
+
+    # -- positions
+    def _span(self, meta) -> ast.Span:
+        if getattr(meta, "empty", False):
+            return ast.NO_SPAN
+        return ast.Span(
+            meta.line + self._line_shift, meta.column,
+            meta.end_line + self._line_shift, meta.end_column,
+            meta.start_pos + self._offset_shift, meta.end_pos + self._offset_shift,
+        )
+
+    def _whole(self, token: Token, what: str, minimum: int = 0) -> int:
+        value = Decimal(str(token))
+        if value != value.to_integral_value() or value < minimum:
+            self.diagnostics.append(Diagnostic(
+                "RR101", f"{what} must be a whole number of at least {minimum}, not {token}",
+                self._path, self._span(token),
+            ))
+            return max(int(value), minimum)
+        return int(value)
+
+    # -- statements
+    def start(self, meta, children):
+        return children[0]
+
+    def segment_def(self, meta, children):
+        name, condition = children
+        return ast.Segment(str(name), condition, span=self._span(meta))
+
+    def rule_def(self, meta, children):
+        name, description, *clauses = children
+        text = _unquote(description) if description is not None else None
+        return ast.Rule(str(name), text, tuple(clauses), span=self._span(meta))
+
+    def oneliner(self, meta, children):
+        return ast.Rule(None, None, tuple(children), span=self._span(meta))
+
+    # -- clauses
+    def when_clause(self, meta, children):
+        return ast.When(children[0], span=self._span(meta))
+
+    def then_clause(self, meta, children):
+        return ast.Then(children[0], span=self._span(meta))
+
+    def priority_clause(self, meta, children):
+        return ast.Priority(self._whole(children[0], "a priority"), span=self._span(meta))
+
+    def cap_clause(self, meta, children):
+        count = self._whole(children[0], "a cap", minimum=1)
+        return ast.Cap(count, children[1], span=self._span(meta))
+
+    def holdout_clause(self, meta, children):
+        percent = Decimal(str(children[0]))
+        if percent > 100:
+            self.diagnostics.append(Diagnostic(
+                "RR101", f"a holdout is a share from 0% to 100%, not {percent}%",
+                self._path, self._span(children[0]),
+            ))
+        return ast.Holdout(percent, span=self._span(meta))
+
+    def household_clause(self, meta, children):
+        return ast.OncePerHousehold(span=self._span(meta))
+
+    def max_clause(self, meta, children):
+        count = self._whole(children[0], "a volume limit", minimum=1)
+        return ast.MaxPerRun(count, span=self._span(meta))
+
+    # -- actions
+    def action(self, meta, children):
+        kind, words, channel, params = children
+        return ast.Action(
+            str(kind), words, channel, tuple(params or ()), span=self._span(meta)
+        )
+
+    def words(self, meta, children):
+        return "_".join(str(word) for word in children)
+
+    def via(self, meta, children):
+        return str(children[0])
+
+    def params(self, meta, children):
+        return children
+
+    def param(self, meta, children):
+        name, value = children
+        return ast.Param(str(name), value, span=self._span(meta))
+
+    # -- literals
+    def number(self, meta, children):
+        return ast.Number(Decimal(str(children[0])), span=self._span(meta))
+
+    def negative_number(self, meta, children):
+        return ast.Number(-Decimal(str(children[0])), span=self._span(meta))
+
+    def string(self, meta, children):
+        return ast.String(_unquote(children[0]), span=self._span(meta))
+
+    def date(self, meta, children):
+        text = str(children[0])
+        try:
+            value = dt.date.fromisoformat(text)
+        except ValueError:
+            self.diagnostics.append(Diagnostic(
+                "RR101", f"`{text}` is not a calendar date", self._path, self._span(meta),
+                "write dates as YYYY-MM-DD, e.g. 2026-11-22",
+            ))
+            value = dt.date(1970, 1, 1)
+        return ast.Date(value, span=self._span(meta))
+
+    def true(self, meta, children):
+        return ast.Bool(True, span=self._span(meta))
+
+    def false(self, meta, children):
+        return ast.Bool(False, span=self._span(meta))
+
+    def name(self, meta, children):
+        return ast.Name(str(children[0]), span=self._span(meta))
+
+    def duration(self, meta, children):
+        amount = self._whole(children[0], "a duration")
+        return ast.Duration(amount, _UNITS[str(children[1])], span=self._span(meta))
+
+    # -- expressions
+    def or_expr(self, meta, children):
+        return ast.Or(_flatten(ast.Or, children), span=self._span(meta))
+
+    def and_expr(self, meta, children):
+        return ast.And(_flatten(ast.And, children), span=self._span(meta))
+
+    def not_(self, meta, children):
+        return ast.Not(children[0], span=self._span(meta))
+
+    def compare_op(self, meta, children):
+        return str(children[0])
+
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.Compare(op, left, right, span=self._span(meta))
+
+    def in_(self, meta, children):
+        return ast.In(children[0], children[1], span=self._span(meta))
+
+    def not_in(self, meta, children):
+        return ast.In(children[0], children[1], negated=True, span=self._span(meta))
+
+    def list(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def between(self, meta, children):
+        return ast.Between(*children, span=self._span(meta))
+
+    def is_missing(self, meta, children):
+        return ast.IsMissing(children[0], span=self._span(meta))
+
+    def is_present(self, meta, children):
+        return ast.IsMissing(children[0], negated=True, span=self._span(meta))
+
+    def contains(self, meta, children):
+        return ast.Contains(*children, span=self._span(meta))
+
+    def starts_with(self, meta, children):
+        return ast.StartsWith(*children, span=self._span(meta))
+
+    def within(self, meta, children):
+        value, upcoming, window = children
+        return ast.Within(value, window, upcoming is not None, span=self._span(meta))
+
+    def before_after(self, meta, children):
+        value, direction, point, ago = children
+        return ast.BeforeAfter(value, str(direction), point, ago is not None, span=self._span(meta))
+
+    def _arith(op: str):  # noqa: N805 - a method factory used only in this class body
+        def build(self, meta, children):
+            return ast.Arith(op, children[0], children[1], span=self._span(meta))
+
+        return build
+
+    add, sub, mul, div = _arith("+"), _arith("-"), _arith("*"), _arith("/")
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], span=self._span(meta))
+
+
+def _flatten(kind: type, operands: list) -> tuple:
+    """`(a and b) and c` means `a and b and c`: keep one n-ary node per chain."""
+    flat: list = []
+    for operand in operands:
+        flat.extend(operand.operands if isinstance(operand, kind) else (operand,))
+    return tuple(flat)

@@ -1,0 +1,60 @@
+"""Calendar arithmetic shared by the checker, both evaluators and the scoring: one definition.
+
+Months and years are calendar units: 31 March minus one month is the last day of February.
+Anniversaries fall on 28 February in years without a 29 February.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+_UNIT_DAYS = {"day": 1, "week": 7}
+_DURATION = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    amount: int
+    unit: str  # day | week | month | year
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.unit}{'' if self.amount == 1 else 's'}"
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        match = _DURATION.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not a duration like '30 days' or '3 months'")
+        return cls(int(match.group(1)), match.group(2))
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    last = calendar.monthrange(year, month + 1)[1]
+    return dt.date(year, month + 1, min(day.day, last))
+
+
+def shift(day: dt.date, duration: Duration, sign: int = 1) -> dt.date:
+    """`day` moved by `duration` forward (sign=1) or back (sign=-1)."""
+    if duration.unit in _UNIT_DAYS:
+        return day + dt.timedelta(days=sign * duration.amount * _UNIT_DAYS[duration.unit])
+    months = duration.amount * (12 if duration.unit == "year" else 1)
+    return add_months(day, sign * months)
+
+
+def next_anniversary(day: dt.date, as_of: dt.date) -> dt.date:
+    """The next occurrence of `day`'s month and day on or after `as_of`."""
+    for year in (as_of.year, as_of.year + 1):
+        last = calendar.monthrange(year, day.month)[1]
+        candidate = dt.date(year, day.month, min(day.day, last))
+        if candidate >= as_of:
+            return candidate
+    raise AssertionError("unreachable: an anniversary recurs within a year")
+
+
+def days_to_anniversary(day: dt.date, as_of: dt.date) -> int:
+    return (next_anniversary(day, as_of) - as_of).days
