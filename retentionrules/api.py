@@ -1,8 +1,8 @@
 """The Python API behind the CLI: usable from a notebook, returns data, prints nothing.
 
-    >>> from retentionrules.api import check_paths
-    >>> report = check_paths(["rules/"])
-    >>> report.ok, report.ruleset.rules[0].name
+>>> from retentionrules.api import check_paths
+>>> report = check_paths(["rules/"])
+>>> report.ok, report.ruleset.rules[0].name
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast, ir
+from .ast import Span
 from .checker import check
 from .config import Config, ConfigError, find_config, load_config
 from .diagnostics import Diagnostic, apply_noqa
@@ -46,7 +47,7 @@ def resolve_config(paths: Sequence[Path], config_path: Path | None = None) -> Co
             if not config_path.is_file():
                 raise UsageError(f"{config_path}: no such configuration file")
             return load_config(config_path)
-        return load_config(find_config(paths[0]) if paths else find_config(Path.cwd()))
+        return load_config(find_config(paths[0] if paths else Path.cwd()))
     except ConfigError as error:
         raise UsageError(str(error)) from error
 
@@ -80,13 +81,24 @@ def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic
         try:
             sources[str(path)] = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
-            problems.append(Diagnostic(
-                "RR001", f"not UTF-8 text (byte {error.start})", str(path),
-                hint="save the file as UTF-8",
-            ))
+            problems.append(
+                Diagnostic(
+                    "RR001",
+                    "not UTF-8 text",
+                    str(path),
+                    _byte_span(error.object, error.start),
+                    hint="save the file as UTF-8",
+                )
+            )
         except OSError as error:
             problems.append(Diagnostic("RR001", f"cannot read: {error.strerror}", str(path)))
     return sources, problems
+
+
+def _byte_span(data: bytes, index: int) -> Span:
+    line = data.count(b"\n", 0, index) + 1
+    column = index - (data.rfind(b"\n", 0, index) + 1) + 1
+    return Span(line, column, line, column + 1)
 
 
 def check_sources(sources: dict[str, str], config: Config) -> Report:
@@ -100,12 +112,33 @@ def check_sources(sources: dict[str, str], config: Config) -> Report:
 
 
 def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:
+    """Check rule files; files under different retentionrules.toml are separate rule sets."""
     files = rule_files(paths)
     if not files:
         raise UsageError("no rule files found (looked for *.rules)")
+    groups: dict[Path | None, list[Path]] = {}
+    for path in files:
+        groups.setdefault(config_path or find_config(path), []).append(path)
+    reports = [_check_group(group, config) for config, group in groups.items()]
+    merged = Report({}, [])
+    for report in reports:
+        merged.sources.update(report.sources)
+        merged.diagnostics.extend(report.diagnostics)
+        merged.files.extend(report.files)
+    merged.diagnostics.sort(key=Diagnostic.sort_key)
+    merged.ruleset = (
+        reports[0].ruleset
+        if len(reports) == 1
+        else ir.RuleSet(tuple(r for report in reports for r in report.ruleset.rules))
+    )
+    return merged
+
+
+def _check_group(files: list[Path], config_path: Path | None) -> Report:
     config = resolve_config(files, config_path)
     sources, unreadable = read_sources(files)
     report = check_sources(sources, config)
+    report.sources.update({d.path: "" for d in unreadable})
     report.diagnostics = sorted([*unreadable, *report.diagnostics], key=Diagnostic.sort_key)
     return report
 

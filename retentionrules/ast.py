@@ -182,8 +182,25 @@ class BeforeAfter(Node):
 
 
 Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
-    Name, Number, String, Bool, Date, Duration, Neg, Arith, Compare, And, Or, Not, In, Between,
-    IsMissing, Contains, StartsWith, Within, BeforeAfter,
+    Name,
+    Number,
+    String,
+    Bool,
+    Date,
+    Duration,
+    Neg,
+    Arith,
+    Compare,
+    And,
+    Or,
+    Not,
+    In,
+    Between,
+    IsMissing,
+    Contains,
+    StartsWith,
+    Within,
+    BeforeAfter,
 ]
 LITERALS = (Number, String, Bool, Date, Duration)
 

@@ -72,7 +72,7 @@ class _Checker:
             self.path = path
             self._segment(name)
         rules: list[ir.Rule] = []
-        seen: dict[str, ast.Rule] = {}
+        seen: dict[str, tuple[str, ast.Rule]] = {}
         for rule_file in files:
             self.path = rule_file.path
             for statement in rule_file.statements:
@@ -94,13 +94,17 @@ class _Checker:
         if segment.name in self.segment_defs:
             first_path, first = self.segment_defs[segment.name]
             self._report(
-                "RR206", f"segment `{segment.name}` is defined twice", segment.span,
+                "RR206",
+                f"segment `{segment.name}` is defined twice",
+                segment.span,
                 f"the first definition is at {first_path}:{first.span.line}",
             )
             return
         if segment.name in self.fields:
             self._report(
-                "RR206", f"segment `{segment.name}` has the name of a customer field", segment.span,
+                "RR206",
+                f"segment `{segment.name}` has the name of a customer field",
+                segment.span,
                 "give the segment a name of its own",
             )
             return
@@ -111,11 +115,13 @@ class _Checker:
             return self.segment_ir[name]
         path, segment = self.segment_defs[name]
         if name in self.segments_in_progress:
-            cycle = [*self.segments_in_progress[self.segments_in_progress.index(name):], name]
+            cycle = [*self.segments_in_progress[self.segments_in_progress.index(name) :], name]
             saved, self.path = self.path, path
             self._report(
-                "RR204", f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
-                segment.span, "a segment cannot be defined in terms of itself",
+                "RR204",
+                f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
+                segment.span,
+                "a segment cannot be defined in terms of itself",
             )
             self.path = saved
             for member in cycle:
@@ -134,27 +140,37 @@ class _Checker:
             if name not in self.used_segments:
                 self.path = path
                 self._report(
-                    "RR303", f"segment `{name}` is not used by any rule", segment.span,
+                    "RR303",
+                    f"segment `{name}` is not used by any rule",
+                    segment.span,
                     "use it in a condition or delete it",
                 )
 
     # ------------------------------------------------------------ rules
 
-    def _rule(self, rule: ast.Rule, order: int, seen: dict[str, ast.Rule]) -> ir.Rule | None:
+    def _rule(
+        self, rule: ast.Rule, order: int, seen: dict[str, tuple[str, ast.Rule]]
+    ) -> ir.Rule | None:
         errors_before = sum(d.is_error for d in self.diagnostics)
         name = rule.name or derived_name(rule)
         if rule.name is None:
             self._report(
-                "RR300", f"this rule has no name; it is called `{name}` in plans", rule.span,
+                "RR300",
+                f"this rule has no name; it is called `{name}` in plans",
+                rule.span,
                 f"name it: `rule {name}` with `when ...` and `then ...` on indented lines",
             )
         if name in seen:
+            first_path, first = seen[name]
             self._report(
-                "RR203", f"rule `{name}` is defined twice", rule.span,
-                f"the first definition is at line {seen[name].span.line}; rule names must be unique",
+                "RR203",
+                f"rule `{name}` is defined twice",
+                rule.span,
+                f"the first definition is at {first_path}:{first.span.line}; "
+                "rule names must be unique",
             )
         else:
-            seen[name] = rule
+            seen[name] = (self.path, rule)
         self._check_clauses(rule, name)
         when, then = rule.clause(ast.When), rule.clause(ast.Then)
         condition = self._condition(when.condition) if when else None
@@ -187,14 +203,18 @@ class _Checker:
         for clause in rule.clauses:
             if type(clause) in seen:
                 self._report(
-                    "RR102", f"rule `{name}` has more than one `{_clause_word(clause)}` clause",
-                    clause.span, "combine them into one",
+                    "RR102",
+                    f"rule `{name}` has more than one `{_clause_word(clause)}` clause",
+                    clause.span,
+                    "combine them into one",
                 )
             seen.add(type(clause))
         for kind, word in ((ast.When, "when"), (ast.Then, "then")):
             if kind not in seen:
                 self._report(
-                    "RR103", f"rule `{name}` has no `{word}` clause", rule.span,
+                    "RR103",
+                    f"rule `{name}` has no `{word}` clause",
+                    rule.span,
                     "a rule needs `when CONDITION` and `then ACTION`",
                 )
 
@@ -203,16 +223,23 @@ class _Checker:
         if action.kind == "tag":
             channel = None
         elif channel is None:
-            channel = self.config.staff_channel if action.kind == "call" else self.config.default_channel
+            channel = (
+                self.config.staff_channel if action.kind == "call" else self.config.default_channel
+            )
             if channel is None:
+                setting = "staff_channel" if action.kind == "call" else "default_channel"
                 self._report(
-                    "RR208", f"`{action.kind} {action.template}` names no channel", action.span,
-                    f"add `via CHANNEL` ({', '.join(self.config.channels)}) or set default_channel",
+                    "RR208",
+                    f"`{action.kind} {action.template}` names no channel",
+                    action.span,
+                    f"add `via CHANNEL` ({', '.join(self.config.channels)}) or set {setting}",
                 )
                 return None
         if channel is not None and channel not in self.config.channels:
             self._report(
-                "RR205", f"unknown channel `{channel}`", action.span,
+                "RR205",
+                f"unknown channel `{channel}`",
+                action.span,
                 _did_you_mean(channel, self.config.channels)
                 or f"configured channels: {', '.join(self.config.channels)}",
             )
@@ -321,7 +348,9 @@ class _Checker:
         if expected is not None and expected.kind is t.Kind.ENUM:
             return self._enum_value(node.id, expected, node.span)
         self._report(
-            "RR200", f"unknown field or segment `{node.id}`", node.span,
+            "RR200",
+            f"unknown field or segment `{node.id}`",
+            node.span,
             _did_you_mean(node.id, [*self.fields, *self.segment_defs]),
         )
         raise _Invalid
@@ -330,8 +359,10 @@ class _Checker:
         if value not in enum.values:
             hint = _did_you_mean(value, enum.values) or ""
             self._report(
-                "RR201", f"`{value}` is not a {enum.enum}; valid values: {', '.join(enum.values)}",
-                span, hint or None,
+                "RR201",
+                f"`{value}` is not a {enum.enum}; valid values: {', '.join(enum.values)}",
+                span,
+                hint or None,
             )
             raise _Invalid
         return ir.Const(value, enum, span=span)
@@ -345,7 +376,9 @@ class _Checker:
         return typed_left, self._value(right, typed_left.type)
 
     def _is_field(self, node: ast.Expr) -> bool:
-        return isinstance(node, ast.Name) and (node.id in self.fields or node.id in self.segment_defs)
+        return isinstance(node, ast.Name) and (
+            node.id in self.fields or node.id in self.segment_defs
+        )
 
     def _compare(self, node: ast.Compare) -> ir.Expr:
         left, right = self._pair(node.left, node.right)
@@ -357,7 +390,9 @@ class _Checker:
         same = left == right or kinds <= {t.Kind.DATE, t.Kind.ANNIVERSARY}
         if not same:
             hint = None
-            enum = left if left.kind is t.Kind.ENUM else right if right.kind is t.Kind.ENUM else None
+            enum = (
+                left if left.kind is t.Kind.ENUM else right if right.kind is t.Kind.ENUM else None
+            )
             if enum is not None:
                 hint = f"{enum.enum} takes one of: {', '.join(enum.values)}"
             elif kinds & {t.Kind.DATE, t.Kind.ANNIVERSARY}:
@@ -369,7 +404,7 @@ class _Checker:
     def _in(self, node: ast.In) -> ir.Expr:
         value = self._value(node.value)
         items = self._all(lambda item: self._value(item, value.type), node.items)
-        for item, source in zip(items, node.items):
+        for item, source in zip(items, node.items, strict=True):
             self._comparable(source, value.type, item.type, ordered=False)
         return ir.InSet(value, items, node.negated, span=node.span)
 
@@ -379,7 +414,10 @@ class _Checker:
         for bound, source in ((low, node.low), (high, node.high)):
             self._comparable(source, value.type, bound.type, ordered=True)
         return ir.And(
-            (ir.Compare(">=", value, low, span=node.span), ir.Compare("<=", value, high, span=node.span)),
+            (
+                ir.Compare(">=", value, low, span=node.span),
+                ir.Compare("<=", value, high, span=node.span),
+            ),
             span=node.span,
         )
 
@@ -388,7 +426,9 @@ class _Checker:
         value, pattern = self._all(self._value, (node.value, operand))
         for typed, source in ((value, node.value), (pattern, operand)):
             if typed.type != t.STRING:
-                self._mismatch(source, f"`contains` and `starts with` work on text, not {_a(typed.type)}")
+                self._mismatch(
+                    source, f"`contains` and `starts with` work on text, not {_a(typed.type)}"
+                )
         op = "contains" if isinstance(node, ast.Contains) else "starts_with"
         return ir.TextMatch(op, value, pattern, span=node.span)
 
@@ -426,7 +466,8 @@ class _Checker:
             point = self._value(node.point)
             if point.type != t.DATE:
                 self._mismatch(
-                    node.point, f"expected a date or `N days ago`, not {_a(point.type)}",
+                    node.point,
+                    f"expected a date or `N days ago`, not {_a(point.type)}",
                     "write a date as YYYY-MM-DD, or a time such as `90 days ago`",
                 )
         op = "<" if node.direction == "before" else ">"
@@ -446,7 +487,9 @@ def _duration(node: ast.Duration) -> Duration:
 
 def _param_value(node: ast.Expr) -> object:
     if isinstance(node, ast.Number):
-        return int(node.value) if node.value == node.value.to_integral_value() else float(node.value)
+        return (
+            int(node.value) if node.value == node.value.to_integral_value() else float(node.value)
+        )
     if isinstance(node, ast.Date):
         return node.value.isoformat()
     if isinstance(node, ast.Name):
@@ -457,14 +500,25 @@ def _param_value(node: ast.Expr) -> object:
 def _a(type_: t.Type) -> str:
     if type_.kind is t.Kind.ENUM:
         return f"a {type_.enum}"
-    return {"number": "a number", "string": "text", "bool": "true/false", "date": "a date",
-            "anniversary": "an anniversary date", "duration": "a duration"}[type_.kind.value]
+    return {
+        "number": "a number",
+        "string": "text",
+        "bool": "true/false",
+        "date": "a date",
+        "anniversary": "an anniversary date",
+        "duration": "a duration",
+    }[type_.kind.value]
 
 
 def _clause_word(clause: ast.Clause) -> str:
     return {
-        ast.When: "when", ast.Then: "then", ast.Priority: "priority", ast.Cap: "cap",
-        ast.Holdout: "holdout", ast.OncePerHousehold: "once per household", ast.MaxPerRun: "max",
+        ast.When: "when",
+        ast.Then: "then",
+        ast.Priority: "priority",
+        ast.Cap: "cap",
+        ast.Holdout: "holdout",
+        ast.OncePerHousehold: "once per household",
+        ast.MaxPerRun: "max",
     }[type(clause)]
 
 

@@ -32,12 +32,19 @@ class Format(str, Enum):
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="retentionrules.toml to use (default: the nearest one "
-                 "above the first rule file, else the built-in defaults).", dir_okay=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="retentionrules.toml to use (default: the nearest one "
+        "above the first rule file, else the built-in defaults).",
+        dir_okay=False,
+    ),
 ]
 PathsArgument = Annotated[
     list[Path] | None,
-    typer.Argument(help="Rule files, or folders searched for *.rules (default: the current folder)."),
+    typer.Argument(
+        help="Rule files, or folders searched for *.rules (default: the current folder)."
+    ),
 ]
 
 
@@ -55,7 +62,7 @@ def _guarded(command):
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
+        except Exception as error:
             typer.echo(f"retentionrules: internal error: {type(error).__name__}: {error}", err=True)
             typer.echo("please report this with the command and input that caused it", err=True)
             raise typer.Exit(2) from None
@@ -69,7 +76,8 @@ def check(
     paths: PathsArgument = None,
     config: ConfigOption = None,
     output_format: Annotated[
-        Format, typer.Option("--format", "-f", help="text for people; json, github or sarif for CI.")
+        Format,
+        typer.Option("--format", "-f", help="text for people; json, github or sarif for CI."),
     ] = Format.text,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
 ) -> None:
@@ -93,9 +101,12 @@ def check(
 def fmt(
     paths: PathsArgument = None,
     check_only: Annotated[
-        bool, typer.Option("--check", help="Change nothing; exit 1 and list files that would change.")
+        bool,
+        typer.Option("--check", help="Change nothing; exit 1 and list files that would change."),
     ] = False,
-    diff: Annotated[bool, typer.Option("--diff", help="Show the changes instead of writing them.")] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Show the changes instead of writing them.")
+    ] = False,
 ) -> None:
     """Rewrite rule files into the canonical layout, keeping comments. Idempotent."""
     import difflib
@@ -115,10 +126,17 @@ def fmt(
             continue
         changed.append(path)
         if diff:
-            typer.echo("".join(difflib.unified_diff(
-                source.splitlines(keepends=True), formatted.splitlines(keepends=True),
-                f"a/{path}", f"b/{path}",
-            )), nl=False)
+            typer.echo(
+                "".join(
+                    difflib.unified_diff(
+                        source.splitlines(keepends=True),
+                        formatted.splitlines(keepends=True),
+                        f"a/{path}",
+                        f"b/{path}",
+                    )
+                ),
+                nl=False,
+            )
         elif check_only:
             typer.echo(f"would reformat {path}")
         else:

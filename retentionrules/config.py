@@ -34,8 +34,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
-_SCALAR_TYPES = {k.value: t.Type(k) for k in (
-    t.Kind.NUMBER, t.Kind.STRING, t.Kind.BOOL, t.Kind.DATE, t.Kind.ANNIVERSARY)}
+_SCALAR_TYPES = {
+    k.value: t.Type(k)
+    for k in (t.Kind.NUMBER, t.Kind.STRING, t.Kind.BOOL, t.Kind.DATE, t.Kind.ANNIVERSARY)
+}
 
 
 def _field_type(name: str, spec: Any) -> t.Type:
@@ -80,7 +82,9 @@ class CustomerSchema(_Model):
         for role in ("id", "household", "birthday"):
             column = getattr(self, role)
             if column is not None and column not in self.fields:
-                raise ValueError(f"customers.{role} names {column!r}, which is not in customers.fields")
+                raise ValueError(
+                    f"customers.{role} names {column!r}, which is not in customers.fields"
+                )
         for name, spec in self.fields.items():
             _field_type(name, spec)
         return self
@@ -153,10 +157,17 @@ class Contacts(_Model):
     quiet_period: DurationField | None = None
 
 
+def _optional_name(value: Any) -> Any:
+    return None if value == "" else value
+
+
+OptionalName = Annotated[str | None, BeforeValidator(_optional_name)]
+
+
 class Config(_Model):
     timezone: str = "Asia/Shanghai"
-    default_channel: str | None = "sms"
-    staff_channel: str = "phone"
+    default_channel: OptionalName = "sms"  # "" for none: every `send` must then say `via`
+    staff_channel: OptionalName = "phone"
     customers: CustomerSchema = CustomerSchema()
     channels: dict[str, Channel] = Field(default_factory=_default_channels)
     scoring: Scoring = Scoring()
@@ -183,7 +194,10 @@ class Config(_Model):
                 raise ValueError(
                     f"field {name!r} is built in as {builtin[name]}, but declared {declared_type}"
                 )
-        if self.customers.birthday and declared[self.customers.birthday] not in (t.DATE, t.ANNIVERSARY):
+        if self.customers.birthday and declared[self.customers.birthday] not in (
+            t.DATE,
+            t.ANNIVERSARY,
+        ):
             raise ValueError("customers.birthday must name a date or anniversary field")
         return self
 
@@ -213,7 +227,8 @@ def load_config(path: Path | None) -> Config:
         return Config.model_validate(data).model_copy(update={"source": str(path)})
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"
+            for e in error.errors()
         )
         raise ConfigError(f"{path}: {problems}") from error
 

@@ -34,7 +34,6 @@ def _catalogue(*codes: Code) -> dict[str, Code]:
 E, W = Severity.ERROR, Severity.WARNING
 CODES = _catalogue(
     Code("RR001", E, "file cannot be read"),
-    Code("RR002", E, "configuration is invalid"),
     Code("RR100", E, "syntax error"),
     Code("RR101", E, "invalid number"),
     Code("RR102", E, "duplicate clause"),
@@ -81,7 +80,7 @@ _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+\d+(?:\s*,\s*[A-Z]+\d+)*))?"
 def noqa_lines(source: str) -> dict[int, frozenset[str] | None]:
     """Map line number -> codes silenced on it (None silences every code on that line)."""
     silenced: dict[int, frozenset[str] | None] = {}
-    for number, line in enumerate(source.splitlines(), start=1):
+    for number, line in enumerate(source.split("\n"), start=1):
         if "#" not in line:
             continue
         match = _NOQA.search(line)

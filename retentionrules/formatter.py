@@ -14,7 +14,13 @@ from . import ast
 INDENT = "  "
 
 _PREDICATES = (
-    ast.Compare, ast.In, ast.Between, ast.IsMissing, ast.Contains, ast.StartsWith, ast.Within,
+    ast.Compare,
+    ast.In,
+    ast.Between,
+    ast.IsMissing,
+    ast.Contains,
+    ast.StartsWith,
+    ast.Within,
     ast.BeforeAfter,
 )
 _ARITH_LEVEL = {"+": 5, "-": 5, "*": 6, "/": 6}
@@ -42,7 +48,7 @@ def format_expr(node: ast.Expr, at_least: int = 0) -> str:
     return f"({text})" if _level(node) < at_least else text
 
 
-def _expr(node: ast.Expr) -> str:  # noqa: PLR0911 - one case per node kind
+def _expr(node: ast.Expr) -> str:
     if isinstance(node, ast.Or):
         return " or ".join(format_expr(o, 2) for o in node.operands)
     if isinstance(node, ast.And):
@@ -84,7 +90,9 @@ def format_literal(node: ast.Expr) -> str:
         return _number(node.value)
     if isinstance(node, ast.String):
         escaped = node.value.replace("\\", "\\\\").replace('"', '\\"')
-        return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+        for char, escape in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+            escaped = escaped.replace(char, escape)
+        return f'"{escaped}"'
     if isinstance(node, ast.Bool):
         return "true" if node.value else "false"
     if isinstance(node, ast.Date):
@@ -159,9 +167,7 @@ def _statement_lines(statement: ast.Statement) -> list[_Line]:
             header += " " + format_literal(ast.String(statement.description))
         rest = clauses
         lines = [_Line(header, span.line, span.line)]
-    lines.extend(
-        _Line(format_clause(c), c.span.line, c.span.end_line, INDENT) for c in rest
-    )
+    lines.extend(_Line(format_clause(c), c.span.line, c.span.end_line, INDENT) for c in rest)
     return lines
 
 
@@ -174,13 +180,19 @@ def format_file(rule_file: ast.RuleFile, source: str) -> str:
     blocks = [_statement_lines(s) for s in rule_file.statements]
     lines = [line for block in blocks for line in block]
     footer = _place_comments(lines, rule_file.comments)
-    source_lines = source.splitlines()
+    source_lines = source.split("\n")
     out: list[str] = []
-    for block in blocks:
-        if out:
+    previous: ast.Statement | None = None
+    for statement, block in zip(rule_file.statements, blocks, strict=True):
+        # Definitions of segments stay together; everything else is one blank line apart.
+        grouped = isinstance(previous, ast.Segment) and isinstance(statement, ast.Segment)
+        if out and not (grouped and not block[0].comments_before):
             out.append("")
+        previous = statement
         for line in block:
-            out.extend(_render_comments(line.comments_before, line.first, line.indent, source_lines))
+            out.extend(
+                _render_comments(line.comments_before, line.first, line.indent, source_lines)
+            )
             trailing = f"  {line.trailing.text}" if line.trailing else ""
             out.append(f"{line.indent}{line.text}{trailing}")
     if footer:
@@ -197,8 +209,11 @@ def _place_comments(lines: list[_Line], comments: tuple[ast.Comment, ...]) -> li
     for comment in comments:
         row = comment.span.line
         if not comment.own_line:
-            owner = max((ln for ln in by_start if ln.first <= row <= ln.last), key=lambda ln: ln.first,
-                        default=None)
+            owner = max(
+                (ln for ln in by_start if ln.first <= row <= ln.last),
+                key=lambda ln: ln.first,
+                default=None,
+            )
             if owner is not None and owner.trailing is None:
                 owner.trailing = comment
                 continue

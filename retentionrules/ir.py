@@ -141,8 +141,21 @@ class SegmentRef:
 
 
 Expr = Union[  # noqa: UP007 - a runtime alias
-    Field, Const, RelativeDate, NextAnniversary, Arith, Neg, Compare, InSet, IsMissing, TextMatch,
-    Truth, And, Or, Not, SegmentRef,
+    Field,
+    Const,
+    RelativeDate,
+    NextAnniversary,
+    Arith,
+    Neg,
+    Compare,
+    InSet,
+    IsMissing,
+    TextMatch,
+    Truth,
+    And,
+    Or,
+    Not,
+    SegmentRef,
 ]
 
 

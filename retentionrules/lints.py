@@ -34,7 +34,9 @@ class Constraint:
     def admits(self, value: object) -> bool:
         if value in self.excluded or (self.allowed is not None and value not in self.allowed):
             return False
-        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+        if self.low is not None and (
+            value < self.low or (value == self.low and not self.low_inclusive)
+        ):
             return False
         return not (
             self.high is not None
@@ -73,13 +75,19 @@ class Constraint:
     def intersect(self, other: Constraint) -> Constraint:
         if self.missing is not None and other.missing is not None and self.missing != other.missing:
             return Constraint(allowed=frozenset())
-        allowed = self.allowed if other.allowed is None else (
-            other.allowed if self.allowed is None else self.allowed & other.allowed
+        allowed = (
+            self.allowed
+            if other.allowed is None
+            else (other.allowed if self.allowed is None else self.allowed & other.allowed)
         )
         low, low_inc = _tighter(self.low, self.low_inclusive, other.low, other.low_inclusive, max)
-        high, high_inc = _tighter(self.high, self.high_inclusive, other.high, other.high_inclusive, min)
+        high, high_inc = _tighter(
+            self.high, self.high_inclusive, other.high, other.high_inclusive, min
+        )
         missing = self.missing if self.missing is not None else other.missing
-        merged = Constraint(allowed, low, low_inc, high, high_inc, self.excluded | other.excluded, missing)
+        merged = Constraint(
+            allowed, low, low_inc, high, high_inc, self.excluded | other.excluded, missing
+        )
         if missing is True and merged != Constraint(missing=True):
             return Constraint(allowed=frozenset())  # a value test on a missing value never holds
         return merged
@@ -157,8 +165,10 @@ def _constraint(op: str, value: object, domain: frozenset | None) -> Constraint 
     if op == "!=":
         return Constraint(allowed=domain, excluded=frozenset((value,)), missing=False)
     bounds = {
-        "<": dict(high=value, high_inclusive=False), "<=": dict(high=value),
-        ">": dict(low=value, low_inclusive=False), ">=": dict(low=value),
+        "<": dict(high=value, high_inclusive=False),
+        "<=": dict(high=value),
+        ">": dict(low=value, low_inclusive=False),
+        ">=": dict(low=value),
     }[op]
     return Constraint(allowed=domain, missing=False, **bounds)
 
@@ -189,8 +199,13 @@ def constraints(expr: ir.Expr) -> tuple[dict[str, Constraint], list[ir.Expr]]:
 
 def _comparable_keys(new: Constraint, old: Constraint | None) -> bool:
     """Relative dates and fixed dates cannot be ordered without an as-of date."""
-    keys = [k for c in (new, old) if c is not None for k in (c.low, c.high, *(c.allowed or ()))
-            if k is not None and not isinstance(k, bool)]
+    keys = [
+        k
+        for c in (new, old)
+        if c is not None
+        for k in (c.low, c.high, *(c.allowed or ()))
+        if k is not None and not isinstance(k, bool)
+    ]
     return len({isinstance(k, tuple) for k in keys}) <= 1 and len({type(k) for k in keys}) <= 1
 
 
@@ -204,18 +219,19 @@ def never_holds(expr: ir.Expr) -> bool:
 
 def implies(stronger: ir.Expr, weaker: ir.Expr) -> bool:
     """Whenever `stronger` holds, `weaker` holds (proved syntactically, or not claimed)."""
-    strong_fields, strong_opaque = constraints(stronger)
-    weak_fields, weak_opaque = constraints(weaker)
+    return _implies(constraints(stronger), constraints(weaker))
+
+
+def _implies(strong, weak) -> bool:
+    (strong_fields, strong_opaque), (weak_fields, weak_opaque) = strong, weak
+    if not weak_fields.keys() <= strong_fields.keys():
+        return False
     if any(c not in strong_opaque for c in weak_opaque):
         return False
     return all(
         name in strong_fields and strong_fields[name].within(constraint)
         for name, constraint in weak_fields.items()
     )
-
-
-def _wins_over(earlier: ir.Rule, later: ir.Rule) -> bool:
-    return (earlier.priority, -earlier.order) > (later.priority, -later.order)
 
 
 def _always_reaches(winner: ir.Rule, loser: ir.Rule, config: Config) -> bool:
@@ -230,24 +246,45 @@ def _always_reaches(winner: ir.Rule, loser: ir.Rule, config: Config) -> bool:
 
 def lint_rules(rules: list[ir.Rule], config: Config) -> list[Diagnostic]:
     found: list[Diagnostic] = []
-    for rule in rules:
-        if never_holds(rule.condition):
-            found.append(Diagnostic(
-                "RR301", f"the condition of rule `{rule.name}` can never hold", rule.path,
-                rule.condition.span, "two of its tests contradict each other",
-            ))
+    split = {rule.name: constraints(rule.condition) for rule in rules}
+    # Rules in the order they win (priority, then file order); a rule can only be shadowed by an
+    # earlier winner that constrains no field it leaves free: index those by their field sets.
+    winners: dict[frozenset[str], list[ir.Rule]] = {}
+    for rule in sorted(rules, key=lambda r: (-r.priority, r.order)):
+        fields = split[rule.name][0]
+        if any(c.is_empty() for c in fields.values()):
+            found.append(
+                Diagnostic(
+                    "RR301",
+                    f"the condition of rule `{rule.name}` can never hold",
+                    rule.path,
+                    rule.condition.span,
+                    "two of its tests contradict each other",
+                )
+            )
             continue
-        for other in rules:
-            if other is rule or not _wins_over(other, rule) or not _always_reaches(other, rule, config):
-                continue
-            if implies(rule.condition, other.condition):
-                found.append(Diagnostic(
+        shadow = next(
+            (
+                other
+                for keys, candidates in winners.items()
+                if keys <= fields.keys()
+                for other in candidates
+                if _always_reaches(other, rule, config)
+                and _implies(split[rule.name], split[other.name])
+            ),
+            None,
+        )
+        if shadow is not None:
+            found.append(
+                Diagnostic(
                     "RR302",
                     f"rule `{rule.name}` never fires: every customer it matches is taken by "
-                    f"`{other.name}` first",
-                    rule.path, rule.span,
-                    f"give `{rule.name}` a higher priority than `{other.name}` or narrow `{other.name}`",
-                ))
-                break
+                    f"`{shadow.name}` first",
+                    rule.path,
+                    rule.span,
+                    f"give `{rule.name}` a higher priority than `{shadow.name}` "
+                    f"or narrow `{shadow.name}`",
+                )
+            )
+        winners.setdefault(frozenset(fields), []).append(rule)
     return found
-

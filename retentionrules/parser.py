@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,12 +51,12 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
         comments.extend(_comments(chunk))
         if not chunk.is_statement:
             continue
-        builder = _Builder(chunk, path)
         try:
             tree = _lark().parse(chunk.text)
         except UnexpectedInput as error:
             diagnostics.append(_syntax_diagnostic(error, chunk, path))
             continue
+        builder = _Builder(chunk, path)
         statements.append(builder.transform(tree))
         diagnostics.extend(builder.diagnostics)
     rule_file = ast.RuleFile(path, tuple(statements), tuple(comments))
@@ -65,13 +66,18 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
 # ---------------------------------------------------------------- splitting into statements
 
 
+def source_lines(source: str) -> list[str]:
+    """Lines with their endings, split on `\n` only: the line numbering Lark and editors use."""
+    return re.findall(r"[^\n]*\n|[^\n]+", source)
+
+
 def _starts_statement(line: str) -> bool:
     return bool(line) and not line[0].isspace() and not line.startswith("#")
 
 
 def _split_statements(source: str) -> list[_Chunk]:
     """Cut at statement starts; comment lines at column 1 just before a statement go with it."""
-    lines = source.splitlines(keepends=True)
+    lines = source_lines(source)
     starts = [i for i, line in enumerate(lines) if _starts_statement(line)]
     # A run of blank lines and column-1 comments belongs to the statement that follows it.
     cut_points = []
@@ -87,7 +93,7 @@ def _split_statements(source: str) -> list[_Chunk]:
     for line in lines:
         offset += len(line)
         line_offsets.append(offset)
-    for i, (begin, end) in enumerate(zip(bounds, bounds[1:])):
+    for i, (begin, end) in enumerate(itertools.pairwise(bounds)):
         if begin == end:
             continue
         text = "".join(lines[begin:end])
@@ -102,14 +108,14 @@ _STRING = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
 
 def _comments(chunk: _Chunk) -> list[ast.Comment]:
     found = []
-    for number, line in enumerate(chunk.text.splitlines(), start=chunk.first_line):
+    for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
         code = _STRING.sub(lambda m: " " * len(m.group()), line)
         match = _COMMENT.search(code)
         if match:
             column = match.start() + 1
             span = ast.Span(number, column, number, len(line) + 1)
             own_line = not line[: match.start()].strip()
-            found.append(ast.Comment(line[match.start():].rstrip(), own_line, span=span))
+            found.append(ast.Comment(line[match.start() :].rstrip(), own_line, span=span))
     return found
 
 
@@ -162,7 +168,7 @@ def _expected(error: UnexpectedToken) -> set[str]:
     """The exact set of acceptable tokens (LALR's own list is widened by default reductions)."""
     try:
         return set(error.interactive_parser.accepts()) or set(error.expected)
-    except Exception:  # noqa: BLE001 - accepts() is best effort; the plain list is still right
+    except Exception:
         return set(error.expected)
 
 
@@ -191,9 +197,7 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
     else:  # pragma: no cover - lark raises only the three above
         message = str(error)
     width = len(str(getattr(error, "token", " "))) or 1
-    return Diagnostic(
-        "RR100", message, path, ast.Span(line, column, line, column + width), hint
-    )
+    return Diagnostic("RR100", message, path, ast.Span(line, column, line, column + width), hint)
 
 
 def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
@@ -213,14 +217,14 @@ def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
 
 
 def _first_code_line(chunk: _Chunk) -> int:
-    for i, line in enumerate(chunk.text.splitlines(), start=1):
+    for i, line in enumerate(chunk.text.split("\n"), start=1):
         if _starts_statement(line):
             return i
     return 1
 
 
 def _end_position(chunk: _Chunk) -> tuple[int, int]:
-    lines = chunk.text.splitlines()
+    lines = chunk.text.split("\n")
     for i in range(len(lines) - 1, -1, -1):
         code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), lines[i])).rstrip()
         if code:
@@ -235,10 +239,16 @@ def _last_line(chunk: _Chunk) -> int:
 # ---------------------------------------------------------------- tree -> AST
 
 _UNITS: dict[str, ast.DurationUnit] = {
-    "day": "day", "days": "day", "week": "week", "weeks": "week",
-    "month": "month", "months": "month", "year": "year", "years": "year",
+    "day": "day",
+    "days": "day",
+    "week": "week",
+    "weeks": "week",
+    "month": "month",
+    "months": "month",
+    "year": "year",
+    "years": "year",
 }
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
 
 
 def _unquote(token: str) -> str:
@@ -262,18 +272,25 @@ class _Builder(Transformer):
         if getattr(meta, "empty", False):
             return ast.NO_SPAN
         return ast.Span(
-            meta.line + self._line_shift, meta.column,
-            meta.end_line + self._line_shift, meta.end_column,
-            meta.start_pos + self._offset_shift, meta.end_pos + self._offset_shift,
+            meta.line + self._line_shift,
+            meta.column,
+            meta.end_line + self._line_shift,
+            meta.end_column,
+            meta.start_pos + self._offset_shift,
+            meta.end_pos + self._offset_shift,
         )
 
     def _whole(self, token: Token, what: str, minimum: int = 0) -> int:
         value = Decimal(str(token))
         if value != value.to_integral_value() or value < minimum:
-            self.diagnostics.append(Diagnostic(
-                "RR101", f"{what} must be a whole number of at least {minimum}, not {token}",
-                self._path, self._span(token),
-            ))
+            self.diagnostics.append(
+                Diagnostic(
+                    "RR101",
+                    f"{what} must be a whole number of at least {minimum}, not {token}",
+                    self._path,
+                    self._span(token),
+                )
+            )
             return max(int(value), minimum)
         return int(value)
 
@@ -310,10 +327,14 @@ class _Builder(Transformer):
     def holdout_clause(self, meta, children):
         percent = Decimal(str(children[0]))
         if percent > 100:
-            self.diagnostics.append(Diagnostic(
-                "RR101", f"a holdout is a share from 0% to 100%, not {percent}%",
-                self._path, self._span(children[0]),
-            ))
+            self.diagnostics.append(
+                Diagnostic(
+                    "RR101",
+                    f"a holdout is a share from 0% to 100%, not {percent}%",
+                    self._path,
+                    self._span(children[0]),
+                )
+            )
         return ast.Holdout(percent, span=self._span(meta))
 
     def household_clause(self, meta, children):
@@ -326,9 +347,7 @@ class _Builder(Transformer):
     # -- actions
     def action(self, meta, children):
         kind, words, channel, params = children
-        return ast.Action(
-            str(kind), words, channel, tuple(params or ()), span=self._span(meta)
-        )
+        return ast.Action(str(kind), words, channel, tuple(params or ()), span=self._span(meta))
 
     def words(self, meta, children):
         return "_".join(str(word) for word in children)
@@ -358,10 +377,15 @@ class _Builder(Transformer):
         try:
             value = dt.date.fromisoformat(text)
         except ValueError:
-            self.diagnostics.append(Diagnostic(
-                "RR101", f"`{text}` is not a calendar date", self._path, self._span(meta),
-                "write dates as YYYY-MM-DD, e.g. 2026-11-22",
-            ))
+            self.diagnostics.append(
+                Diagnostic(
+                    "RR101",
+                    f"`{text}` is not a calendar date",
+                    self._path,
+                    self._span(meta),
+                    "write dates as YYYY-MM-DD, e.g. 2026-11-22",
+                )
+            )
             value = dt.date(1970, 1, 1)
         return ast.Date(value, span=self._span(meta))
 
@@ -427,7 +451,7 @@ class _Builder(Transformer):
         value, direction, point, ago = children
         return ast.BeforeAfter(value, str(direction), point, ago is not None, span=self._span(meta))
 
-    def _arith(op: str):  # noqa: N805 - a method factory used only in this class body
+    def _arith(op: str):
         def build(self, meta, children):
             return ast.Arith(op, children[0], children[1], span=self._span(meta))
 

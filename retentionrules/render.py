@@ -12,8 +12,12 @@ FORMATS = ("text", "json", "github", "sarif")
 
 
 def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> str:
-    return {"text": render_text, "json": render_json, "github": render_github,
-            "sarif": render_sarif}[fmt](diagnostics, sources)
+    return {
+        "text": render_text,
+        "json": render_json,
+        "github": render_github,
+        "sarif": render_sarif,
+    }[fmt](diagnostics, sources)
 
 
 def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> str:
@@ -21,35 +25,51 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
     out = []
     for d in diagnostics:
         span = d.span
-        out.append(f"{d.path}:{span.line}:{span.column}: {d.code} {d.severity.value}: {d.message}")
-        lines = sources.get(d.path, "").splitlines()
+        where = f"{d.path}:{span.line}:{span.column}" if span.line else d.path
+        out.append(f"{where}: {d.code} {d.severity.value}: {d.message}")
+        lines = sources.get(d.path, "").split("\n")
         if 0 < span.line <= len(lines):
             text = lines[span.line - 1].rstrip()
-            width = span.end_column - span.column if span.end_line == span.line else len(text) - span.column + 1
+            width = (
+                span.end_column - span.column
+                if span.end_line == span.line
+                else len(text) - span.column + 1
+            )
             out.append(f"    {text}")
             out.append("    " + " " * (span.column - 1) + "^" * max(1, width))
         if d.hint:
             out.append(f"    hint: {d.hint}")
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
-    files = len(sources)
-    out.append(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} "
-               f"in {files} file{'s' * (files != 1)}")
+    files = len(set(sources) | {d.path for d in diagnostics})
+    out.append(
+        f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} "
+        f"in {files} file{'s' * (files != 1)}"
+    )
     return "\n".join(out)
 
 
 def _as_dict(d: Diagnostic) -> dict:
     s = d.span
     return {
-        "path": d.path, "line": s.line, "column": s.column, "end_line": s.end_line,
-        "end_column": s.end_column, "code": d.code, "severity": d.severity.value,
-        "message": d.message, "hint": d.hint,
+        "path": d.path,
+        "line": s.line,
+        "column": s.column,
+        "end_line": s.end_line,
+        "end_column": s.end_column,
+        "code": d.code,
+        "severity": d.severity.value,
+        "message": d.message,
+        "hint": d.hint,
     }
 
 
 def render_json(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> str:
-    return json.dumps({"files": sorted(sources), "diagnostics": [_as_dict(d) for d in diagnostics]},
-                      ensure_ascii=False, indent=2)
+    return json.dumps(
+        {"files": sorted(sources), "diagnostics": [_as_dict(d) for d in diagnostics]},
+        ensure_ascii=False,
+        indent=2,
+    )
 
 
 def _escape_github(text: str, property_: bool = False) -> str:
@@ -63,8 +83,10 @@ def render_github(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) ->
     for d in diagnostics:
         s = d.span
         level = "error" if d.is_error else "warning"
-        props = (f"file={_escape_github(d.path, True)},line={s.line},col={s.column},"
-                 f"endLine={s.end_line},endColumn={s.end_column},title={d.code}")
+        props = (
+            f"file={_escape_github(d.path, True)},line={s.line},col={s.column},"
+            f"endLine={s.end_line},endColumn={s.end_column},title={d.code}"
+        )
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
         lines.append(f"::{level} {props}::{_escape_github(message)}")
     return "\n".join(lines)
@@ -72,8 +94,12 @@ def render_github(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) ->
 
 def render_sarif(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> str:
     rules = [
-        {"id": c.code, "name": c.title, "shortDescription": {"text": c.title},
-         "defaultConfiguration": {"level": c.severity.value}}
+        {
+            "id": c.code,
+            "name": c.title,
+            "shortDescription": {"text": c.title},
+            "defaultConfiguration": {"level": c.severity.value},
+        }
         for c in CODES.values()
     ]
     results = [
@@ -81,18 +107,32 @@ def render_sarif(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> 
             "ruleId": d.code,
             "level": d.severity.value,
             "message": {"text": d.message + (f" Hint: {d.hint}" if d.hint else "")},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": d.path},
-                "region": {"startLine": max(1, d.span.line), "startColumn": max(1, d.span.column),
-                           "endLine": max(1, d.span.end_line), "endColumn": max(1, d.span.end_column)},
-            }}],
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": d.path},
+                        "region": {
+                            "startLine": max(1, d.span.line),
+                            "startColumn": max(1, d.span.column),
+                            "endLine": max(1, d.span.end_line),
+                            "endColumn": max(1, d.span.end_column),
+                        },
+                    }
+                }
+            ],
         }
         for d in diagnostics
     ]
     log = {
         "version": "2.1.0",
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "runs": [{"tool": {"driver": {"name": "retentionrules", "version": __version__,
-                                      "rules": rules}}, "results": results}],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {"name": "retentionrules", "version": __version__, "rules": rules}
+                },
+                "results": results,
+            }
+        ],
     }
     return json.dumps(log, ensure_ascii=False, indent=2)

@@ -23,7 +23,11 @@ class Type:
     values: tuple[str, ...] = ()  # ordered lowest first
 
     def __str__(self) -> str:
-        return f"{self.enum} ({' < '.join(self.values)})" if self.kind is Kind.ENUM else self.kind.value
+        return (
+            f"{self.enum} ({' < '.join(self.values)})"
+            if self.kind is Kind.ENUM
+            else self.kind.value
+        )
 
     def rank(self, value: str) -> int:
         return self.values.index(value)

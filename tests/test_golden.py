@@ -1,0 +1,47 @@
+"""Golden files: the exact text users see for every diagnostic code, and fmt's canonical layout.
+
+Regenerate after an intended change with `UPDATE_GOLDEN=1 pytest tests/test_golden.py` and review
+the diff like any other change.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from retentionrules.api import check_paths, format_source
+from retentionrules.diagnostics import CODES
+from retentionrules.render import render_text
+
+from .conftest import GOLDEN
+
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+CASES = sorted(p.name for p in (GOLDEN / "diagnostics").iterdir())
+FMT_CASES = sorted((GOLDEN / "fmt").glob("*.rules"))
+
+
+def compare(expected_file: Path, actual: str) -> None:
+    if UPDATE:
+        expected_file.write_text(actual, encoding="utf-8")
+    assert actual == expected_file.read_text(encoding="utf-8")
+
+
+def test_every_code_has_a_golden_case():
+    assert sorted(CODES) == CASES
+
+
+@pytest.mark.parametrize("code", CASES)
+def test_diagnostic_golden(code, monkeypatch):
+    folder = GOLDEN / "diagnostics" / code
+    monkeypatch.chdir(folder)
+    report = check_paths(["input.rules"])
+    assert code in {d.code for d in report.diagnostics}
+    compare(folder / "expected.txt", render_text(report.diagnostics, report.sources) + "\n")
+
+
+@pytest.mark.parametrize("case", FMT_CASES, ids=lambda p: p.stem)
+def test_fmt_golden(case):
+    formatted, errors = format_source(case.read_text(encoding="utf-8"), str(case))
+    assert errors == []
+    compare(case.with_suffix(".expected"), formatted)
+    assert format_source(formatted)[0] == formatted
