@@ -20,9 +20,9 @@ from pathlib import Path
 
 CONDITIONS = [
     "stage = {stage} and tier >= {tier}",
-    "days_since_last_order between {a} and {b} and city = \"{city}\"",
+    'days_since_last_order between {a} and {b} and city = "{city}"',
     "birthday within {a} days and tier in [S, G, P]",
-    "spend_12m >= {money} and orders_12m > {a} or category starts with \"app\"",
+    'spend_12m >= {money} and orders_12m > {a} or category starts with "app"',
     "last_order_date before {b} days ago and not email_opt_in",
     "avg_order_value * 2 > {money} and total_orders != 1",
 ]
@@ -34,12 +34,16 @@ def generate(count: int, seed: int = 1) -> str:
     for i in range(count):
         condition = rng.choice(CONDITIONS).format(
             stage=rng.choice(["active", "silent", "sleeping", "lost"]),
-            tier=rng.choice("BSGP"), a=rng.randrange(1, 30), b=rng.randrange(31, 400),
-            city=rng.choice(["Shanghai", "上海", "Beijing"]), money=rng.randrange(100, 3000),
+            tier=rng.choice("BSGP"),
+            a=rng.randrange(1, 30),
+            b=rng.randrange(31, 400),
+            city=rng.choice(["Shanghai", "上海", "Beijing"]),
+            money=rng.randrange(100, 3000),
         )
+        channel = rng.choice(["sms", "email"])
         parts.append(
             f'rule r{i:04d} "generated rule {i}"\n  when {condition} and best\n'
-            f"  then send offer_{i % 17} via {rng.choice(['sms', 'email'])} with amount = {i % 50}\n"
+            f"  then send offer_{i % 17} via {channel} with amount = {i % 50}\n"
             f"  priority {rng.randrange(0, 100)}\n  cap 1 per {rng.randrange(1, 30)} days\n"
         )
     return "\n".join(parts)
@@ -64,7 +68,9 @@ def main() -> None:
         path = Path(folder) / "generated.rules"
         path.write_text(generate(args.rules), encoding="utf-8")
         check = median_seconds([*exe, "check", str(path)], args.repeat)
-        run = subprocess.run([*exe, "check", str(path)], capture_output=True, text=True, check=False)
+        run = subprocess.run(
+            [*exe, "check", str(path)], capture_output=True, text=True, check=False
+        )
         fmt = median_seconds([*exe, "fmt", "--check", str(path)], args.repeat)
     help_time = median_seconds([*exe, "--help"], args.repeat)
     print(f"{'measure':<36}{'median s':>10}{'target s':>10}")

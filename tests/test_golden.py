@@ -45,3 +45,8 @@ def test_fmt_golden(case):
     assert errors == []
     compare(case.with_suffix(".expected"), formatted)
     assert format_source(formatted)[0] == formatted
+
+
+def test_language_reference_documents_every_code():
+    reference = (GOLDEN.parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
+    assert [code for code in CODES if f"| {code} |" not in reference] == []
