@@ -49,17 +49,31 @@ PathsArgument = Annotated[
 
 
 def _guarded(command):
-    """Turn usage errors into exit 2 with a message, and anything unexpected into exit 2 too."""
+    """Map failures to exit codes with a message: bad rules or data 1, usage or internal 2."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         from .api import UsageError
+        from .loader import DataError
+        from .output import OutputError
 
         try:
             return command(*args, **kwargs)
         except UsageError as error:
             typer.echo(f"retentionrules: {error}", err=True)
             raise typer.Exit(2) from None
+        except OutputError as error:
+            typer.echo(f"retentionrules: cannot write: {error}", err=True)
+            raise typer.Exit(2) from None
+        except DataError as error:
+            typer.echo(f"retentionrules: bad data: {error}", err=True)
+            raise typer.Exit(1) from None
+        except _rule_errors() as error:
+            from .render import render_text
+
+            typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
+            typer.echo("retentionrules: the rules have errors; nothing was run", err=True)
+            raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as error:
@@ -146,6 +160,209 @@ def fmt(
         typer.echo(render_text(broken, sources), err=True)
     if broken or ((check_only or diff) and changed):
         raise typer.Exit(1)
+
+
+def _rule_errors() -> type[Exception]:
+    from .engine import RuleErrors
+
+    return RuleErrors
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _as_of(value: str | None):
+    import datetime as dt
+
+    from .api import UsageError
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _inputs(customers: Path, orders: Path | None, contacts: Path | None):
+    from .loader import Inputs
+
+    return Inputs(customers, orders, contacts)
+
+
+def _console():
+    """Tables at full width in pipes and CI logs, where no terminal says how wide to be."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _working(message: str):
+    """A spinner on stderr for people at a terminal; nothing in pipes and CI logs."""
+    import contextlib
+
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    return err.status(message) if err.is_terminal else contextlib.nullcontext()
+
+
+RulesOption = Annotated[
+    list[Path], typer.Option("--rules", "-r", help="Rule files or folders (repeatable).")
+]
+CustomersOption = Annotated[
+    Path, typer.Option("--customers", help="Customer export: .csv, .jsonl or .parquet.")
+]
+OrdersOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--orders",
+        help="Orders export (customer_id, order_date, amount): order "
+        "dates, counts and spend are derived from it.",
+    ),
+]
+ContactsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--contacts",
+        help="Contact history (customer_id, channel, rule, sent_at) for frequency caps.",
+    ),
+]
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of",
+        help="The date the plan is for, YYYY-MM-DD (default: today in the configured time zone).",
+    ),
+]
+RejectsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        help="Write bad input rows here with their reason and go on "
+        "(default: stop at the first bad row and write nothing).",
+    ),
+]
+OutputFormatOption = Annotated[
+    Output, typer.Option("--format", "-f", help="text for people, json for machines.")
+]
+
+
+@app.command()
+@_guarded
+def plan(
+    rules: RulesOption,
+    customers: CustomersOption,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The plan: .jsonl, .csv or .parquet, written atomically, with a "
+            "PLAN.meta.json header beside it (default: summary only).",
+        ),
+    ] = None,
+    orders: OrdersOption = None,
+    contacts: ContactsOption = None,
+    as_of: AsOfOption = None,
+    rejects: RejectsOption = None,
+    suppressed: Annotated[
+        Path | None,
+        typer.Option(
+            "--suppressed", help="Write every removed (customer, rule) with its reason code."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    output_format: OutputFormatOption = Output.text,
+) -> None:
+    """Dry-run the rules over a customer export: write the action plan and summarise it.
+
+    Policies, in order: match, consent, caps, priority, household, volume, holdout.
+    Same inputs and as-of date give a byte-identical plan.
+    """
+    from .engine import run_plan
+    from .summary import plan_json, print_plan
+
+    with _working("planning…"):
+        result = run_plan(
+            rules,
+            _inputs(customers, orders, contacts),
+            _as_of(as_of),
+            out=out,
+            rejects=rejects,
+            suppressed=suppressed,
+            config_path=config,
+        )
+    if output_format is Output.json:
+        typer.echo(plan_json(result))
+    else:
+        print_plan(result, _console())
+
+
+@app.command()
+@_guarded
+def explain(
+    customer_ids: Annotated[list[str], typer.Argument(help="Customer ids to explain.")],
+    rules: RulesOption,
+    customers: CustomersOption,
+    orders: OrdersOption = None,
+    contacts: ContactsOption = None,
+    as_of: AsOfOption = None,
+    config: ConfigOption = None,
+    output_format: OutputFormatOption = Output.text,
+) -> None:
+    """Show why customers get, or do not get, each rule's action: their derived fields, each
+    test's value, and the policy that kept or removed the action."""
+    from .engine import explain as run_explain
+    from .summary import explain_json, print_explanation
+
+    with _working("explaining…"):
+        found = run_explain(
+            rules, _inputs(customers, orders, contacts), customer_ids, _as_of(as_of), config
+        )
+    if output_format is Output.json:
+        typer.echo(explain_json(found))
+        return
+    console = _console()
+    for explanation in found:
+        print_explanation(explanation, console)
+
+
+@app.command()
+@_guarded
+def score(
+    customers: CustomersOption,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write every customer's derived fields (.jsonl, .csv, .parquet)."
+        ),
+    ] = None,
+    orders: OrdersOption = None,
+    contacts: ContactsOption = None,
+    as_of: AsOfOption = None,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    output_format: OutputFormatOption = Output.text,
+) -> None:
+    """Score customers (RFM, tier, stage, day counts) and print the tier x stage distribution."""
+    from .engine import score as run_score
+    from .summary import print_score, score_json
+
+    with _working("scoring…"):
+        result = run_score(
+            _inputs(customers, orders, contacts),
+            _as_of(as_of),
+            out=out,
+            config_path=config,
+            rejects=rejects,
+        )
+    if output_format is Output.json:
+        typer.echo(score_json(result))
+    else:
+        print_score(result, _console())
 
 
 def _write_atomically(path: Path, text: str) -> None:

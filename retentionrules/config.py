@@ -151,10 +151,22 @@ class Stages(_Model):
     sleeping: DurationField = Duration(270, "day")
 
 
-class Contacts(_Model):
-    """Contact hygiene applied to every rule: nothing goes to someone contacted this recently."""
+class Orders(_Model):
+    """Column names of the orders export: one row per order."""
 
-    quiet_period: DurationField | None = None
+    customer: str = "customer_id"
+    date: str = "order_date"
+    amount: str = "amount"
+
+
+class Contacts(_Model):
+    """The contact history's columns, and the hygiene applied to every message of every rule."""
+
+    quiet_period: DurationField | None = None  # nothing goes to someone contacted this recently
+    customer: str = "customer_id"
+    channel: str = "channel"
+    rule: str = "rule"
+    sent_at: str = "sent_at"
 
 
 def _optional_name(value: Any) -> Any:
@@ -173,7 +185,9 @@ class Config(_Model):
     scoring: Scoring = Scoring()
     tiers: dict[str, float] = Field(default_factory=lambda: {"B": 1, "S": 17, "G": 26, "P": 36})
     stages: Stages = Stages()
+    orders: Orders = Orders()
     contacts: Contacts = Contacts()
+    holdout_salt: str = "retentionrules"  # change it to draw a new control group
     source: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

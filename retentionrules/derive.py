@@ -1,0 +1,117 @@
+"""Derived fields: the single definition of scores, tier, stage and day counts (DOMAIN.md).
+
+One SQL statement builds the table `derived` from `customers` (and the `orders` and `contacts`
+tables when given). Both evaluators read their fields from it, so they can only differ in how
+they evaluate rules, never in what a field means. Cut-off dates are computed here, in Python,
+with `timeutil`, so calendar months mean the same everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from .config import Config
+from .sql import days_between, ident, literal, next_anniversary
+from .timeutil import shift
+
+DERIVED = "derived"
+
+
+def _order_stats(config: Config, as_of: dt.date) -> str:
+    start = literal(shift(as_of, config.scoring.window, -1))
+    day = literal(as_of)
+    in_window = f"order_date BETWEEN {start} AND {day}"
+    return f"""
+        SELECT customer_id,
+            min(order_date) FILTER (WHERE order_date <= {day}) AS first_order_date,
+            max(order_date) FILTER (WHERE order_date <= {day}) AS last_order_date,
+            count(*) FILTER (WHERE {in_window}) AS orders_12m,
+            coalesce(sum(amount) FILTER (WHERE {in_window}), 0) AS spend_12m,
+            count(*) FILTER (WHERE order_date <= {day}) AS total_orders
+        FROM orders GROUP BY customer_id"""
+
+
+def _scored(thresholds: list[str]) -> str:
+    """5 for the first threshold met, 4 for the next, ..., else 0."""
+    cases = " ".join(f"WHEN {condition} THEN {5 - i}" for i, condition in enumerate(thresholds))
+    return f"CASE {cases} ELSE 0 END"
+
+
+def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) -> str:
+    key = ident(config.customers.id)
+    day = literal(as_of)
+    replaced = []
+    joins = []
+    if orders:
+        joins.append(f"LEFT JOIN ({_order_stats(config, as_of)}) o ON o.customer_id = c.{key}")
+        replaced += [f"o.{n} AS {n}" for n in ("first_order_date", "last_order_date")]
+        replaced += [
+            f"coalesce(o.{n}, 0) AS {n}" for n in ("orders_12m", "spend_12m", "total_orders")
+        ]
+    if contacts:
+        joins.append(
+            f"LEFT JOIN (SELECT customer_id, max(sent_at) AS sent FROM contacts "
+            f"GROUP BY 1) k ON k.customer_id = c.{key}"
+        )
+        replaced.append(
+            "CASE WHEN k.sent IS NULL OR c.last_contacted > k.sent THEN c.last_contacted "
+            "ELSE k.sent END AS last_contacted"
+        )
+    replace = f" REPLACE ({', '.join(replaced)})" if replaced else ""
+    scoring = config.scoring
+    recency = [f"last_order_date >= {literal(shift(as_of, d, -1))}" for d in scoring.recency]
+    frequency = [f"orders_12m >= {literal(v)} AND orders_12m > 0" for v in scoring.frequency]
+    monetary = [f"spend_12m >= {literal(v)} AND spend_12m > 0" for v in scoring.monetary]
+    w = scoring.weights
+    tiers = sorted(config.tiers.items(), key=lambda item: -item[1])
+    tier = " ".join(f"WHEN rfm_score >= {literal(low)} THEN {literal(name)}" for name, low in tiers)
+    stages = config.stages
+    stage = (
+        "CASE WHEN last_order_date IS NULL THEN 'potential' "
+        + " ".join(
+            f"WHEN last_order_date >= {literal(shift(as_of, bound, -1))} THEN {literal(name)}"
+            for name, bound in (
+                ("active", stages.active),
+                ("silent", stages.silent),
+                ("sleeping", stages.sleeping),
+            )
+        )
+        + " ELSE 'lost' END"
+    )
+    birthday = config.customers.birthday
+    to_birthday = (
+        days_between(next_anniversary(ident(birthday), as_of), day) if birthday else "NULL"
+    )
+    return f"""
+        WITH base AS (SELECT c.*{replace} FROM customers c {" ".join(joins)}),
+        scored AS (
+            SELECT *,
+                {_scored(recency)} AS recency_score,
+                {_scored(frequency)} AS frequency_score,
+                {_scored(monetary)} AS monetary_score
+            FROM base
+        ),
+        weighted AS (
+            SELECT *, {literal(w.recency)} * recency_score
+                + {literal(w.frequency)} * frequency_score
+                + {literal(w.monetary)} * monetary_score AS rfm_score
+            FROM scored
+        )
+        SELECT *,
+            CASE {tier} END AS tier,
+            {stage} AS stage,
+            {days_between(day, "last_order_date")} AS days_since_last_order,
+            {days_between(day, "first_order_date")} AS days_since_first_order,
+            {days_between(day, "last_contacted")} AS days_since_last_contact,
+            {to_birthday} AS days_to_birthday,
+            spend_12m / NULLIF(orders_12m, 0) AS avg_order_value
+        FROM weighted"""
+
+
+def create_derived(
+    con: duckdb.DuckDBPyConnection, config: Config, as_of: dt.date, orders: bool, contacts: bool
+) -> None:
+    query = derived_sql(config, as_of, orders, contacts)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {DERIVED} AS {query}")

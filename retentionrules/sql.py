@@ -1,0 +1,59 @@
+"""SQL dialect concerns in one place: quoting, literals, date arithmetic, the holdout hash.
+
+Everything that turns a value from a rule file or a configuration into SQL text goes through
+`ident` or `literal`, so rule text can never become SQL syntax. Moving the plan query to another
+engine (Spark SQL, say) means changing this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+
+HOLDOUT_BUCKETS = 10_000  # holdout shares are decided in basis points
+
+
+def ident(name: str) -> str:
+    """A quoted identifier: `"name"`, with embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: object) -> str:
+    """A SQL literal for a Python value; text is quoted with embedded quotes doubled."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot use {value} in a query")
+        return f"CAST({value!r} AS DOUBLE)"  # a bare 0.1 would be a DECIMAL in DuckDB
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def next_anniversary(column: str, as_of: dt.date) -> str:
+    """The next occurrence of `column`'s month and day on or after `as_of` (29 Feb -> 28 Feb)."""
+
+    def in_year(year: int) -> str:
+        first = f"make_date({year}, month({column}), 1)"
+        return f"make_date({year}, month({column}), least(day({column}), day(last_day({first}))))"
+
+    this_year, next_year = in_year(as_of.year), in_year(as_of.year + 1)
+    return f"(CASE WHEN {this_year} >= {literal(as_of)} THEN {this_year} ELSE {next_year} END)"
+
+
+def days_between(later: str, earlier: str) -> str:
+    return f"date_diff('day', {earlier}, {later})"
+
+
+def holdout_bucket(salt: str, customer: str, rule: str) -> str:
+    """A bucket in [0, HOLDOUT_BUCKETS) from md5(salt|customer|rule): the same on every machine."""
+    key = f"{literal(salt + '|')} || {customer} || '|' || {rule}"
+    return f"(('0x' || substr(md5({key}), 1, 8))::UBIGINT % {HOLDOUT_BUCKETS})"
