@@ -199,9 +199,13 @@ class Config(_Model):
                     f"channels.{name}.consent names {channel.consent!r}, "
                     "which must be a bool field in customers.fields"
                 )
-        for channel in (self.default_channel, self.staff_channel):
-            if channel is not None and channel not in self.channels:
-                raise ValueError(f"channel {channel!r} is not configured under [channels]")
+        for setting in ("default_channel", "staff_channel"):
+            channel = getattr(self, setting)
+            if channel is None or channel in self.channels:
+                continue
+            if setting in self.model_fields_set:
+                raise ValueError(f"{setting} {channel!r} is not configured under [channels]")
+            object.__setattr__(self, setting, None)  # a default that names no configured channel
         builtin = {**t.ACTIVITY_FIELDS, **t.derived_fields(self.tier_type())}
         for name, declared_type in declared.items():
             if name in builtin and builtin[name] != declared_type:

@@ -22,3 +22,59 @@ def run_cli():
         return result
 
     return run
+
+
+COLUMNS = [
+    "customer_id",
+    "household_id",
+    "city",
+    "category",
+    "birthday",
+    "first_order_date",
+    "last_order_date",
+    "orders_12m",
+    "spend_12m",
+    "total_orders",
+    "sms_opt_in",
+    "email_opt_in",
+    "last_contacted",
+]
+BLANK = dict.fromkeys(COLUMNS, "")
+
+
+def customer(customer_id: str, **fields) -> dict:
+    """A row of the standard customer export; unspecified fields are empty (missing)."""
+    row = {
+        **BLANK,
+        "customer_id": customer_id,
+        "orders_12m": "0",
+        "spend_12m": "0",
+        "total_orders": "0",
+        "sms_opt_in": "true",
+        "email_opt_in": "true",
+    }
+    row.update(
+        {
+            k: "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in fields.items()
+        }
+    )
+    return row
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns or COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_rules(folder: Path, text: str, config: str | None = None) -> Path:
+    """A rule folder with its own configuration (the defaults when `config` is None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "retentionrules.toml").write_text(config or "", encoding="utf-8")
+    (folder / "r.rules").write_text(text, encoding="utf-8")
+    return folder

@@ -1,0 +1,79 @@
+"""plan, explain and score from the command line, on the demo shop."""
+
+import csv
+import json
+
+from .conftest import ROOT
+
+SHOP = ROOT / "examples"
+DEMO = ("--rules", SHOP / "rules", "--customers", SHOP / "customers.csv", "--as-of", "2026-11-22")
+
+
+def test_demo_shop_plans_end_to_end(run_cli, tmp_path):
+    out = tmp_path / "plan.jsonl"
+    result = run_cli("plan", *DEMO, "--out", out)
+    assert result.exit_code == 0, result.output
+    for rule in ("vip_call", "winback_gold", "first_order", "total"):
+        assert rule in result.output
+    assert f"wrote {out}" in result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and len({r["customer_id"] for r in rows}) == len(rows)  # one action each
+
+
+def test_plan_summary_as_json_counts_every_step(run_cli):
+    summary = json.loads(run_cli("plan", *DEMO, "--format", "json").output)
+    first_order = next(r for r in summary["rules"] if r["rule"] == "first_order")
+    steps = [
+        first_order[s] for s in ("matched", "consent", "caps", "priority", "household", "volume")
+    ]
+    assert steps == sorted(steps, reverse=True) and first_order["volume"] <= 20
+    assert first_order["sent"] + first_order["holdout"] == first_order["volume"]
+
+
+def test_explain_traces_each_rule(run_cli):
+    result = run_cli("explain", "C0000003", *DEMO)
+    assert result.exit_code == 0, result.output
+    assert "customer C0000003" in result.output
+    assert "silent_care: planned" in result.output
+    assert "true   stage = silent" in result.output
+    payload = json.loads(run_cli("explain", "C0000003", *DEMO, "--format", "json").output)
+    (trace,) = [t for t in payload[0]["rules"] if t["rule"] == "silent_care"]
+    assert trace["matched"] and trace["outcome"] == "planned"
+
+
+def test_explain_unknown_customer_is_a_usage_error(run_cli):
+    result = run_cli("explain", "NOBODY", *DEMO)
+    assert result.exit_code == 2 and "NOBODY" in result.output
+
+
+def test_score_writes_derived_fields_and_prints_distribution(run_cli, tmp_path):
+    out = tmp_path / "scores.csv"
+    result = run_cli(
+        "score",
+        "--customers",
+        SHOP / "customers.csv",
+        "--config",
+        SHOP / "retentionrules.toml",
+        "--as-of",
+        "2026-11-22",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    assert "customers by tier and stage" in result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 300 and {"rfm_score", "tier", "stage", "days_to_birthday"} <= set(rows[0])
+
+
+def test_bad_as_of_is_a_usage_error(run_cli):
+    result = run_cli(
+        "plan",
+        "--rules",
+        SHOP / "rules",
+        "--customers",
+        SHOP / "customers.csv",
+        "--as-of",
+        "22/11/2026",
+    )
+    assert result.exit_code == 2 and "--as-of" in result.output

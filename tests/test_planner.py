@@ -1,0 +1,184 @@
+"""Plan policies, each in order and each recorded: match, consent, caps, priority, household,
+volume, holdout. Plans are reproducible to the byte."""
+
+import csv
+import datetime as dt
+import hashlib
+import json
+
+from retentionrules.engine import run_plan
+from retentionrules.loader import Inputs
+
+from .conftest import customer, write_csv, write_rules
+
+AS_OF = dt.date(2026, 11, 22)
+SLEEPING = dict(last_order_date="2026-04-01", total_orders=3, orders_12m=1, spend_12m=100)
+
+
+def plan(tmp_path, rules: str, rows: list[dict], config: str | None = None, **kwargs):
+    folder = write_rules(tmp_path / "rules", rules, config)
+    customers = write_csv(tmp_path / "customers.csv", rows)
+    contacts = kwargs.pop("contacts", None)
+    if contacts is not None:
+        path = tmp_path / "contacts.csv"
+        path.write_text(
+            "customer_id,channel,rule,sent_at\n" + "".join(",".join(c) + "\n" for c in contacts)
+        )
+        contacts = path
+    out = tmp_path / "plan.jsonl"
+    suppressed = tmp_path / "suppressed.csv"
+    result = run_plan(
+        [folder],
+        Inputs(customers, contacts=contacts),
+        AS_OF,
+        out=out,
+        suppressed=suppressed,
+        **kwargs,
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    with suppressed.open() as handle:
+        removed = {(r["customer_id"], r["rule"]): r["reason"] for r in csv.DictReader(handle)}
+    return result, rows, removed
+
+
+def counts(result, rule: str):
+    return next(c for c in result.plan.counts if c.rule == rule)
+
+
+def test_highest_priority_wins_and_ties_go_to_file_order(tmp_path):
+    rules = (
+        "rule a\n  when stage = sleeping\n  then send a via email\n"
+        "rule b\n  when stage = sleeping\n  then send b via email\n"
+        "rule c\n  when stage = sleeping\n  then send c via email\n  priority 5\n"
+    )
+    _, rows, removed = plan(tmp_path, rules, [customer("C1", **SLEEPING)])
+    assert [(r["customer_id"], r["rule"]) for r in rows] == [("C1", "c")]
+    assert removed == {("C1", "a"): "priority", ("C1", "b"): "priority"}
+
+
+def test_consent_is_enforced_and_a_consented_rule_takes_over(tmp_path):
+    rules = (
+        "rule by_sms\n  when stage = sleeping\n  then send x via sms\n  priority 9\n"
+        "rule by_email\n  when stage = sleeping\n  then send y via email\n"
+    )
+    result, rows, removed = plan(
+        tmp_path,
+        rules,
+        [
+            customer("C1", **SLEEPING, sms_opt_in=False),
+            customer("C2", **SLEEPING, sms_opt_in=None, email_opt_in=False),
+        ],
+    )
+    assert [(r["customer_id"], r["rule"]) for r in rows] == [("C1", "by_email")]
+    assert removed[("C1", "by_sms")] == "consent" and removed[("C2", "by_email")] == "consent"
+    assert (counts(result, "by_sms").matched, counts(result, "by_sms").consent) == (2, 0)
+
+
+def test_quiet_period_rule_cap_and_channel_cap_use_the_contact_history(tmp_path):
+    config = (
+        '[contacts]\nquiet_period = "3 days"\n'
+        '[channels.sms]\nconsent = "sms_opt_in"\ncap = { count = 2, per = "7 days" }\n'
+    )
+    rules = "rule winback\n  when stage = sleeping\n  then send x via sms\n  cap 1 per 30 days\n"
+    contacts = [
+        ("C2", "sms", "winback", "2026-11-01"),  # rule cap: once in 30 days
+        ("C3", "sms", "other", "2026-11-17"),  # channel cap: twice in 7 days
+        ("C3", "sms", "other", "2026-11-18"),
+        ("C5", "sms", "winback", "2026-10-01"),  # outside both windows
+    ]
+    rows = [customer(f"C{i}", **SLEEPING) for i in range(1, 6)]
+    rows[3]["last_contacted"] = "2026-11-20"  # C4: quiet period
+    _, planned, removed = plan(tmp_path, rules, rows, config, contacts=contacts)
+    assert [r["customer_id"] for r in planned] == ["C1", "C5"]
+    assert removed == {
+        ("C2", "winback"): "rule_cap",
+        ("C3", "winback"): "channel_cap",
+        ("C4", "winback"): "quiet_period",
+    }
+
+
+def test_once_per_household_keeps_the_best_customer(tmp_path):
+    rules = "rule w\n  when stage = sleeping\n  then send x via email\n  once per household\n"
+    rows = [
+        customer("C1", **SLEEPING, household_id="H1"),
+        customer("C2", **{**SLEEPING, "spend_12m": 3000}, household_id="H1"),
+        customer("C3", **SLEEPING, household_id="H2"),
+        customer("C4", **SLEEPING),
+        customer("C5", **SLEEPING),
+    ]
+    result, planned, removed = plan(tmp_path, rules, rows)
+    assert [r["customer_id"] for r in planned] == ["C2", "C3", "C4", "C5"]
+    assert removed == {("C1", "w"): "household"}
+    assert (counts(result, "w").priority, counts(result, "w").household) == (5, 4)
+
+
+def test_max_per_run_keeps_the_highest_rfm_scores(tmp_path):
+    rules = "rule w\n  when stage = sleeping\n  then send x via email\n  max 2 per run\n"
+    spends = [2500, 50, 1500, 350, 700]  # monetary scores 5, 1, 4, 2, 3
+    rows = [customer(f"C{i}", **{**SLEEPING, "spend_12m": s}) for i, s in enumerate(spends)]
+    rows.append(customer("C9", **{**SLEEPING, "spend_12m": 1200}))  # ties with C2: lower id wins
+    _, planned, removed = plan(tmp_path, rules, rows)
+    assert [r["customer_id"] for r in planned] == ["C0", "C2"]
+    assert sorted(removed.values()) == ["volume"] * 4
+
+
+def test_holdout_is_a_stable_salted_hash_share(tmp_path):
+    rules = "rule w\n  when stage = sleeping\n  then send x via email\n  holdout 30%\n"
+    rows = [customer(f"C{i:03d}", **SLEEPING) for i in range(400)]
+    result, planned, _ = plan(tmp_path, rules, rows)
+    held = {r["customer_id"] for r in planned if r["holdout"]}
+    expected = {
+        r["customer_id"]
+        for r in rows
+        if int(hashlib.md5(f"retentionrules|{r['customer_id']}|w".encode()).hexdigest()[:8], 16)
+        % 10000
+        < 3000
+    }
+    assert held == expected and 80 < len(held) < 160
+    assert len(planned) == 400  # holdout rows stay in the plan, marked
+    assert all(r["estimated_cost"] == 0 for r in planned if r["holdout"])
+    assert counts(result, "w").holdout == len(held)
+
+
+def test_same_inputs_give_a_byte_identical_plan(tmp_path):
+    rules = "rule w\n  when stage = sleeping\n  then send x via sms with amount = 5\n"
+    rows = [customer(f"C{i}", **SLEEPING) for i in range(50)]
+    plan(tmp_path, rules, rows)
+    before = (
+        (tmp_path / "plan.jsonl").read_bytes(),
+        (tmp_path / "plan.jsonl.meta.json").read_bytes(),
+    )
+    plan(tmp_path, rules, rows)
+    after = (tmp_path / "plan.jsonl").read_bytes(), (tmp_path / "plan.jsonl.meta.json").read_bytes()
+    assert before == after
+    meta = json.loads(before[1])
+    assert meta["plan_id"] == json.loads(before[0].splitlines()[0])["plan_id"]
+    assert set(meta) >= {"rules_digest", "config_digest", "input_digest", "as_of"}
+
+
+def test_plan_row_carries_ids_not_contact_details(tmp_path):
+    rules = "rule w\n  when stage = sleeping\n  then send x via sms with amount = 5\n  priority 7\n"
+    _, rows, _ = plan(tmp_path, rules, [customer("C1", **SLEEPING, city="Xian")])
+    assert set(rows[0]) == {
+        "plan_id",
+        "customer_id",
+        "rule",
+        "action",
+        "template",
+        "channel",
+        "parameters",
+        "priority",
+        "holdout",
+        "estimated_cost",
+    }
+    assert rows[0]["parameters"] == {"amount": 5} and rows[0]["estimated_cost"] == 0.1
+
+
+def test_csv_and_parquet_plans(tmp_path):
+    folder = write_rules(tmp_path / "rules", "rule w\n  when stage = sleeping\n  then send x\n")
+    customers = write_csv(tmp_path / "c.csv", [customer("C1", **SLEEPING)])
+    for name in ("plan.csv", "plan.parquet"):
+        run_plan([folder], Inputs(customers), AS_OF, out=tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 0
+    with (tmp_path / "plan.csv").open() as handle:
+        assert next(csv.DictReader(handle))["rule"] == "w"
