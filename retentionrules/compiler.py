@@ -39,7 +39,9 @@ class _Compiler:
         if isinstance(expr, ir.IsMissing):
             return f"({self.value(expr.value)} IS {'NOT ' if expr.negated else ''}NULL)"
         if isinstance(expr, ir.Compare):
-            left, right = self.ordered(expr.left), self.ordered(expr.right)
+            # Equal values have equal ranks: only ordering needs the enumeration's ranks.
+            side = self.value if expr.op in ("=", "!=") else self.ordered
+            left, right = side(expr.left), side(expr.right)
             return f"coalesce({left} {'<>' if expr.op == '!=' else expr.op} {right}, FALSE)"
         if isinstance(expr, ir.InSet):
             return self.in_set(expr)

@@ -85,7 +85,9 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
         days_between(next_anniversary(ident(birthday), as_of), day) if birthday else "NULL"
     )
     return f"""
-        WITH base AS (SELECT c.*{replace} FROM customers c {" ".join(joins)}),
+        WITH base AS (
+            SELECT c.rowid AS __row, c.*{replace} FROM customers c {" ".join(joins)}
+        ),
         scored AS (
             SELECT *,
                 {_scored(recency)} AS recency_score,
@@ -113,5 +115,6 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
 def create_derived(
     con: duckdb.DuckDBPyConnection, config: Config, as_of: dt.date, orders: bool, contacts: bool
 ) -> None:
+    """A view: the plan query computes the fields as it goes instead of storing them first."""
     query = derived_sql(config, as_of, orders, contacts)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {DERIVED} AS {query}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")

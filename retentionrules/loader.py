@@ -103,7 +103,11 @@ def _first_line(error: Exception) -> str:
 
 
 def _text(column: _Column) -> str:
-    return f"NULLIF(trim(CAST({ident(column.source)} AS VARCHAR)), '')"
+    """The cell as text, NULL when empty. Text is kept as written; numbers and dates are trimmed."""
+    raw = f"CAST({ident(column.source)} AS VARCHAR)"
+    if SQL_TYPES[column.type.kind] == "VARCHAR":
+        return f"NULLIF({raw}, '')"
+    return f"NULLIF(trim({raw}), '')"
 
 
 def _convert(column: _Column) -> tuple[str, str]:
@@ -147,11 +151,14 @@ def _typed_table(
 ) -> None:
     """Create `table` from the file: converted columns, bad rows stopped at or set aside."""
     raw = f"raw_{table}"
-    present = set(_raw_view(con, raw, path))
+    header = _raw_view(con, raw, path)
+    present = set(header)
     missing = [c.source for c in columns if c.required and c.source not in present]
     if missing:
         names = ", ".join(missing)
         raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}")
+    if path.suffix.lower() == ".csv" and _fast_csv(con, table, path, header, columns, key):
+        return
     selected, problems = [], []
     for column in columns:
         if column.source not in present:
@@ -179,6 +186,52 @@ def _typed_table(
     if bad[0]:
         _reject(con, table, raw, path, rejects, bad, stats)
     con.execute(f"ALTER TABLE {ident(table)} DROP COLUMN {PROBLEM}")
+    con.execute(f"ALTER TABLE {ident(table)} DROP COLUMN {ROW}")
+
+
+def _fast_csv(
+    con, table: str, path: Path, header: list[str], columns: list[_Column], key: str | None
+) -> bool:
+    """The common case, valid data: let DuckDB's CSV reader convert while it reads.
+
+    Any problem (a value that does not convert, a negative amount, an unknown enumeration value,
+    an empty or repeated id) returns False, and the caller takes the slow path, which reads every
+    cell as text and finds each bad row with its reason.
+    """
+    declared = {c.source: SQL_TYPES[c.type.kind] for c in columns}
+    types = ", ".join(
+        f"{literal(name)}: {literal(declared.get(name, 'VARCHAR'))}" for name in header
+    )
+    selected = []
+    for column in columns:
+        sql_type = SQL_TYPES[column.type.kind]
+        if column.source not in header:
+            selected.append(f"CAST(NULL AS {sql_type}) AS {ident(column.name)}")
+        elif sql_type == "VARCHAR":
+            selected.append(f"NULLIF({ident(column.source)}, '') AS {ident(column.name)}")
+        else:
+            selected.append(f"{ident(column.source)} AS {ident(column.name)}")
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ident(table)} AS SELECT {', '.join(selected)} "
+            f"FROM read_csv({literal(str(path))}, header = true, columns = {{{types}}})"
+        )
+    except duckdb.Error:
+        return False
+    checks = ["0"]
+    for column in columns:
+        name = ident(column.name)
+        if column.not_empty:
+            checks.append(f"count(*) FILTER (WHERE {name} IS NULL)")
+        if column.non_negative:
+            checks.append(f"count(*) FILTER (WHERE {name} < 0)")
+        if column.type.kind is t.Kind.ENUM:
+            values = ", ".join(literal(v) for v in column.type.values)
+            checks.append(f"count(*) FILTER (WHERE {name} NOT IN ({values}))")
+    if key is not None:
+        checks.append(f"count({ident(key)}) - count(DISTINCT {ident(key)})")
+    problems = con.execute(f"SELECT {' + '.join(checks)} FROM {ident(table)}").fetchone()[0]
+    return problems == 0
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str) -> None:

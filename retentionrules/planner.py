@@ -117,7 +117,7 @@ def _stage_sql(rule: ir.Rule, config: Config, as_of: dt.date, counts: dict[str, 
         cases.append(
             f"WHEN coalesce({counts[f'rule:{rule.name}']}, 0) >= {rule.cap[0]} THEN {RULE_CAP}"
         )
-    return f"CASE {' '.join(cases)} ELSE {ELIGIBLE} END"
+    return f"CAST(CASE {' '.join(cases)} ELSE {ELIGIBLE} END AS UTINYINT)"
 
 
 def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool) -> None:
@@ -132,7 +132,7 @@ def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contact
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
         SELECT *, CASE {winner} END AS winner FROM (
-            SELECT d.{key} AS customer_id,
+            SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score, {stages}
             FROM {DERIVED} d {join}
@@ -169,43 +169,49 @@ def _rule_table(con, ruleset: ir.RuleSet, config: Config) -> None:
         con.execute(f"INSERT INTO rules VALUES {', '.join(rows)}")
 
 
-def _planned(con, config: Config) -> None:
-    """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason."""
-    bucket = holdout_bucket(config.holdout_salt, "w.customer_id", "w.name")
+def _planned(con, ruleset: ir.RuleSet, config: Config) -> None:
+    """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason.
+
+    A window or a hash that no rule asks for is left out: most rule sets use few of them.
+    """
+    rules = ruleset.rules
+    household_rank = "1"
+    if any(r.once_per_household for r in rules):
+        household_rank = """CASE WHEN r.once_per_household THEN row_number() OVER (
+            PARTITION BY r.idx, f.household, CASE WHEN f.household IS NULL THEN f.customer_id END
+            ORDER BY f.rfm_score DESC, f.customer_id) ELSE 1 END"""
+    volume_rank = "NULL"
+    if any(r.max_per_run for r in rules):
+        volume_rank = """CASE WHEN household_rank = 1 THEN row_number() OVER (
+            PARTITION BY idx, household_rank = 1 ORDER BY rfm_score DESC, customer_id) END"""
+    held = "FALSE"
+    if any(r.holdout > 0 for r in rules):
+        bucket = holdout_bucket(config.holdout_salt, "customer_id", "name")
+        held = f"holdout > 0 AND {bucket} < holdout"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE planned AS
         WITH w AS (
-            SELECT f.customer_id, f.household, f.rfm_score, r.*,
-                CASE WHEN r.once_per_household THEN row_number() OVER (
-                    PARTITION BY r.idx, f.household,
-                        CASE WHEN f.household IS NULL THEN f.customer_id END
-                    ORDER BY f.rfm_score DESC, f.customer_id) ELSE 1 END AS household_rank
+            SELECT f.input_row, f.customer_id, f.rfm_score, r.idx, r.name, r.holdout, r.max_per_run,
+                {household_rank} AS household_rank
             FROM flags f JOIN rules r ON r.idx = f.winner
         ),
-        v AS (
-            SELECT *, row_number() OVER (PARTITION BY idx ORDER BY rfm_score DESC, customer_id)
-                AS volume_rank
-            FROM w WHERE household_rank = 1
-        )
-        SELECT w.customer_id, w.idx, CASE
-            WHEN w.household_rank > 1 THEN 'household'
-            WHEN v.volume_rank > w.max_per_run THEN 'volume'
-            WHEN {bucket} < w.holdout THEN 'holdout'
+        v AS (SELECT *, {volume_rank} AS volume_rank FROM w)
+        SELECT input_row, customer_id, idx, CASE
+            WHEN household_rank > 1 THEN 'household'
+            WHEN volume_rank > max_per_run THEN 'volume'
+            WHEN {held} THEN 'holdout'
             ELSE 'send' END AS status
-        FROM w LEFT JOIN v USING (customer_id, idx)
+        FROM v
     """)
 
 
 def _count(con, plan: Plan) -> None:
+    """Per rule, how many customers are left after each step: one histogram per rule."""
     rules = plan.ruleset.rules
     if not rules:
         return
-    stage_counts = ", ".join(
-        f"count(*) FILTER (WHERE s{i} >= {NO_CONSENT}), count(*) FILTER (WHERE s{i} >= {QUIET}), "
-        f"count(*) FILTER (WHERE s{i} = {ELIGIBLE}), count(*) FILTER (WHERE winner = {i})"
-        for i in range(len(rules))
-    )
-    totals = con.execute(f"SELECT {stage_counts} FROM flags").fetchone()
+    histograms = ", ".join(f"histogram(s{i})" for i in range(len(rules)))
+    *stages, winners = con.execute(f"SELECT {histograms}, histogram(winner) FROM flags").fetchone()
     after = {
         idx: (household, volume, sent, holdout)
         for idx, household, volume, sent, holdout in con.execute("""
@@ -215,16 +221,17 @@ def _count(con, plan: Plan) -> None:
             FROM planned GROUP BY idx""").fetchall()
     }
     for i, rule in enumerate(rules):
-        matched, consent, caps, priority = totals[4 * i : 4 * i + 4]
+        histogram = stages[i] or {}
+        at_least = lambda code, h=histogram: sum(n for s, n in h.items() if s >= code)  # noqa: E731
         household, volume, sent, holdout = after.get(i, (0, 0, 0, 0))
         channel = plan.config.channels.get(rule.action.channel or "")
         plan.counts.append(
             RuleCounts(
                 rule.name,
-                matched,
-                consent,
-                caps,
-                priority,
+                at_least(NO_CONSENT),
+                at_least(QUIET),
+                at_least(ELIGIBLE),
+                (winners or {}).get(i, 0),
                 household,
                 volume,
                 sent,
@@ -245,7 +252,7 @@ def build_plan(
     plan = Plan(con, ruleset, config, as_of)
     _rule_table(con, ruleset, config)
     _flags(con, ruleset, config, as_of, has_contacts)
-    _planned(con, config)
+    _planned(con, ruleset, config)
     _count(con, plan)
     if not has_contacts and any(r.cap for r in ruleset.rules):
         plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
@@ -253,7 +260,7 @@ def build_plan(
 
 
 def plan_rows_sql(plan_id: str) -> str:
-    """The plan, one row per action, in a stable order (customer id, then rule)."""
+    """The plan, one row per action, in the customers' input order (one action per customer)."""
     return f"""
         SELECT {literal(plan_id)} AS plan_id, p.customer_id, r.name AS rule, r.kind AS action,
             r.template, r.channel, r.params::JSON AS parameters, r.priority,
@@ -261,7 +268,7 @@ def plan_rows_sql(plan_id: str) -> str:
             CASE WHEN p.status = 'holdout' THEN 0.0 ELSE r.cost END AS estimated_cost
         FROM planned p JOIN rules r ON r.idx = p.idx
         WHERE p.status IN ('send', 'holdout')
-        ORDER BY p.customer_id, r.name"""
+        ORDER BY p.input_row"""
 
 
 def suppressed_sql(ruleset: ir.RuleSet) -> str:
