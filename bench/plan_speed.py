@@ -7,7 +7,8 @@ Peers, each a fresh process on the same generated CSV, timed as wall clock with 
   retentionrules   retentionrules plan (check, load + validate, derive, plan, write plan + header)
   duckdb-sql       the job hand-written as one DuckDB query (standard_job/handwritten.sql)
   reference        standard_job/reference_job.py, the job in plain Python
-  rule-engine      standard_job/rule_engine_job.py, a per-record rules library (pip install rule-engine)
+  rule-engine      standard_job/rule_engine_job.py, a per-record rules library
+                   (pip install rule-engine)
 Every peer's rows are compared with the reference's. Ratios are ours / peer, from medians.
 """
 

@@ -127,7 +127,6 @@ def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contact
         f"{_stage_sql(rule, config, as_of, counts)} AS s{i}" for i, rule in enumerate(ruleset.rules)
     )
     winner = " ".join(f"WHEN s{i} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset))
-    any_match = " OR ".join(f"s{i} > {NO_MATCH}" for i in range(len(ruleset.rules))) or "FALSE"
     join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
@@ -136,7 +135,7 @@ def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contact
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score, {stages}
             FROM {DERIVED} d {join}
-        ) WHERE {any_match}
+        )
     """)
 
 
@@ -162,7 +161,7 @@ def _rule_table(con, ruleset: ir.RuleSet, config: Config) -> None:
         rows.append("(" + ", ".join(literal(v) for v in values) + ")")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE rules (idx INTEGER, name VARCHAR, kind VARCHAR, "
-        "template VARCHAR, channel VARCHAR, params VARCHAR, priority INTEGER, holdout INTEGER, "
+        "template VARCHAR, channel VARCHAR, params JSON, priority INTEGER, holdout INTEGER, "
         "once_per_household BOOLEAN, max_per_run BIGINT, cost DOUBLE)"
     )
     if rows:
@@ -263,7 +262,7 @@ def plan_rows_sql(plan_id: str) -> str:
     """The plan, one row per action, in the customers' input order (one action per customer)."""
     return f"""
         SELECT {literal(plan_id)} AS plan_id, p.customer_id, r.name AS rule, r.kind AS action,
-            r.template, r.channel, r.params::JSON AS parameters, r.priority,
+            r.template, r.channel, r.params AS parameters, r.priority,
             p.status = 'holdout' AS holdout,
             CASE WHEN p.status = 'holdout' THEN 0.0 ELSE r.cost END AS estimated_cost
         FROM planned p JOIN rules r ON r.idx = p.idx
