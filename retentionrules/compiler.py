@@ -12,7 +12,7 @@ import datetime as dt
 
 from . import ir
 from . import types as t
-from .sql import ident, literal, next_anniversary
+from .sql import ident, literal, next_anniversary, rank_column
 from .timeutil import shift
 
 
@@ -67,8 +67,7 @@ class _Compiler:
             return self.value(expr)
         if isinstance(expr, ir.Const):
             return str(expr.type.rank(expr.value))
-        ranks = " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(expr.type.values))
-        return f"(CASE {self.value(expr)} {ranks} END)"
+        return rank_column(expr.name)  # enumeration values come only from fields and constants
 
     def value(self, expr: ir.Expr) -> str:
         if isinstance(expr, ir.Field):

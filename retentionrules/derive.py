@@ -13,7 +13,8 @@ import datetime as dt
 import duckdb
 
 from .config import Config
-from .sql import days_between, ident, literal, next_anniversary
+from . import types as t
+from .sql import days_between, ident, literal, next_anniversary, rank_column
 from .timeutil import shift
 
 DERIVED = "derived"
@@ -84,6 +85,13 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
     to_birthday = (
         days_between(next_anniversary(ident(birthday), as_of), day) if birthday else "NULL"
     )
+    ranks = "".join(
+        f", CASE {ident(name)} "
+        + " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(type_.values))
+        + f" END AS {rank_column(name)}"
+        for name, type_ in config.field_types().items()
+        if type_.kind is t.Kind.ENUM
+    )
     return f"""
         WITH base AS (
             SELECT c.rowid AS __row, c.*{replace} FROM customers c {" ".join(joins)}
@@ -100,7 +108,8 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
                 + {literal(w.frequency)} * frequency_score
                 + {literal(w.monetary)} * monetary_score AS rfm_score
             FROM scored
-        )
+        ),
+        enriched AS (
         SELECT *,
             CASE {tier} END AS tier,
             {stage} AS stage,
@@ -109,7 +118,9 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
             spend_12m / NULLIF(orders_12m, 0) AS avg_order_value
-        FROM weighted"""
+        FROM weighted
+        )
+        SELECT *{ranks} FROM enriched"""
 
 
 def create_derived(

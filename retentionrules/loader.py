@@ -8,6 +8,7 @@ the run goes on. Nothing is dropped silently.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,14 +152,16 @@ def _typed_table(
 ) -> None:
     """Create `table` from the file: converted columns, bad rows stopped at or set aside."""
     raw = f"raw_{table}"
+    header = _csv_header(path)
+    if header is not None and not _missing(columns, header):
+        if _fast_csv(con, table, path, header, columns, key):
+            return
     header = _raw_view(con, raw, path)
     present = set(header)
-    missing = [c.source for c in columns if c.required and c.source not in present]
+    missing = _missing(columns, header)
     if missing:
         names = ", ".join(missing)
         raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}")
-    if path.suffix.lower() == ".csv" and _fast_csv(con, table, path, header, columns, key):
-        return
     selected, problems = [], []
     for column in columns:
         if column.source not in present:
@@ -189,6 +192,21 @@ def _typed_table(
     con.execute(f"ALTER TABLE {ident(table)} DROP COLUMN {ROW}")
 
 
+def _missing(columns: list[_Column], header: list[str]) -> list[str]:
+    return [c.source for c in columns if c.required and c.source not in header]
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The header of a plain comma-separated UTF-8 file, read without scanning the file."""
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None  # the slow path reads it again and says what is wrong
+
+
 def _fast_csv(
     con, table: str, path: Path, header: list[str], columns: list[_Column], key: str | None
 ) -> bool:
@@ -214,7 +232,8 @@ def _fast_csv(
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {ident(table)} AS SELECT {', '.join(selected)} "
-            f"FROM read_csv({literal(str(path))}, header = true, columns = {{{types}}})"
+            f"FROM read_csv({literal(str(path))}, header = true, delim = ',', quote = '\"', "
+            f"escape = '\"', columns = {{{types}}})"
         )
     except duckdb.Error:
         return False

@@ -36,6 +36,7 @@ REASONS = {
     RULE_CAP: "rule_cap",
 }
 STEPS = ("matched", "consent", "caps", "priority", "household", "volume")
+QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 
 
 @dataclass
@@ -106,10 +107,8 @@ def _stage_sql(rule: ir.Rule, config: Config, as_of: dt.date, counts: dict[str, 
     if channel is not None:
         if channel.requires_consent:
             cases.append(f"WHEN NOT coalesce({ident(channel.consent)}, FALSE) THEN {NO_CONSENT}")
-        quiet = config.contacts.quiet_period
-        if quiet is not None:
-            since = literal(shift(as_of, quiet, -1))
-            cases.append(f"WHEN coalesce(last_contacted >= {since}, FALSE) THEN {QUIET}")
+        if config.contacts.quiet_period is not None:
+            cases.append(f"WHEN {QUIET_COLUMN} THEN {QUIET}")
         if counts is not None and channel.cap is not None:
             column = counts[f"channel:{channel_name}"]
             cases.append(f"WHEN coalesce({column}, 0) >= {channel.cap.count} THEN {CHANNEL_CAP}")
@@ -128,13 +127,19 @@ def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contact
     )
     winner = " ".join(f"WHEN s{i} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset))
     join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
+    quiet = config.contacts.quiet_period
+    recent = (
+        f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
+        if quiet
+        else "FALSE"
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
         SELECT *, CASE {winner} END AS winner FROM (
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score, {stages}
-            FROM {DERIVED} d {join}
+            FROM (SELECT *, {recent} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
         )
     """)
 

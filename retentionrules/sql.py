@@ -38,6 +38,11 @@ def literal(value: object) -> str:
     raise TypeError(f"no SQL literal for {type(value).__name__}")
 
 
+def rank_column(field: str) -> str:
+    """The derived column holding an enumeration field's rank, so ordering compares integers."""
+    return ident(f"{field}#rank")
+
+
 def next_anniversary(column: str, as_of: dt.date) -> str:
     """The next occurrence of `column`'s month and day on or after `as_of` (29 Feb -> 28 Feb)."""
 
