@@ -12,8 +12,8 @@ import datetime as dt
 
 import duckdb
 
-from .config import Config
 from . import types as t
+from .config import Config
 from .sql import days_between, ident, literal, next_anniversary, rank_column
 from .timeutil import shift
 
