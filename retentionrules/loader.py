@@ -153,9 +153,9 @@ def _typed_table(
     """Create `table` from the file: converted columns, bad rows stopped at or set aside."""
     raw = f"raw_{table}"
     header = _csv_header(path)
-    if header is not None and not _missing(columns, header):
-        if _fast_csv(con, table, path, header, columns, key):
-            return
+    fast = header is not None and not _missing(columns, header)
+    if fast and _fast_csv(con, table, path, header, columns, key):
+        return
     header = _raw_view(con, raw, path)
     present = set(header)
     missing = _missing(columns, header)
