@@ -365,6 +365,67 @@ def score(
         print_score(result, _console())
 
 
+class TestFormat(str, Enum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+    github = "github"
+
+
+@app.command(name="test")
+@_guarded
+def test_rules(
+    paths: PathsArgument = None,
+    config: ConfigOption = None,
+    output_format: Annotated[
+        TestFormat, typer.Option("--format", "-f", help="text, json, junit (XML) or github.")
+    ] = TestFormat.text,
+    min_coverage: Annotated[
+        float | None,
+        typer.Option(
+            "--min-coverage",
+            help="Fail when fewer than this percentage of rules fire in some case.",
+            min=0,
+            max=100,
+        ),
+    ] = None,
+) -> None:
+    """Run the rule tests (*.test.toml beside the rules) through the same pipeline as `plan`.
+
+    Exit 0 when every case passes (and coverage is met), 1 on failures, 2 on errors in the rule
+    or test files themselves.
+    """
+    from .engine import RuleErrors, checked_rules
+    from .render import render_text
+    from .testing import run_tests, test_files
+    from .testreport import render_run
+
+    rule_paths = paths or [Path.cwd()]
+    try:
+        report, settings = checked_rules(rule_paths, config)
+    except RuleErrors as error:
+        typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
+        raise typer.Exit(2) from None
+    files = test_files([Path(p) for p in report.sources])
+    if not files:
+        from .api import UsageError
+
+        raise UsageError("no test files found (looked for *.test.toml beside the rules)")
+    run, problems = run_tests(report, settings, files)
+    if run is None:
+        sources = {str(p): p.read_text(encoding="utf-8") for p in files}
+        typer.echo(render_text(problems, sources), err=True)
+        raise typer.Exit(2)
+    typer.echo(render_run(run, output_format.value))
+    if run.failed or (min_coverage is not None and run.coverage < min_coverage):
+        if min_coverage is not None and run.coverage < min_coverage:
+            typer.echo(
+                f"rule coverage {run.coverage:.0f}% is below --min-coverage {min_coverage:g}%",
+                err=True,
+            )
+        raise typer.Exit(1)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, encoding="utf-8")

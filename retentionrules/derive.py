@@ -40,6 +40,12 @@ def _scored(thresholds: list[str]) -> str:
     return f"CASE {cases} ELSE 0 END"
 
 
+def rank_sql(name: str, enum: t.Type) -> str:
+    """An enumeration field's rank (0 = lowest), so ordering compares integers."""
+    ranks = " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(enum.values))
+    return f"CASE {ident(name)} {ranks} END"
+
+
 def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) -> str:
     key = ident(config.customers.id)
     day = literal(as_of)
@@ -86,9 +92,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
         days_between(next_anniversary(ident(birthday), as_of), day) if birthday else "NULL"
     )
     ranks = "".join(
-        f", CASE {ident(name)} "
-        + " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(type_.values))
-        + f" END AS {rank_column(name)}"
+        f", {rank_sql(name, type_)} AS {rank_column(name)}"
         for name, type_ in config.field_types().items()
         if type_.kind is t.Kind.ENUM
     )

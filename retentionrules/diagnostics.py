@@ -51,6 +51,7 @@ CODES = _catalogue(
     Code("RR301", W, "condition can never hold"),
     Code("RR302", W, "rule is shadowed"),
     Code("RR303", W, "unused segment"),
+    Code("RR400", E, "invalid test file"),
 )
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from retentionrules.api import check_paths, format_source
+from retentionrules.api import check_paths, format_source, resolve_config
 from retentionrules.diagnostics import CODES
 from retentionrules.render import render_text
+from retentionrules.testing import run_tests
 
 from .conftest import GOLDEN
 
@@ -35,8 +36,13 @@ def test_diagnostic_golden(code, monkeypatch):
     folder = GOLDEN / "diagnostics" / code
     monkeypatch.chdir(folder)
     report = check_paths(["input.rules"])
-    assert code in {d.code for d in report.diagnostics}
-    compare(folder / "expected.txt", render_text(report.diagnostics, report.sources) + "\n")
+    diagnostics, sources = report.diagnostics, report.sources
+    tests = Path("input.test.toml")
+    if tests.exists():  # a problem in a rule-test file, found by `retentionrules test`
+        _, diagnostics = run_tests(report, resolve_config([Path("input.rules")]), [tests])
+        sources = {str(tests): tests.read_text(encoding="utf-8")}
+    assert code in {d.code for d in diagnostics}
+    compare(folder / "expected.txt", render_text(diagnostics, sources) + "\n")
 
 
 @pytest.mark.parametrize("case", FMT_CASES, ids=lambda p: p.stem)
