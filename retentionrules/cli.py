@@ -426,6 +426,69 @@ def test_rules(
         raise typer.Exit(1)
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+@app.command(name="diff")
+@_guarded
+def diff_rules(
+    old: Annotated[
+        str,
+        typer.Argument(
+            help="The rules before: a path, or REV:PATH for a git revision (e.g. main:rules)."
+        ),
+    ],
+    new: Annotated[list[Path], typer.Argument(help="The rules after: files or folders.")],
+    customers: CustomersOption,
+    orders: OrdersOption = None,
+    contacts: ContactsOption = None,
+    as_of: AsOfOption = None,
+    config: ConfigOption = None,
+    output_format: Annotated[
+        DiffFormat,
+        typer.Option("--format", "-f", help="text, markdown (a pull-request comment) or json."),
+    ] = DiffFormat.text,
+    fail_over: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-over",
+            help="Exit 1 when any rule's audience moves by more than N customers "
+            "or P% of its audience before.",
+        ),
+    ] = None,
+) -> None:
+    """Show how many customers a rule change moves: per rule, added, removed, moved between
+    rules, and the change in estimated cost, on the same customers and as-of date."""
+    from .engine import today
+    from .impact import diff
+    from .summary import impact_json, impact_markdown, print_impact
+
+    date = _as_of(as_of)
+    if date is None:
+        from .api import resolve_config
+
+        date = today(resolve_config(new, config))
+    with _working("comparing…"):
+        impact = diff(old, new, _inputs(customers, orders, contacts), date, config)
+    if output_format is DiffFormat.json:
+        typer.echo(impact_json(impact))
+    elif output_format is DiffFormat.markdown:
+        typer.echo(impact_markdown(impact))
+    else:
+        print_impact(impact, _console())
+    if fail_over is not None:
+        over = impact.over(fail_over)
+        for rule in over:
+            typer.echo(
+                f"rule {rule.rule}: {rule.moved} customers moved (more than {fail_over})", err=True
+            )
+        if over:
+            raise typer.Exit(1)
+
+
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text, encoding="utf-8")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .engine import Explanation, PlanResult, ScoreResult
+from .impact import Impact
 
 _STEPS = ("matched", "consent", "caps", "priority", "household", "volume", "sent", "holdout")
 
@@ -128,4 +129,97 @@ def print_score(result: ScoreResult, console: Console) -> None:
     console.print(table)
     console.print(
         f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected"
+    )
+
+
+# ---------------------------------------------------------------- diff
+
+
+def _impact_rows(impact: Impact) -> list[list[str]]:
+    rows = []
+    for r in impact.rules:
+        moved_in = ", ".join(f"{n} from {rule}" for rule, n in sorted(r.moved_in.items()))
+        moved_out = ", ".join(f"{n} to {rule}" for rule, n in sorted(r.moved_out.items()))
+        rows.append(
+            [
+                r.rule,
+                str(r.before),
+                str(r.after),
+                f"+{len(r.added)}",
+                f"-{len(r.removed)}",
+                moved_in or "—",
+                moved_out or "—",
+                f"{r.cost_after - r.cost_before:+.2f}",
+            ]
+        )
+    total = [sum(getattr(r, k) for r in impact.rules) for k in ("before", "after")]
+    added = sum(len(r.added) for r in impact.rules)
+    removed = sum(len(r.removed) for r in impact.rules)
+    cost = sum(r.cost_after - r.cost_before for r in impact.rules)
+    rows.append(
+        ["total", str(total[0]), str(total[1]), f"+{added}", f"-{removed}", "", "", f"{cost:+.2f}"]
+    )
+    return rows
+
+
+_IMPACT_HEADER = [
+    "rule",
+    "before",
+    "after",
+    "added",
+    "removed",
+    "moved in",
+    "moved out",
+    "cost change",
+]
+
+
+def impact_markdown(impact: Impact) -> str:
+    """A pull-request comment: what the rule change does to the audience."""
+    lines = [
+        f"### Audience impact of this rule change ({impact.customers:,} customers, "
+        f"as of {impact.as_of.isoformat()})",
+        "",
+        "| " + " | ".join(_IMPACT_HEADER) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(_IMPACT_HEADER))) + "|",
+    ]
+    lines += [
+        "| "
+        + " | ".join(f"`{c}`" if i == 0 and c != "total" else c for i, c in enumerate(row))
+        + " |"
+        for row in _impact_rows(impact)
+    ]
+    return "\n".join(lines)
+
+
+def print_impact(impact: Impact, console: Console) -> None:
+    table = Table(
+        title=f"audience impact, {impact.customers:,} customers, as of {impact.as_of.isoformat()}"
+    )
+    for i, name in enumerate(_IMPACT_HEADER):
+        table.add_column(name, justify="left" if i in (0, 5, 6) else "right")
+    rows = _impact_rows(impact)
+    for row in rows[:-1]:
+        table.add_row(*row)
+    table.add_section()
+    table.add_row(*rows[-1])
+    console.print(table)
+
+
+def impact_json(impact: Impact) -> str:
+    return json.dumps(
+        {
+            "as_of": impact.as_of.isoformat(),
+            "customers": impact.customers,
+            "rules": [
+                {
+                    **asdict(r),
+                    "moved": r.moved,
+                    "cost_change": round(r.cost_after - r.cost_before, 2),
+                }
+                for r in impact.rules
+            ],
+        },
+        ensure_ascii=False,
+        indent=2,
     )

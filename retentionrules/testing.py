@@ -245,7 +245,7 @@ class _Reader:
         return Case(
             name,
             where,
-            line,
+            line.line,
             as_of,
             customer,
             derived,

@@ -1,0 +1,151 @@
+"""The audience impact of a rule change: who gains, loses or changes their action.
+
+Both rule sets are planned on the same customers at the same as-of date with the same pipeline
+as `plan`; a customer's planned action (sent or held out) is compared rule by rule. Rule identity
+is the rule's name: a renamed rule shows as one removed and one added.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .api import UsageError, rule_files
+from .config import find_config
+from .engine import run_plan
+from .loader import Inputs
+
+
+@dataclass
+class RuleImpact:
+    rule: str
+    before: int = 0
+    after: int = 0
+    added: list[str] = field(default_factory=list)  # customers who get this rule now
+    removed: list[str] = field(default_factory=list)  # customers who no longer do
+    moved_in: dict[str, int] = field(default_factory=dict)  # from which rule they came
+    moved_out: dict[str, int] = field(default_factory=dict)  # to which rule they went
+    cost_before: float = 0.0
+    cost_after: float = 0.0
+
+    @property
+    def moved(self) -> int:
+        """Customers whose action under this rule changed, in either direction."""
+        return len(self.added) + len(self.removed)
+
+
+@dataclass
+class Impact:
+    rules: list[RuleImpact]
+    as_of: dt.date
+    customers: int
+
+    def over(self, limit: str) -> list[RuleImpact]:
+        """Rules whose audience moved more than `limit`: a count (`500`) or a share (`5%`)."""
+        try:
+            if limit.endswith("%"):
+                share = float(limit[:-1])
+                return [r for r in self.rules if 100 * r.moved / max(r.before, 1) > share]
+            return [r for r in self.rules if r.moved > int(limit)]
+        except ValueError:
+            raise UsageError(
+                f"--fail-over {limit!r}: give a number (500) or a share (5%)"
+            ) from None
+
+
+def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
+    """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`; and today's config."""
+    revision, _, path = spec.partition(":")
+    here = Path(path or ".")
+    try:
+        top = Path(
+            subprocess.run(
+                ["git", "rev-parse", "--show-toplevel"],
+                cwd=here if here.is_dir() else here.parent,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        listed = subprocess.run(
+            [
+                "git",
+                "ls-tree",
+                "-r",
+                "--name-only",
+                revision,
+                "--",
+                str(here.resolve().relative_to(top)),
+            ],
+            cwd=top,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as error:
+        raise UsageError(f"{spec}: not a git revision and path ({error})") from None
+    for name in listed:
+        if name.endswith(".rules"):
+            text = subprocess.run(
+                ["git", "show", f"{revision}:{name}"], cwd=top, capture_output=True, check=True
+            ).stdout
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(text)
+    if not list(folder.rglob("*.rules")):
+        raise UsageError(f"{spec}: no rule files at that revision")
+    return folder, find_config(here)
+
+
+def _planned(paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None):
+    result = run_plan(paths, inputs, as_of, config_path=config)
+    rows = result.plan.con.execute(
+        "SELECT p.customer_id, r.name FROM planned p JOIN rules r ON r.idx = p.idx "
+        "WHERE p.status IN ('send', 'holdout')"
+    ).fetchall()
+    costs = {c.rule: c.cost for c in result.plan.counts}
+    return dict(rows), costs, result.stats.customers
+
+
+def diff(
+    old: str, new: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None = None
+) -> Impact:
+    """Plan `old` (paths, or `REV:PATH` of git) and `new` on the same data; compare by rule."""
+    with tempfile.TemporaryDirectory() as folder:
+        old_path, old_config = Path(old), config
+        if not old_path.exists() and ":" in old:
+            old_path, old_config = _git_snapshot(old, Path(folder))
+            old_config = config or old_config
+        rule_files([old_path])  # a missing path is a usage error before any work
+        before, cost_before, customers = _planned([old_path], inputs, as_of, old_config)
+    after, cost_after, _ = _planned(new, inputs, as_of, config)
+    names = list(dict.fromkeys([*cost_before, *cost_after]))
+    impacts = {
+        name: RuleImpact(
+            name, cost_before=cost_before.get(name, 0.0), cost_after=cost_after.get(name, 0.0)
+        )
+        for name in names
+    }
+    for customer, rule in before.items():
+        impacts[rule].before += 1
+        if after.get(customer) != rule:
+            impacts[rule].removed.append(customer)
+            if customer in after:
+                impacts[rule].moved_out[after[customer]] = (
+                    impacts[rule].moved_out.get(after[customer], 0) + 1
+                )
+    for customer, rule in after.items():
+        impacts[rule].after += 1
+        if before.get(customer) != rule:
+            impacts[rule].added.append(customer)
+            if customer in before:
+                impacts[rule].moved_in[before[customer]] = (
+                    impacts[rule].moved_in.get(before[customer], 0) + 1
+                )
+    for impact in impacts.values():
+        impact.added.sort()
+        impact.removed.sort()
+    return Impact(list(impacts.values()), as_of, customers)
