@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ast, ir
+from . import ir
 from .ast import Span
 from .checker import check
 from .config import Config, ConfigError, find_config, load_config
@@ -59,7 +59,6 @@ class Report:
     sources: dict[str, str]
     diagnostics: list[Diagnostic]
     ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet(()))
-    files: list[ast.RuleFile] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -108,7 +107,7 @@ def check_sources(sources: dict[str, str], config: Config) -> Report:
     checked = check(files, config)
     diagnostics.extend(checked.diagnostics)
     kept = apply_noqa(diagnostics, sources)
-    return Report(sources, sorted(kept, key=Diagnostic.sort_key), checked.ruleset, files)
+    return Report(sources, sorted(kept, key=Diagnostic.sort_key), checked.ruleset)
 
 
 def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:
@@ -124,7 +123,6 @@ def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) ->
     for report in reports:
         merged.sources.update(report.sources)
         merged.diagnostics.extend(report.diagnostics)
-        merged.files.extend(report.files)
     merged.diagnostics.sort(key=Diagnostic.sort_key)
     merged.ruleset = (
         reports[0].ruleset

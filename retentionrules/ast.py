@@ -7,7 +7,7 @@ same meaning compare equal even when the layout differs (the formatter's contrac
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Union
 
@@ -30,25 +30,6 @@ NO_SPAN = Span(0, 0, 0, 0)
 @dataclass(frozen=True, slots=True)
 class Node:
     span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
-
-    def children(self) -> tuple[Node, ...]:
-        """The child nodes in source order (jinja2's iter_child_nodes)."""
-        found: list[Node] = []
-        for f in fields(self):
-            if f.name == "span":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, Node):
-                found.append(value)
-            elif isinstance(value, tuple):
-                found.extend(v for v in value if isinstance(v, Node))
-        return tuple(found)
-
-    def walk(self):
-        """This node and all its descendants, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.walk()
 
 
 # ---------------------------------------------------------------- expressions
@@ -202,7 +183,6 @@ Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
     Within,
     BeforeAfter,
 ]
-LITERALS = (Number, String, Bool, Date, Duration)
 
 
 # ---------------------------------------------------------------- actions and clauses

@@ -199,6 +199,14 @@ def _console():
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def _emit(as_json: bool, result, to_json, to_console) -> None:
+    """JSON on stdout for machines, or tables for people."""
+    if as_json:
+        typer.echo(to_json(result))
+    else:
+        to_console(result, _console())
+
+
 def _working(message: str):
     """A spinner on stderr for people at a terminal; nothing in pipes and CI logs."""
     import contextlib
@@ -295,10 +303,7 @@ def plan(
             suppressed=suppressed,
             config_path=config,
         )
-    if output_format is Output.json:
-        typer.echo(plan_json(result))
-    else:
-        print_plan(result, _console())
+    _emit(output_format is Output.json, result, plan_json, print_plan)
 
 
 @app.command()
@@ -359,10 +364,7 @@ def score(
             config_path=config,
             rejects=rejects,
         )
-    if output_format is Output.json:
-        typer.echo(score_json(result))
-    else:
-        print_score(result, _console())
+    _emit(output_format is Output.json, result, score_json, print_score)
 
 
 class TestFormat(str, Enum):
@@ -473,12 +475,10 @@ def diff_rules(
         date = today(resolve_config(new, config))
     with _working("comparing…"):
         impact = diff(old, new, _inputs(customers, orders, contacts), date, config)
-    if output_format is DiffFormat.json:
-        typer.echo(impact_json(impact))
-    elif output_format is DiffFormat.markdown:
+    if output_format is DiffFormat.markdown:
         typer.echo(impact_markdown(impact))
     else:
-        print_impact(impact, _console())
+        _emit(output_format is DiffFormat.json, impact, impact_json, print_impact)
     if fail_over is not None:
         over = impact.over(fail_over)
         for rule in over:

@@ -110,6 +110,22 @@ def _planned(paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | N
     return dict(rows), costs, result.stats.customers
 
 
+def _changes(
+    plan: dict[str, str], other: dict[str, str]
+) -> dict[str, tuple[int, list[str], dict[str, int]]]:
+    """Per rule of `plan`: its audience, the customers `other` treats otherwise, and the rules
+    `other` gives them instead. Called both ways round: removed/moved out, added/moved in."""
+    sides: dict[str, tuple[int, list[str], dict[str, int]]] = {}
+    for customer, rule in sorted(plan.items()):
+        size, changed, moved = sides.get(rule, (0, [], {}))
+        if other.get(customer) != rule:
+            changed.append(customer)
+            if customer in other:
+                moved[other[customer]] = moved.get(other[customer], 0) + 1
+        sides[rule] = (size + 1, changed, moved)
+    return sides
+
+
 def diff(
     old: str, new: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None = None
 ) -> Impact:
@@ -129,23 +145,8 @@ def diff(
         )
         for name in names
     }
-    for customer, rule in before.items():
-        impacts[rule].before += 1
-        if after.get(customer) != rule:
-            impacts[rule].removed.append(customer)
-            if customer in after:
-                impacts[rule].moved_out[after[customer]] = (
-                    impacts[rule].moved_out.get(after[customer], 0) + 1
-                )
-    for customer, rule in after.items():
-        impacts[rule].after += 1
-        if before.get(customer) != rule:
-            impacts[rule].added.append(customer)
-            if customer in before:
-                impacts[rule].moved_in[before[customer]] = (
-                    impacts[rule].moved_in.get(before[customer], 0) + 1
-                )
-    for impact in impacts.values():
-        impact.added.sort()
-        impact.removed.sort()
+    for rule, side in _changes(before, after).items():
+        impacts[rule].before, impacts[rule].removed, impacts[rule].moved_out = side
+    for rule, side in _changes(after, before).items():
+        impacts[rule].after, impacts[rule].added, impacts[rule].moved_in = side
     return Impact(list(impacts.values()), as_of, customers)

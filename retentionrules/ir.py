@@ -186,7 +186,3 @@ class Rule:
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     rules: tuple[Rule, ...]
-    segments: tuple[str, ...] = ()
-
-    def rule(self, name: str) -> Rule:
-        return next(r for r in self.rules if r.name == name)

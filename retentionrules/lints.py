@@ -212,16 +212,6 @@ def _comparable_keys(new: Constraint, old: Constraint | None) -> bool:
 # ---------------------------------------------------------------- the lints
 
 
-def never_holds(expr: ir.Expr) -> bool:
-    per_field, _ = constraints(expr)
-    return any(c.is_empty() for c in per_field.values())
-
-
-def implies(stronger: ir.Expr, weaker: ir.Expr) -> bool:
-    """Whenever `stronger` holds, `weaker` holds (proved syntactically, or not claimed)."""
-    return _implies(constraints(stronger), constraints(weaker))
-
-
 def _implies(strong, weak) -> bool:
     (strong_fields, strong_opaque), (weak_fields, weak_opaque) = strong, weak
     if not weak_fields.keys() <= strong_fields.keys():

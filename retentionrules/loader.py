@@ -338,27 +338,17 @@ def load(
             )
     _typed_table(con, "customers", inputs.customers, columns, schema.id, rejects, stats)
     stats.customers = con.execute("SELECT count(*) FROM customers").fetchone()[0]
-    if inputs.orders is not None:
-        o = config.orders
-        _typed_table(
-            con,
-            "orders",
+    o, c = config.orders, config.contacts
+    histories = {
+        "orders": (
             inputs.orders,
             [
                 _Column("customer_id", o.customer, t.STRING, not_empty=True),
                 _Column("order_date", o.date, t.DATE, not_empty=True),
                 _Column("amount", o.amount, t.NUMBER, non_negative=True),
             ],
-            None,
-            rejects,
-            stats,
-        )
-        stats.orders = con.execute("SELECT count(*) FROM orders").fetchone()[0]
-    if inputs.contacts is not None:
-        c = config.contacts
-        _typed_table(
-            con,
-            "contacts",
+        ),
+        "contacts": (
             inputs.contacts,
             [
                 _Column("customer_id", c.customer, t.STRING, not_empty=True),
@@ -366,9 +356,10 @@ def load(
                 _Column("rule", c.rule, t.STRING),
                 _Column("sent_at", c.sent_at, t.DATE, not_empty=True),
             ],
-            None,
-            rejects,
-            stats,
-        )
-        stats.contacts = con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        ),
+    }
+    for table, (path, table_columns) in histories.items():
+        if path is not None:
+            _typed_table(con, table, path, table_columns, None, rejects, stats)
+            setattr(stats, table, con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     return stats

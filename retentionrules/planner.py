@@ -35,7 +35,6 @@ REASONS = {
     CHANNEL_CAP: "channel_cap",
     RULE_CAP: "rule_cap",
 }
-STEPS = ("matched", "consent", "caps", "priority", "household", "volume")
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 
 

@@ -54,7 +54,3 @@ def next_anniversary(day: dt.date, as_of: dt.date) -> dt.date:
         if candidate >= as_of:
             return candidate
     raise AssertionError("unreachable: an anniversary recurs within a year")
-
-
-def days_to_anniversary(day: dt.date, as_of: dt.date) -> int:
-    return (next_anniversary(day, as_of) - as_of).days
