@@ -152,9 +152,9 @@ def _typed_table(
 ) -> None:
     """Create `table` from the file: converted columns, bad rows stopped at or set aside."""
     raw = f"raw_{table}"
-    header = _csv_header(path)
+    header = _header(con, path)
     fast = header is not None and not _missing(columns, header)
-    if fast and _fast_csv(con, table, path, header, columns, key):
+    if fast and _fast_load(con, table, path, header, columns, key):
         return
     header = _raw_view(con, raw, path)
     present = set(header)
@@ -196,44 +196,68 @@ def _missing(columns: list[_Column], header: list[str]) -> list[str]:
     return [c.source for c in columns if c.required and c.source not in header]
 
 
-def _csv_header(path: Path) -> list[str] | None:
-    """The header of a plain comma-separated UTF-8 file, read without scanning the file."""
-    if path.suffix.lower() != ".csv":
-        return None
+def _native_reader(path: Path) -> str:
+    quoted = literal(str(path))
+    if path.suffix.lower() == ".parquet":
+        return f"read_parquet({quoted})"
+    return f"read_json({quoted}, format = 'newline_delimited')"
+
+
+def _header(con: duckdb.DuckDBPyConnection, path: Path) -> list[str] | None:
+    """The column names, without scanning the file: a CSV's first line, Parquet's metadata."""
+    suffix = path.suffix.lower()
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            return next(csv.reader(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None  # the slow path reads it again and says what is wrong
+        if suffix == ".csv":
+            with path.open(encoding="utf-8", newline="") as handle:
+                return next(csv.reader(handle), None)
+        if suffix in (".parquet", ".jsonl", ".ndjson", ".json"):
+            return [
+                row[0]
+                for row in con.execute(f"DESCRIBE SELECT * FROM {_native_reader(path)}").fetchall()
+            ]
+    except (OSError, UnicodeDecodeError, csv.Error, duckdb.Error):
+        pass  # the slow path reads it again and says what is wrong
+    return None
 
 
-def _fast_csv(
+def _fast_load(
     con, table: str, path: Path, header: list[str], columns: list[_Column], key: str | None
 ) -> bool:
-    """The common case, valid data: let DuckDB's CSV reader convert while it reads.
+    """The common case, valid data: let DuckDB convert while it reads (CSV with declared column
+    types, Parquet and JSON lines from their own types).
 
     Any problem (a value that does not convert, a negative amount, an unknown enumeration value,
     an empty or repeated id) returns False, and the caller takes the slow path, which reads every
     cell as text and finds each bad row with its reason.
     """
-    declared = {c.source: SQL_TYPES[c.type.kind] for c in columns}
-    types = ", ".join(
-        f"{literal(name)}: {literal(declared.get(name, 'VARCHAR'))}" for name in header
-    )
+    quoted = literal(str(path))
+    csv_file = path.suffix.lower() == ".csv"
+    if csv_file:
+        declared = {c.source: SQL_TYPES[c.type.kind] for c in columns}
+        types = ", ".join(
+            f"{literal(name)}: {literal(declared.get(name, 'VARCHAR'))}" for name in header
+        )
+        source = (
+            f"read_csv({quoted}, header = true, delim = ',', quote = '\"', escape = '\"', "
+            f"columns = {{{types}}})"
+        )
+    else:
+        source = _native_reader(path)
     selected = []
     for column in columns:
         sql_type = SQL_TYPES[column.type.kind]
+        name = ident(column.source)
         if column.source not in header:
-            selected.append(f"CAST(NULL AS {sql_type}) AS {ident(column.name)}")
+            value = f"CAST(NULL AS {sql_type})"
         elif sql_type == "VARCHAR":
-            selected.append(f"NULLIF({ident(column.source)}, '') AS {ident(column.name)}")
+            value = f"NULLIF(CAST({name} AS VARCHAR), '')"
         else:
-            selected.append(f"{ident(column.source)} AS {ident(column.name)}")
+            value = name if csv_file else f"CAST({name} AS {sql_type})"
+        selected.append(f"{value} AS {ident(column.name)}")
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {ident(table)} AS SELECT {', '.join(selected)} "
-            f"FROM read_csv({literal(str(path))}, header = true, delim = ',', quote = '\"', "
-            f"escape = '\"', columns = {{{types}}})"
+            f"FROM {source}"
         )
     except duckdb.Error:
         return False

@@ -144,3 +144,47 @@ def test_rule_errors_stop_the_plan(run_cli, shop):
     customers = write_csv(tmp_path / "customers.csv", rows)
     result, out = plan(run_cli, tmp_path, rules, customers)
     assert result.exit_code == 1 and "RR200" in result.output and not out.exists()
+
+
+def test_jsonl_and_parquet_exports_plan_like_csv(run_cli, shop):
+    import duckdb
+
+    tmp_path, rules, rows = shop
+    rows[0]["birthday"] = "1990-02-28"
+    customers = write_csv(tmp_path / "customers.csv", rows)
+    plans = {}
+    for suffix, options in (("jsonl", "FORMAT JSON"), ("parquet", "FORMAT PARQUET")):
+        converted = tmp_path / f"customers.{suffix}"
+        duckdb.connect().execute(
+            f"COPY (SELECT * FROM read_csv('{customers}', header = true)) TO '{converted}' ({options})"
+        )
+        result, out = plan(run_cli, tmp_path, rules, converted)
+        assert result.exit_code == 0, result.output
+        plans[suffix] = actions(out)
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert plans["jsonl"] == plans["parquet"] == actions(out) != []
+
+
+def actions(path):
+    """The plan's rows without the plan id, which names the input file's digest."""
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "plan_id"}
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_bad_rows_in_parquet_are_found_by_row(run_cli, shop):
+    import duckdb
+
+    tmp_path, rules, rows = shop
+    rows[1]["spend_12m"] = "-3"
+    customers = write_csv(tmp_path / "customers.csv", rows)
+    converted = tmp_path / "customers.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{customers}', header = true)) TO '{converted}' "
+        "(FORMAT PARQUET)"
+    )
+    result, out = plan(run_cli, tmp_path, rules, converted)
+    assert result.exit_code == 1
+    assert f"{converted}: row 2: column spend_12m: `-3` is negative" in result.output
+    assert not out.exists()
