@@ -147,22 +147,27 @@ def test_rule_errors_stop_the_plan(run_cli, shop):
 
 
 def test_jsonl_and_parquet_exports_plan_like_csv(run_cli, shop):
-    import duckdb
-
     tmp_path, rules, rows = shop
     rows[0]["birthday"] = "1990-02-28"
     customers = write_csv(tmp_path / "customers.csv", rows)
     plans = {}
     for suffix, options in (("jsonl", "FORMAT JSON"), ("parquet", "FORMAT PARQUET")):
-        converted = tmp_path / f"customers.{suffix}"
-        duckdb.connect().execute(
-            f"COPY (SELECT * FROM read_csv('{customers}', header = true)) TO '{converted}' ({options})"
-        )
+        converted = convert(customers, tmp_path / f"customers.{suffix}", options)
         result, out = plan(run_cli, tmp_path, rules, converted)
         assert result.exit_code == 0, result.output
         plans[suffix] = actions(out)
     result, out = plan(run_cli, tmp_path, rules, customers)
     assert plans["jsonl"] == plans["parquet"] == actions(out) != []
+
+
+def convert(customers, target, options):
+    """The same export in another format, as DuckDB writes it."""
+    import duckdb
+
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{customers}', header = true)) TO '{target}' ({options})"
+    )
+    return target
 
 
 def actions(path):
@@ -174,16 +179,10 @@ def actions(path):
 
 
 def test_bad_rows_in_parquet_are_found_by_row(run_cli, shop):
-    import duckdb
-
     tmp_path, rules, rows = shop
     rows[1]["spend_12m"] = "-3"
     customers = write_csv(tmp_path / "customers.csv", rows)
-    converted = tmp_path / "customers.parquet"
-    duckdb.connect().execute(
-        f"COPY (SELECT * FROM read_csv('{customers}', header = true)) TO '{converted}' "
-        "(FORMAT PARQUET)"
-    )
+    converted = convert(customers, tmp_path / "customers.parquet", "FORMAT PARQUET")
     result, out = plan(run_cli, tmp_path, rules, converted)
     assert result.exit_code == 1
     assert f"{converted}: row 2: column spend_12m: `-3` is negative" in result.output
