@@ -22,7 +22,7 @@ from .api import Report, UsageError, check_paths, resolve_config, rule_files
 from .config import Config
 from .derive import DERIVED, create_derived
 from .interpreter import evaluate
-from .loader import DataError, Inputs, LoadStats, load, rejects_sql
+from .loader import DataError, Inputs, LoadStats, connect, load, rejects_sql
 from .output import (
     check_writable,
     digest_files,
@@ -93,7 +93,7 @@ def prepare(
     """Check the rules, load and validate the data, derive every field: ready to plan or score."""
     report, config = checked_rules(rule_paths, config_path)
     as_of = as_of or today(config)
-    con = duckdb.connect()
+    con = connect()
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     return con, report, config, stats, as_of
@@ -268,7 +268,7 @@ def score(
             check_writable(path)
     config = resolve_config([inputs.customers], config_path)
     as_of = as_of or today(config)
-    con = duckdb.connect()
+    con = connect()
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if out is not None:

@@ -32,6 +32,14 @@ ROW = "__row"
 PROBLEM = "__problem"
 
 
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory database for one run. DuckDB's own progress bar is off: it would write into
+    stdout, which may be carrying JSON; the CLI shows its own on a terminal."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 class DataError(Exception):
     """Bad input data; the message names the file, the row and the column."""
 

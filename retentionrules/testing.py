@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from . import ir
 from . import types as t
 from .api import Report
@@ -29,7 +27,7 @@ from .config import Config
 from .derive import DERIVED, create_derived, rank_sql
 from .diagnostics import Diagnostic
 from .engine import RuleTrace, _traces
-from .loader import Inputs, load
+from .loader import Inputs, connect, load
 from .planner import Plan, build_plan
 from .sql import ident, rank_column
 
@@ -329,7 +327,7 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
                         _csv_value(contact.get("sent_at")),
                     ]
                 )
-    con = duckdb.connect()
+    con = connect()
     load(con, config, Inputs(customers, contacts=contacts))
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
     con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
