@@ -196,11 +196,13 @@ def explain(
         if row is None:
             raise UsageError(f"customer {customer!r} is not in {inputs.customers}")
         fields = dict(zip([d[0] for d in cursor.description], row, strict=True))
-        found.append(Explanation(customer, fields, _traces(plan, report, fields, customer, as_of)))
+        found.append(
+            Explanation(customer, fields, rule_traces(plan, report, fields, customer, as_of))
+        )
     return found
 
 
-def _traces(
+def rule_traces(
     plan: Plan, report: Report, fields: dict, customer: str, as_of: dt.date
 ) -> list[RuleTrace]:
     rules = plan.ruleset.rules

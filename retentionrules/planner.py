@@ -208,6 +208,11 @@ def _planned(con, ruleset: ir.RuleSet, config: Config) -> None:
     """)
 
 
+def _at_least(histogram: dict[int, int], code: int) -> int:
+    """Customers whose stage code for a rule is `code` or later: they got at least that far."""
+    return sum(n for stage, n in histogram.items() if stage >= code)
+
+
 def _count(con, plan: Plan) -> None:
     """Per rule, how many customers are left after each step: one histogram per rule."""
     rules = plan.ruleset.rules
@@ -225,15 +230,14 @@ def _count(con, plan: Plan) -> None:
     }
     for i, rule in enumerate(rules):
         histogram = stages[i] or {}
-        at_least = lambda code, h=histogram: sum(n for s, n in h.items() if s >= code)  # noqa: E731
         household, volume, sent, holdout = after.get(i, (0, 0, 0, 0))
         channel = plan.config.channels.get(rule.action.channel or "")
         plan.counts.append(
             RuleCounts(
                 rule.name,
-                at_least(NO_CONSENT),
-                at_least(QUIET),
-                at_least(ELIGIBLE),
+                _at_least(histogram, NO_CONSENT),
+                _at_least(histogram, QUIET),
+                _at_least(histogram, ELIGIBLE),
                 (winners or {}).get(i, 0),
                 household,
                 volume,

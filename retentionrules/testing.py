@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import difflib
+import json
 import re
 import sys
 import tempfile
@@ -26,9 +27,9 @@ from .ast import Span
 from .config import Config
 from .derive import DERIVED, create_derived, rank_sql
 from .diagnostics import Diagnostic
-from .engine import RuleTrace, _traces
+from .engine import RuleTrace, rule_traces
 from .loader import Inputs, connect, load
-from .planner import Plan, build_plan
+from .planner import Plan, build_plan, plan_rows_sql, suppressed_sql
 from .sql import ident, rank_column
 
 if sys.version_info >= (3, 11):
@@ -344,15 +345,11 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
 
 
 def _outcome(plan: Plan) -> tuple[list[dict], list[dict]]:
-    from .planner import plan_rows_sql, suppressed_sql
-
     cursor = plan.con.execute(plan_rows_sql(""))
     names = [d[0] for d in cursor.description]
     actual = []
     for values in cursor.fetchall():
         row = dict(zip(names, values, strict=True))
-        import json
-
         actual.append(
             {
                 "rule": row["rule"],
@@ -423,7 +420,7 @@ def run_tests(
             fired |= {a["rule"] for a in actual}
             failures = _check(case, actual, removed)
             traces = (
-                _traces(plan, report, fields, fields[config.customers.id], case.as_of)
+                rule_traces(plan, report, fields, fields[config.customers.id], case.as_of)
                 if failures
                 else []
             )
