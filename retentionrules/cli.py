@@ -16,7 +16,8 @@ import typer
 
 app = typer.Typer(
     name="retentionrules",
-    help="A rules engine for keeping customers: check, format, plan and explain retention rules.",
+    help="A rules engine for keeping customers: check, format and test retention rules, "
+    "dry-run the action plan, explain it, and diff the audience of a rule change.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -318,8 +319,11 @@ def explain(
     config: ConfigOption = None,
     output_format: OutputFormatOption = Output.text,
 ) -> None:
-    """Show why customers get, or do not get, each rule's action: their derived fields, each
-    test's value, and the policy that kept or removed the action."""
+    """Show why customers get, or do not get, each rule's action.
+
+    Prints the customer's derived fields and, rule by rule, each test's value and the policy that
+    kept or removed the action.
+    """
     from .engine import explain as run_explain
     from .summary import explain_json, print_explanation
 
@@ -462,8 +466,11 @@ def diff_rules(
         ),
     ] = None,
 ) -> None:
-    """Show how many customers a rule change moves: per rule, added, removed, moved between
-    rules, and the change in estimated cost, on the same customers and as-of date."""
+    """Show how many customers a rule change moves.
+
+    Both versions are planned on the same customers and as-of date; per rule: customers added,
+    removed, moved from or to another rule, and the change in estimated cost.
+    """
     from .engine import today
     from .impact import diff
     from .summary import impact_json, impact_markdown, print_impact
