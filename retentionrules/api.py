@@ -16,14 +16,11 @@ from .ast import Span
 from .checker import check
 from .config import Config, ConfigError, find_config, load_config
 from .diagnostics import Diagnostic, apply_noqa
+from .errors import UsageError
 from .formatter import format_file
 from .parser import parse
 
 RULE_SUFFIX = ".rules"
-
-
-class UsageError(Exception):
-    """The caller asked for something that cannot be done (exit code 2)."""
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: starts faster, and reads the same in any terminal
 )
 
 
@@ -54,9 +55,7 @@ def _guarded(command):
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from .api import UsageError
-        from .loader import DataError
-        from .output import OutputError
+        from .errors import DataError, OutputError, RuleErrors, UsageError
 
         try:
             return command(*args, **kwargs)
@@ -69,7 +68,7 @@ def _guarded(command):
         except DataError as error:
             typer.echo(f"retentionrules: bad data: {error}", err=True)
             raise typer.Exit(1) from None
-        except _rule_errors() as error:
+        except RuleErrors as error:
             from .render import render_text
 
             typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
@@ -85,7 +84,7 @@ def _guarded(command):
     return run
 
 
-@app.command()
+@app.command(short_help="Check rule files: syntax, names, types, lints.")
 @_guarded
 def check(
     paths: PathsArgument = None,
@@ -111,7 +110,7 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(short_help="Rewrite rule files in the canonical layout.")
 @_guarded
 def fmt(
     paths: PathsArgument = None,
@@ -163,12 +162,6 @@ def fmt(
         raise typer.Exit(1)
 
 
-def _rule_errors() -> type[Exception]:
-    from .engine import RuleErrors
-
-    return RuleErrors
-
-
 class Output(str, Enum):
     text = "text"
     json = "json"
@@ -177,7 +170,7 @@ class Output(str, Enum):
 def _as_of(value: str | None):
     import datetime as dt
 
-    from .api import UsageError
+    from .errors import UsageError
 
     if value is None:
         return None
@@ -219,7 +212,8 @@ def _working(message: str):
 
 
 RulesOption = Annotated[
-    list[Path], typer.Option("--rules", "-r", help="Rule files or folders (repeatable).")
+    list[Path],
+    typer.Option("--rules", "-r", metavar="PATH", help="Rule files or folders (repeatable)."),
 ]
 CustomersOption = Annotated[
     Path, typer.Option("--customers", help="Customer export: .csv, .jsonl or .parquet.")
@@ -243,6 +237,7 @@ AsOfOption = Annotated[
     str | None,
     typer.Option(
         "--as-of",
+        metavar="DATE",
         help="The date the plan is for, YYYY-MM-DD (default: today in the configured time zone).",
     ),
 ]
@@ -259,7 +254,7 @@ OutputFormatOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Dry-run the rules and write the action plan.")
 @_guarded
 def plan(
     rules: RulesOption,
@@ -307,7 +302,7 @@ def plan(
     _emit(output_format is Output.json, result, plan_json, print_plan)
 
 
-@app.command()
+@app.command(short_help="Explain a customer's actions, rule by rule.")
 @_guarded
 def explain(
     customer_ids: Annotated[list[str], typer.Argument(help="Customer ids to explain.")],
@@ -339,7 +334,7 @@ def explain(
         print_explanation(explanation, console)
 
 
-@app.command()
+@app.command(short_help="Score customers; show tiers by stage.")
 @_guarded
 def score(
     customers: CustomersOption,
@@ -378,7 +373,7 @@ class TestFormat(str, Enum):
     github = "github"
 
 
-@app.command(name="test")
+@app.command(name="test", short_help="Run the rule tests and measure rule coverage.")
 @_guarded
 def test_rules(
     paths: PathsArgument = None,
@@ -401,7 +396,8 @@ def test_rules(
     Exit 0 when every case passes (and coverage is met), 1 on failures, 2 on errors in the rule
     or test files themselves.
     """
-    from .engine import RuleErrors, checked_rules
+    from .engine import checked_rules
+    from .errors import RuleErrors
     from .render import render_text
     from .testing import run_tests, test_files
     from .testreport import render_run
@@ -414,7 +410,7 @@ def test_rules(
         raise typer.Exit(2) from None
     files = test_files([Path(p) for p in report.sources])
     if not files:
-        from .api import UsageError
+        from .errors import UsageError
 
         raise UsageError("no test files found (looked for *.test.toml beside the rules)")
     run, problems = run_tests(report, settings, files)
@@ -438,7 +434,7 @@ class DiffFormat(str, Enum):
     json = "json"
 
 
-@app.command(name="diff")
+@app.command(name="diff", short_help="Show the audience impact of a rule change.")
 @_guarded
 def diff_rules(
     old: Annotated[

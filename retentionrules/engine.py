@@ -18,11 +18,12 @@ from typing import Any
 import duckdb
 
 from . import ir
-from .api import Report, UsageError, check_paths, resolve_config, rule_files
+from .api import Report, check_paths, resolve_config, rule_files
 from .config import Config
 from .derive import DERIVED, create_derived
+from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
-from .loader import DataError, Inputs, LoadStats, connect, load, rejects_sql
+from .loader import Inputs, LoadStats, connect, load, rejects_sql
 from .output import (
     check_writable,
     digest_files,
@@ -35,14 +36,6 @@ from .planner import ELIGIBLE, REASONS, Plan, build_plan, plan_rows_sql, suppres
 
 FORMAT_VERSION = 1
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
-
-
-class RuleErrors(Exception):
-    """The rules do not check; the report holds the diagnostics."""
-
-    def __init__(self, report: Report) -> None:
-        super().__init__(f"{report.errors} error(s) in the rules")
-        self.report = report
 
 
 @dataclass

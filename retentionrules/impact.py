@@ -13,9 +13,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import UsageError, rule_files
+from .api import rule_files
 from .config import find_config
 from .engine import run_plan
+from .errors import UsageError
 from .loader import Inputs
 
 

@@ -16,6 +16,7 @@ import duckdb
 
 from . import types as t
 from .config import Config
+from .errors import DataError
 from .sql import ident, literal
 
 SQL_TYPES = {
@@ -38,10 +39,6 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     return con
-
-
-class DataError(Exception):
-    """Bad input data; the message names the file, the row and the column."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from .errors import OutputError
 from .sql import literal
 
 FORMATS = {
@@ -19,10 +20,6 @@ FORMATS = {
     ".csv": "(FORMAT CSV, HEADER)",
     ".parquet": "(FORMAT PARQUET)",
 }
-
-
-class OutputError(Exception):
-    """The output cannot be written where or how it was asked for."""
 
 
 def check_writable(path: Path) -> None:

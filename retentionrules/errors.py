@@ -1,0 +1,26 @@
+"""The failures the command line turns into exit codes, kept free of heavy imports so that every
+command can catch them without loading DuckDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UsageError(Exception):
+    """The caller asked for something that cannot be done (exit code 2)."""
+
+
+class DataError(Exception):
+    """Bad input data; the message names the file, the row and the column (exit code 1)."""
+
+
+class OutputError(Exception):
+    """The output cannot be written where or how it was asked for (exit code 2)."""
+
+
+class RuleErrors(Exception):
+    """The rules do not check; `report` holds the diagnostics (exit code 1)."""
+
+    def __init__(self, report: Any) -> None:
+        super().__init__(f"{report.errors} error(s) in the rules")
+        self.report = report
