@@ -14,6 +14,17 @@ from typing import Annotated
 
 import typer
 
+
+def _choices(name: str, *values: str) -> type[Enum]:
+    """An --format choice list: Typer shows and checks Enum members."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+Format = _choices("Format", "text", "json", "github", "sarif")
+Output = _choices("Output", "text", "json")
+TestFormat = _choices("TestFormat", "text", "json", "junit", "github")
+DiffFormat = _choices("DiffFormat", "text", "markdown", "json")
+
 app = typer.Typer(
     name="retentionrules",
     help="A rules engine for keeping customers: check, format and test retention rules, "
@@ -23,13 +34,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: starts faster, and reads the same in any terminal
 )
-
-
-class Format(str, Enum):
-    text = "text"
-    json = "json"
-    github = "github"
-    sarif = "sarif"
 
 
 ConfigOption = Annotated[
@@ -160,11 +164,6 @@ def fmt(
         typer.echo(render_text(broken, sources), err=True)
     if broken or ((check_only or diff) and changed):
         raise typer.Exit(1)
-
-
-class Output(str, Enum):
-    text = "text"
-    json = "json"
 
 
 def _as_of(value: str | None):
@@ -366,13 +365,6 @@ def score(
     _emit(output_format is Output.json, result, score_json, print_score)
 
 
-class TestFormat(str, Enum):
-    text = "text"
-    json = "json"
-    junit = "junit"
-    github = "github"
-
-
 @app.command(name="test", short_help="Run the rule tests and measure rule coverage.")
 @_guarded
 def test_rules(
@@ -426,12 +418,6 @@ def test_rules(
                 err=True,
             )
         raise typer.Exit(1)
-
-
-class DiffFormat(str, Enum):
-    text = "text"
-    markdown = "markdown"
-    json = "json"
 
 
 @app.command(name="diff", short_help="Show the audience impact of a rule change.")

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from . import __version__
 from .diagnostics import CODES, Diagnostic
 
-FORMATS = ("text", "json", "github", "sarif")
-
 
 def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> str:
     return {

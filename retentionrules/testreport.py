@@ -7,8 +7,6 @@ from xml.sax.saxutils import escape, quoteattr
 
 from .testing import CaseResult, TestRun
 
-FORMATS = ("text", "json", "junit", "github")
-
 
 def render_run(run: TestRun, fmt: str) -> str:
     return {"text": _text, "json": _json, "junit": _junit, "github": _github}[fmt](run)
