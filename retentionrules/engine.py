@@ -119,7 +119,7 @@ def run_plan(
     meta = _meta(report, config, digest.value, as_of, plan, stats)
     result = PlanResult(plan, stats, meta, report)
     if out is not None:
-        write_query(con, plan_rows_sql(meta["plan_id"]), out)
+        write_query(con, plan_rows_sql(plan, meta["plan_id"]), out)
         write_json(sidecar(out), meta)
         result.written += [out, sidecar(out)]
     if suppressed is not None:
@@ -199,7 +199,7 @@ def rule_traces(
     plan: Plan, report: Report, fields: dict, customer: str, as_of: dt.date
 ) -> list[RuleTrace]:
     rules = plan.ruleset.rules
-    flags = plan.con.execute("SELECT * FROM flags WHERE customer_id = ?", [customer]).fetchone()
+    flags = plan.con.execute("SELECT * FROM stages WHERE customer_id = ?", [customer]).fetchone()
     columns = [d[0] for d in plan.con.description] if flags else []
     flag = dict(zip(columns, flags, strict=True)) if flags else {}
     status = dict(

@@ -103,12 +103,12 @@ def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
 
 def _planned(paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None):
     result = run_plan(paths, inputs, as_of, config_path=config)
+    names = [rule.name for rule in result.plan.ruleset.rules]
     rows = result.plan.con.execute(
-        "SELECT p.customer_id, r.name FROM planned p JOIN rules r ON r.idx = p.idx "
-        "WHERE p.status IN ('send', 'holdout')"
+        "SELECT customer_id, idx FROM planned WHERE status IN ('send', 'holdout')"
     ).fetchall()
     costs = {c.rule: c.cost for c in result.plan.counts}
-    return dict(rows), costs, result.stats.customers
+    return {customer: names[idx] for customer, idx in rows}, costs, result.stats.customers
 
 
 def _changes(

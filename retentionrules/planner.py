@@ -98,9 +98,23 @@ def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) ->
     return aliases
 
 
-def _stage_sql(rule: ir.Rule, config: Config, as_of: dt.date, counts: dict[str, str] | None) -> str:
-    """The stage code (NO_MATCH ... ELIGIBLE) of one rule for one customer."""
-    cases = [f"WHEN NOT {compile_condition(rule.condition, as_of)} THEN {NO_MATCH}"]
+def _lookup(values: list[object], index: str = "idx") -> str:
+    """A per-rule value picked by the rule's index from a constant list.
+
+    A lookup, not a join with a rules table: DuckDB keeps row order through a single-table
+    query but not through a join, and the plan must come out in the customers' input order.
+    """
+    if not values:
+        return "NULL"
+    return f"[{', '.join(literal(v) for v in values)}][{index} + 1]"
+
+
+def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> str:
+    """Steps 2-3 for a customer the rule matches: the stage code they reach.
+
+    Rules on the same channel without a cap of their own share one gate, computed once.
+    """
+    cases = []
     channel_name = rule.action.channel
     channel = config.channels.get(channel_name) if channel_name else None
     if channel is not None:
@@ -115,16 +129,33 @@ def _stage_sql(rule: ir.Rule, config: Config, as_of: dt.date, counts: dict[str, 
         cases.append(
             f"WHEN coalesce({counts[f'rule:{rule.name}']}, 0) >= {rule.cap[0]} THEN {RULE_CAP}"
         )
+    if not cases:
+        return f"CAST({ELIGIBLE} AS UTINYINT)"
     return f"CAST(CASE {' '.join(cases)} ELSE {ELIGIBLE} END AS UTINYINT)"
 
 
-def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool) -> None:
+def _flags(
+    con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool
+) -> list[str]:
+    """Steps 1-4 in one pass: per rule whether it matches (`m0`...) and the gate code its channel
+    and caps give (`g0`...), then the winner. The stage codes are a view over these (`stages`).
+
+    Returns each rule's gate column (or constant), which the counts read.
+    """
     counts = _contact_counts(con, ruleset, config, as_of) if has_contacts else None
     key, household = ident(config.customers.id), config.customers.household
-    stages = ", ".join(
-        f"{_stage_sql(rule, config, as_of, counts)} AS s{i}" for i, rule in enumerate(ruleset.rules)
+    gates: dict[str, str] = {}
+    for rule in ruleset.rules:
+        gates.setdefault(_gate_sql(rule, config, counts), f"g{len(gates)}")
+    rule_gates = [gates[_gate_sql(rule, config, counts)] for rule in ruleset.rules]
+    matches = "".join(
+        f", {compile_condition(rule.condition, as_of)} AS m{i}"
+        for i, rule in enumerate(ruleset.rules)
     )
-    winner = " ".join(f"WHEN s{i} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset))
+    gate_columns = "".join(f", {sql} AS {column}" for sql, column in gates.items())
+    winner = " ".join(
+        f"WHEN m{i} AND {rule_gates[i]} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset)
+    )
     join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
     quiet = config.contacts.quiet_period
     recent = (
@@ -134,116 +165,100 @@ def _flags(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contact
     )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
-        SELECT *, CASE {winner} END AS winner FROM (
+        SELECT * EXCLUDE ({QUIET_COLUMN}), {f"CASE {winner} END" if winner else "NULL"} AS winner
+        FROM (
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
-                d.rfm_score AS rfm_score, {stages}
+                d.rfm_score AS rfm_score, {QUIET_COLUMN}{matches}{gate_columns}
             FROM (SELECT *, {recent} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
         )
     """)
-
-
-def _rule_table(con, ruleset: ir.RuleSet, config: Config) -> None:
-    rows = []
-    for i, rule in enumerate(ruleset.rules):
-        channel = config.channels.get(rule.action.channel or "")
-        cost = channel.cost if channel else 0.0
-        share = int(rule.holdout * HOLDOUT_BUCKETS / 100)
-        values = (
-            i,
-            rule.name,
-            rule.action.kind,
-            rule.action.template,
-            rule.action.channel,
-            json.dumps(dict(rule.action.params), ensure_ascii=False, sort_keys=True),
-            rule.priority,
-            share,
-            rule.once_per_household,
-            rule.max_per_run,
-            float(cost),
-        )
-        rows.append("(" + ", ".join(literal(v) for v in values) + ")")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rules (idx INTEGER, name VARCHAR, kind VARCHAR, "
-        "template VARCHAR, channel VARCHAR, params JSON, priority INTEGER, holdout INTEGER, "
-        "once_per_household BOOLEAN, max_per_run BIGINT, cost DOUBLE)"
+    stages = "".join(
+        f", CASE WHEN m{i} THEN {gate} ELSE {NO_MATCH} END AS s{i}"
+        for i, gate in enumerate(rule_gates)
     )
-    if rows:
-        con.execute(f"INSERT INTO rules VALUES {', '.join(rows)}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stages AS SELECT *{stages} FROM flags")
+    return rule_gates
 
 
 def _planned(con, ruleset: ir.RuleSet, config: Config) -> None:
     """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason.
 
     A window or a hash that no rule asks for is left out: most rule sets use few of them.
+    The table is in input order, so the plan can be written from it without sorting wide rows.
     """
     rules = ruleset.rules
     household_rank = "1"
     if any(r.once_per_household for r in rules):
-        household_rank = """CASE WHEN r.once_per_household THEN row_number() OVER (
-            PARTITION BY r.idx, f.household, CASE WHEN f.household IS NULL THEN f.customer_id END
-            ORDER BY f.rfm_score DESC, f.customer_id) ELSE 1 END"""
+        household_rank = f"""CASE WHEN {_lookup([r.once_per_household for r in rules])}
+            THEN row_number() OVER (
+                PARTITION BY idx, household, CASE WHEN household IS NULL THEN customer_id END
+                ORDER BY rfm_score DESC, customer_id) ELSE 1 END"""
     volume_rank = "NULL"
     if any(r.max_per_run for r in rules):
         volume_rank = """CASE WHEN household_rank = 1 THEN row_number() OVER (
             PARTITION BY idx, household_rank = 1 ORDER BY rfm_score DESC, customer_id) END"""
     held = "FALSE"
     if any(r.holdout > 0 for r in rules):
-        bucket = holdout_bucket(config.holdout_salt, "customer_id", "name")
-        held = f"holdout > 0 AND {bucket} < holdout"
+        shares = [int(r.holdout * HOLDOUT_BUCKETS / 100) for r in rules]
+        names = _lookup([r.name for r in rules])
+        bucket = holdout_bucket(config.holdout_salt, "customer_id", names)
+        held = f"{bucket} < {_lookup(shares)}"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE planned AS
         WITH w AS (
-            SELECT f.input_row, f.customer_id, f.rfm_score, r.idx, r.name, r.holdout, r.max_per_run,
+            SELECT input_row, customer_id, household, rfm_score, winner AS idx,
                 {household_rank} AS household_rank
-            FROM flags f JOIN rules r ON r.idx = f.winner
+            FROM flags WHERE winner IS NOT NULL
         ),
         v AS (SELECT *, {volume_rank} AS volume_rank FROM w)
         SELECT input_row, customer_id, idx, CASE
             WHEN household_rank > 1 THEN 'household'
-            WHEN volume_rank > max_per_run THEN 'volume'
+            WHEN volume_rank > {_lookup([r.max_per_run for r in rules])} THEN 'volume'
             WHEN {held} THEN 'holdout'
             ELSE 'send' END AS status
-        FROM v
+        FROM v ORDER BY input_row
     """)
 
 
-def _at_least(histogram: dict[int, int], code: int) -> int:
-    """Customers whose stage code for a rule is `code` or later: they got at least that far."""
-    return sum(n for stage, n in histogram.items() if stage >= code)
+def _count(con, plan: Plan, gates: list[str]) -> None:
+    """Per rule, how many customers are left after each step.
 
-
-def _count(con, plan: Plan) -> None:
-    """Per rule, how many customers are left after each step: one histogram per rule."""
+    Steps 1-3 count from the flags (count_if is far cheaper than grouping stage codes), steps
+    4-7 from the winners.
+    """
     rules = plan.ruleset.rules
     if not rules:
         return
-    histograms = ", ".join(f"histogram(s{i})" for i in range(len(rules)))
-    *stages, winners = con.execute(f"SELECT {histograms}, histogram(winner) FROM flags").fetchone()
+    reached = con.execute(
+        "SELECT "
+        + ", ".join(
+            f"count_if(m{i}), count_if(m{i} AND {gate} >= {QUIET}), "
+            f"count_if(m{i} AND {gate} = {ELIGIBLE})"
+            for i, gate in enumerate(gates)
+        )
+        + " FROM flags"
+    ).fetchone()
     after = {
-        idx: (household, volume, sent, holdout)
-        for idx, household, volume, sent, holdout in con.execute("""
-            SELECT idx, count(*) FILTER (WHERE status <> 'household'),
+        idx: counts
+        for idx, *counts in con.execute("""
+            SELECT idx, count(*), count(*) FILTER (WHERE status <> 'household'),
                 count(*) FILTER (WHERE status IN ('send', 'holdout')),
                 count(*) FILTER (WHERE status = 'send'), count(*) FILTER (WHERE status = 'holdout')
             FROM planned GROUP BY idx""").fetchall()
     }
     for i, rule in enumerate(rules):
-        histogram = stages[i] or {}
-        household, volume, sent, holdout = after.get(i, (0, 0, 0, 0))
-        channel = plan.config.channels.get(rule.action.channel or "")
+        winners, household, volume, sent, holdout = after.get(i, (0, 0, 0, 0, 0))
         plan.counts.append(
             RuleCounts(
                 rule.name,
-                _at_least(histogram, NO_CONSENT),
-                _at_least(histogram, QUIET),
-                _at_least(histogram, ELIGIBLE),
-                (winners or {}).get(i, 0),
+                *reached[3 * i : 3 * i + 3],
+                winners,
                 household,
                 volume,
                 sent,
                 holdout,
-                round(sent * (channel.cost if channel else 0.0), 2),
+                round(sent * _cost(rule, plan.config), 2),
             )
         )
 
@@ -257,25 +272,36 @@ def build_plan(
 ) -> Plan:
     """Run the policies over the `derived` table already in `con`."""
     plan = Plan(con, ruleset, config, as_of)
-    _rule_table(con, ruleset, config)
-    _flags(con, ruleset, config, as_of, has_contacts)
+    gates = _flags(con, ruleset, config, as_of, has_contacts)
     _planned(con, ruleset, config)
-    _count(con, plan)
+    _count(con, plan, gates)
     if not has_contacts and any(r.cap for r in ruleset.rules):
         plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
     return plan
 
 
-def plan_rows_sql(plan_id: str) -> str:
+def _cost(rule: ir.Rule, config: Config) -> float:
+    channel = config.channels.get(rule.action.channel or "")
+    return float(channel.cost) if channel else 0.0
+
+
+def plan_rows_sql(plan: Plan, plan_id: str) -> str:
     """The plan, one row per action, in the customers' input order (one action per customer)."""
+    rules = plan.ruleset.rules
+    params = [json.dumps(dict(r.action.params), ensure_ascii=False, sort_keys=True) for r in rules]
     return f"""
-        SELECT {literal(plan_id)} AS plan_id, p.customer_id, r.name AS rule, r.kind AS action,
-            r.template, r.channel, r.params AS parameters, r.priority,
-            p.status = 'holdout' AS holdout,
-            CASE WHEN p.status = 'holdout' THEN 0.0 ELSE r.cost END AS estimated_cost
-        FROM planned p JOIN rules r ON r.idx = p.idx
-        WHERE p.status IN ('send', 'holdout')
-        ORDER BY p.input_row"""
+        SELECT {literal(plan_id)} AS plan_id, customer_id,
+            {_lookup([r.name for r in rules])} AS rule,
+            {_lookup([r.action.kind for r in rules])} AS action,
+            {_lookup([r.action.template for r in rules])} AS template,
+            {_lookup([r.action.channel for r in rules])} AS channel,
+            CAST({_lookup(params)} AS JSON) AS parameters,
+            {_lookup([r.priority for r in rules])} AS priority,
+            status = 'holdout' AS holdout,
+            CASE WHEN status = 'holdout' THEN 0.0
+                ELSE {_lookup([_cost(r, plan.config) for r in rules])} END AS estimated_cost
+        FROM planned
+        WHERE status IN ('send', 'holdout')"""
 
 
 def suppressed_sql(ruleset: ir.RuleSet) -> str:
@@ -283,12 +309,12 @@ def suppressed_sql(ruleset: ir.RuleSet) -> str:
     reason = " ".join(f"WHEN {code} THEN {literal(text)}" for code, text in REASONS.items())
     parts = [
         f"SELECT customer_id, {literal(rule.name)} AS rule, CASE WHEN s{i} = {ELIGIBLE} "
-        f"THEN 'priority' ELSE CASE s{i} {reason} END END AS reason FROM flags "
+        f"THEN 'priority' ELSE CASE s{i} {reason} END END AS reason FROM stages "
         f"WHERE s{i} BETWEEN {NO_CONSENT} AND {RULE_CAP} OR (s{i} = {ELIGIBLE} AND winner <> {i})"
         for i, rule in enumerate(ruleset.rules)
     ]
     parts.append(
-        "SELECT p.customer_id, r.name, p.status FROM planned p JOIN rules r ON r.idx = p.idx "
-        "WHERE p.status IN ('household', 'volume')"
+        f"SELECT customer_id, {_lookup([r.name for r in ruleset.rules])}, status FROM planned "
+        "WHERE status IN ('household', 'volume')"
     )
     return "SELECT * FROM (" + " UNION ALL ".join(parts) + ") ORDER BY customer_id, rule"

@@ -345,7 +345,7 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
 
 
 def _outcome(plan: Plan) -> tuple[list[dict], list[dict]]:
-    cursor = plan.con.execute(plan_rows_sql(""))
+    cursor = plan.con.execute(plan_rows_sql(plan, ""))
     names = [d[0] for d in cursor.description]
     actual = []
     for values in cursor.fetchall():
