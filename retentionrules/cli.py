@@ -201,13 +201,15 @@ def _emit(as_json: bool, result, to_json, to_console) -> None:
 
 
 def _working(message: str):
-    """A spinner on stderr for people at a terminal; nothing in pipes and CI logs."""
+    """A spinner on stderr for people at a terminal; nothing in pipes and CI logs (where rich is
+    not even imported)."""
     import contextlib
 
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
     from rich.console import Console
 
-    err = Console(stderr=True)
-    return err.status(message) if err.is_terminal else contextlib.nullcontext()
+    return Console(stderr=True).status(message)
 
 
 RulesOption = Annotated[

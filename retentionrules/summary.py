@@ -6,13 +6,14 @@ import datetime as dt
 import json
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _STEPS = ("matched", "consent", "caps", "priority", "household", "volume", "sent", "holdout")
 
@@ -23,6 +24,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     return value
+
+
+def _table(**options: Any) -> Table:
+    """rich is imported only when a table is drawn: machines asking for JSON start faster."""
+    from rich.table import Table
+
+    return Table(**options)
 
 
 def plan_json(result: PlanResult) -> str:
@@ -37,7 +45,7 @@ def plan_json(result: PlanResult) -> str:
 
 
 def print_plan(result: PlanResult, console: Console) -> None:
-    table = Table(title=f"plan {result.meta['plan_id']} as of {result.meta['as_of']}")
+    table = _table(title=f"plan {result.meta['plan_id']} as of {result.meta['as_of']}")
     table.add_column("rule")
     for step in _STEPS:
         table.add_column(step, justify="right")
@@ -90,7 +98,7 @@ def explain_json(explanations: list[Explanation]) -> str:
 
 def print_explanation(explanation: Explanation, console: Console) -> None:
     console.print(f"[bold]customer {explanation.customer}[/bold]")
-    fields = Table(show_header=False, box=None, padding=(0, 2))
+    fields = _table(show_header=False, box=None, padding=(0, 2))
     for name, value in explanation.fields.items():
         fields.add_row(name, "—" if value is None else str(_plain(value)))
     console.print(fields)
@@ -118,7 +126,7 @@ def score_json(result: ScoreResult) -> str:
 def print_score(result: ScoreResult, console: Console) -> None:
     stages = ("potential", "active", "silent", "sleeping", "lost")
     counts = {(t, s): n for t, s, n in result.distribution}
-    table = Table(title="customers by tier and stage")
+    table = _table(title="customers by tier and stage")
     table.add_column("tier")
     for stage in stages:
         table.add_column(stage, justify="right")
@@ -193,7 +201,7 @@ def impact_markdown(impact: Impact) -> str:
 
 
 def print_impact(impact: Impact, console: Console) -> None:
-    table = Table(
+    table = _table(
         title=f"audience impact, {impact.customers:,} customers, as of {impact.as_of.isoformat()}"
     )
     for i, name in enumerate(_IMPACT_HEADER):
