@@ -7,9 +7,12 @@ engine (Spark SQL, say) means changing this module.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import math
 from decimal import Decimal
+
+from .timeutil import next_anniversary as next_anniversary_of
 
 HOLDOUT_BUCKETS = 10_000  # holdout shares are decided in basis points
 
@@ -44,14 +47,19 @@ def rank_column(field: str) -> str:
 
 
 def next_anniversary(column: str, as_of: dt.date) -> str:
-    """The next occurrence of `column`'s month and day on or after `as_of` (29 Feb -> 28 Feb)."""
+    """The next occurrence of `column`'s month and day on or after `as_of`.
 
-    def in_year(year: int) -> str:
-        first = f"make_date({year}, month({column}), 1)"
-        return f"make_date({year}, month({column}), least(day({column}), day(last_day({first}))))"
-
-    this_year, next_year = in_year(as_of.year), in_year(as_of.year + 1)
-    return f"(CASE WHEN {this_year} >= {literal(as_of)} THEN {this_year} ELSE {next_year} END)"
+    Looked up by month and day in a list that `timeutil.next_anniversary` fills for each of the
+    366 days of a leap year: the interpreter's own definition (29 February falls on the 28th in
+    other years), and cheaper per row than building dates.
+    """
+    days = []
+    for month in range(1, 13):
+        last = calendar.monthrange(2000, month)[1]
+        for day in range(1, 32):
+            date = dt.date(2000, month, day) if day <= last else None
+            days.append(literal(date and next_anniversary_of(date, as_of)))
+    return f"[{', '.join(days)}][month({column}) * 31 + day({column}) - 31]"
 
 
 def days_between(later: str, earlier: str) -> str:
