@@ -39,9 +39,7 @@ class _Compiler:
         if isinstance(expr, ir.IsMissing):
             return f"({self.value(expr.value)} IS {'NOT ' if expr.negated else ''}NULL)"
         if isinstance(expr, ir.Compare):
-            # Equal values have equal ranks: only ordering needs the enumeration's ranks.
-            side = self.value if expr.op in ("=", "!=") else self.ordered
-            left, right = side(expr.left), side(expr.right)
+            left, right = self.ordered(expr.left), self.ordered(expr.right)
             return f"coalesce({left} {'<>' if expr.op == '!=' else expr.op} {right}, FALSE)"
         if isinstance(expr, ir.InSet):
             return self.in_set(expr)
@@ -55,14 +53,15 @@ class _Compiler:
         raise TypeError(f"not a condition: {expr!r}")  # pragma: no cover - the checker types it
 
     def in_set(self, expr: ir.InSet) -> str:
-        value = self.value(expr.value)
+        value = self.ordered(expr.value)
         if not expr.items:
             return f"({value} IS NOT NULL)" if expr.negated else "FALSE"
-        items = ", ".join(self.value(item) for item in expr.items)
+        items = ", ".join(self.ordered(item) for item in expr.items)
         return f"coalesce({value} {'NOT ' if expr.negated else ''}IN ({items}), FALSE)"
 
     def ordered(self, expr: ir.Expr) -> str:
-        """Enumeration values compare by rank; everything else by value."""
+        """Enumeration values compare by rank (integers: cheaper than text, and tier and stage
+        are computed as ranks); everything else by value."""
         if expr.type.kind is not t.Kind.ENUM:
             return self.value(expr)
         if isinstance(expr, ir.Const):

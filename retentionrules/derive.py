@@ -46,6 +46,12 @@ def rank_sql(name: str, enum: t.Type) -> str:
     return f"CASE {ident(name)} {ranks} END"
 
 
+def _name(field: str, enum: t.Type) -> str:
+    """An enumeration value from its rank: tier and stage are computed as ranks (rules compare
+    ranks), the names are for people."""
+    return f"[{', '.join(literal(v) for v in enum.values)}][{rank_column(field)} + 1]"
+
+
 def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) -> str:
     key = ident(config.customers.id)
     day = literal(as_of)
@@ -72,20 +78,23 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
     frequency = [f"orders_12m >= {literal(v)} AND orders_12m > 0" for v in scoring.frequency]
     monetary = [f"spend_12m >= {literal(v)} AND spend_12m > 0" for v in scoring.monetary]
     w = scoring.weights
+    tier_type = config.tier_type()
     tiers = sorted(config.tiers.items(), key=lambda item: -item[1])
-    tier = " ".join(f"WHEN rfm_score >= {literal(low)} THEN {literal(name)}" for name, low in tiers)
+    tier = " ".join(
+        f"WHEN rfm_score >= {literal(low)} THEN {tier_type.rank(name)}" for name, low in tiers
+    )
     stages = config.stages
     stage = (
-        "CASE WHEN last_order_date IS NULL THEN 'potential' "
+        f"CASE WHEN last_order_date IS NULL THEN {t.STAGE.rank('potential')} "
         + " ".join(
-            f"WHEN last_order_date >= {literal(shift(as_of, bound, -1))} THEN {literal(name)}"
+            f"WHEN last_order_date >= {literal(shift(as_of, bound, -1))} THEN {t.STAGE.rank(name)}"
             for name, bound in (
                 ("active", stages.active),
                 ("silent", stages.silent),
                 ("sleeping", stages.sleeping),
             )
         )
-        + " ELSE 'lost' END"
+        + f" ELSE {t.STAGE.rank('lost')} END"
     )
     birthday = config.customers.birthday
     to_birthday = (
@@ -93,7 +102,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
     )
     ranks = "".join(
         f", {rank_sql(name, type_)} AS {rank_column(name)}"
-        for name, type_ in config.field_types().items()
+        for name, type_ in config.customers.types().items()
         if type_.kind is t.Kind.ENUM
     )
     return f"""
@@ -113,18 +122,29 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
                 + {literal(w.monetary)} * monetary_score AS rfm_score
             FROM scored
         ),
-        enriched AS (
+        ranked AS (
+            SELECT *, CASE {tier} END AS {rank_column("tier")}, {stage} AS {rank_column("stage")}
+            FROM weighted
+        )
         SELECT *,
-            CASE {tier} END AS tier,
-            {stage} AS stage,
+            {_name("tier", tier_type)} AS tier,
+            {_name("stage", t.STAGE)} AS stage,
             {days_between(day, "last_order_date")} AS days_since_last_order,
             {days_between(day, "first_order_date")} AS days_since_first_order,
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
-            spend_12m / NULLIF(orders_12m, 0) AS avg_order_value
-        FROM weighted
-        )
-        SELECT *{ranks} FROM enriched"""
+            spend_12m / NULLIF(orders_12m, 0) AS avg_order_value{ranks}
+        FROM ranked"""
+
+
+def fields_sql(config: Config) -> str:
+    """The derived table as people see it: every field, without the helper columns."""
+    helpers = [
+        rank_column(name)
+        for name, type_ in config.field_types().items()
+        if type_.kind is t.Kind.ENUM
+    ]
+    return f"SELECT * EXCLUDE (__row, {', '.join(helpers)}) FROM {DERIVED}"
 
 
 def create_derived(

@@ -20,7 +20,7 @@ import duckdb
 from . import ir
 from .api import Report, check_paths, resolve_config, rule_files
 from .config import Config
-from .derive import DERIVED, create_derived
+from .derive import DERIVED, create_derived, fields_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
 from .loader import Inputs, LoadStats, connect, load, rejects_sql
@@ -33,6 +33,7 @@ from .output import (
     write_query,
 )
 from .planner import ELIGIBLE, REASONS, Plan, build_plan, plan_rows_sql, suppressed_sql
+from .sql import ident
 
 FORMAT_VERSION = 1
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
@@ -182,9 +183,7 @@ def explain(
     key = config.customers.id
     found = []
     for customer in customers:
-        cursor = con.execute(
-            f'SELECT * EXCLUDE (__row) FROM {DERIVED} WHERE "{key}" = ?', [customer]
-        )
+        cursor = con.execute(f"{fields_sql(config)} WHERE {ident(key)} = ?", [customer])
         row = cursor.fetchone()
         if row is None:
             raise UsageError(f"customer {customer!r} is not in {inputs.customers}")
@@ -267,7 +266,7 @@ def score(
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if out is not None:
-        write_query(con, f"SELECT * EXCLUDE (__row) FROM {DERIVED} ORDER BY __row", out)
+        write_query(con, f"{fields_sql(config)} ORDER BY __row", out)
     if rejects is not None:
         write_query(con, rejects_sql(con) or _NO_REJECTS, rejects)
     rows = con.execute(

@@ -25,7 +25,7 @@ from . import types as t
 from .api import Report
 from .ast import Span
 from .config import Config
-from .derive import DERIVED, create_derived, rank_sql
+from .derive import DERIVED, create_derived, fields_sql, rank_sql
 from .diagnostics import Diagnostic
 from .engine import RuleTrace, rule_traces
 from .loader import Inputs, connect, load
@@ -339,7 +339,7 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
             con.execute(f"UPDATE given SET {rank_column(name)} = {rank_sql(name, types[name])}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS SELECT * FROM given")
     plan = build_plan(con, report.ruleset, config, case.as_of, contacts is not None)
-    cursor = con.execute(f"SELECT * EXCLUDE (__row) FROM {DERIVED}")
+    cursor = con.execute(fields_sql(config))
     fields = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
     return plan, fields
 

@@ -6,6 +6,19 @@ import json
 from .conftest import ROOT
 
 SHOP = ROOT / "examples"
+DERIVED_FIELDS = (
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "rfm_score",
+    "tier",
+    "stage",
+    "days_since_last_order",
+    "days_since_first_order",
+    "days_since_last_contact",
+    "days_to_birthday",
+    "avg_order_value",
+)
 DEMO = ("--rules", SHOP / "rules", "--customers", SHOP / "customers.csv", "--as-of", "2026-11-22")
 
 
@@ -63,7 +76,16 @@ def test_score_writes_derived_fields_and_prints_distribution(run_cli, tmp_path):
     assert "customers by tier and stage" in result.output
     with out.open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 300 and {"rfm_score", "tier", "stage", "days_to_birthday"} <= set(rows[0])
+    assert len(rows) == 300
+    with (SHOP / "customers.csv").open() as handle:
+        given = next(csv.reader(handle))
+    assert list(rows[0]) == given + list(DERIVED_FIELDS)  # and no helper columns
+
+
+def test_explain_shows_the_fields_people_know(run_cli):
+    (explained,) = json.loads(run_cli("explain", "C0000003", *DEMO, "--format", "json").output)
+    assert list(explained["fields"])[-len(DERIVED_FIELDS) :] == list(DERIVED_FIELDS)
+    assert not [name for name in explained["fields"] if "#" in name]
 
 
 def test_bad_as_of_is_a_usage_error(run_cli):
