@@ -8,8 +8,10 @@
 6. volume    `max N per run` keeps the N best by rfm_score, then lowest id
 7. holdout   a salted hash of (customer, rule) picks a stable share, planned but never sent
 
-Steps 1-4 are one pass over the customers (table `flags`: a stage code per rule and the winner);
-steps 5-7 work on the winners only (table `planned`). Every removal keeps its reason.
+Steps 1-4 are one pass over the customers (table `flags`: whether each rule matches, the code
+its channel and caps give, which rules on one channel share, and the winner; view `stages`: the
+stage code per rule). Steps 5-7 work on the winners only (table `planned`, in input order).
+Every removal keeps its reason.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ REASONS = {
     RULE_CAP: "rule_cap",
 }
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
+RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
 
 @dataclass
@@ -134,20 +137,34 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
     return f"CAST(CASE {' '.join(cases)} ELSE {ELIGIBLE} END AS UTINYINT)"
 
 
+def _matched(i: int) -> str:
+    """Whether rule `i` matched: its bit in the flags' `matched` columns."""
+    return f"(matched{i // RULES_PER_BITS} & {1 << i % RULES_PER_BITS} <> 0)"
+
+
+def _bits(rules: range) -> str:
+    """The match bits of a run of rules as one BIGINT. Storing a table is most of the cost of
+    the pass, and one integer stores much faster than a boolean column per rule."""
+    terms = [f"CASE WHEN m{i} THEN {1 << i % RULES_PER_BITS} ELSE 0 END" for i in rules]
+    return f"CAST({' + '.join(terms)} AS BIGINT)"
+
+
 def _flags(
     con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool
 ) -> list[str]:
-    """Steps 1-4 in one pass: per rule whether it matches (`m0`...) and the gate code its channel
-    and caps give (`g0`...), then the winner. The stage codes are a view over these (`stages`).
+    """Steps 1-4 in one pass: per rule whether it matches (bits in `matched0`...) and the gate
+    code its channel and caps give (`g0`...), then the winner. The stage codes are a view over
+    these (`stages`).
 
     Returns each rule's gate column (or constant), which the counts read.
     """
     counts = _contact_counts(con, ruleset, config, as_of) if has_contacts else None
     key, household = ident(config.customers.id), config.customers.household
-    gates: dict[str, str] = {}
-    for rule in ruleset.rules:
+    gates: dict[str, str] = {}  # gate SQL -> its column
+    rule_gates = [
         gates.setdefault(_gate_sql(rule, config, counts), f"g{len(gates)}")
-    rule_gates = [gates[_gate_sql(rule, config, counts)] for rule in ruleset.rules]
+        for rule in ruleset.rules
+    ]
     matches = "".join(
         f", {compile_condition(rule.condition, as_of)} AS m{i}"
         for i, rule in enumerate(ruleset.rules)
@@ -163,18 +180,23 @@ def _flags(
         if quiet
         else "FALSE"
     )
+    count = len(ruleset.rules)
+    chunks = [range(s, min(s + RULES_PER_BITS, count)) for s in range(0, count, RULES_PER_BITS)]
+    bits = "".join(f", {_bits(chunk)} AS matched{n}" for n, chunk in enumerate(chunks))
+    kept_gates = "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
-        SELECT * EXCLUDE ({QUIET_COLUMN}), {f"CASE {winner} END" if winner else "NULL"} AS winner
+        SELECT input_row, customer_id, household, rfm_score{bits}{kept_gates},
+            {f"CASE {winner} END" if winner else "NULL"} AS winner
         FROM (
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
-                d.rfm_score AS rfm_score, {QUIET_COLUMN}{matches}{gate_columns}
+                d.rfm_score AS rfm_score{matches}{gate_columns}
             FROM (SELECT *, {recent} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
         )
     """)
     stages = "".join(
-        f", CASE WHEN m{i} THEN {gate} ELSE {NO_MATCH} END AS s{i}"
+        f", CASE WHEN {_matched(i)} THEN {gate} ELSE {NO_MATCH} END AS s{i}"
         for i, gate in enumerate(rule_gates)
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW stages AS SELECT *{stages} FROM flags")
@@ -233,8 +255,8 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
     reached = con.execute(
         "SELECT "
         + ", ".join(
-            f"count_if(m{i}), count_if(m{i} AND {gate} >= {QUIET}), "
-            f"count_if(m{i} AND {gate} = {ELIGIBLE})"
+            f"count_if({_matched(i)}), count_if({_matched(i)} AND {gate} >= {QUIET}), "
+            f"count_if({_matched(i)} AND {gate} = {ELIGIBLE})"
             for i, gate in enumerate(gates)
         )
         + " FROM flags"

@@ -182,3 +182,22 @@ def test_csv_and_parquet_plans(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     with (tmp_path / "plan.csv").open() as handle:
         assert next(csv.DictReader(handle))["rule"] == "w"
+
+
+def test_rules_past_the_63rd_are_planned_and_counted(tmp_path):
+    """Matches are stored as bits, 63 rules to a column: rules 63 and 129 live in later ones."""
+    rules = "".join(
+        f"rule r{i}\n  when total_orders = {i}\n  then send t{i} via email\n" for i in range(130)
+    )
+    rows = [customer(f"C{n}", total_orders=n) for n in (0, 62, 63, 129)]
+    rows.append(customer("C63b", total_orders=63, email_opt_in=False))
+    result, planned, removed = plan(tmp_path, rules, rows)
+    assert [(r["customer_id"], r["rule"]) for r in planned] == [
+        ("C0", "r0"),
+        ("C62", "r62"),
+        ("C63", "r63"),
+        ("C129", "r129"),
+    ]
+    assert removed == {("C63b", "r63"): "consent"}
+    assert (counts(result, "r63").matched, counts(result, "r63").consent) == (2, 1)
+    assert sum(c.matched for c in result.plan.counts) == 5
