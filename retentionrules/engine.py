@@ -113,7 +113,7 @@ def run_plan(
     digest = _Digest(inputs.files())
     digest.start()
     con, report, config, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
-    plan = build_plan(con, report.ruleset, config, as_of, inputs.contacts is not None)
+    plan = build_plan(con, report.ruleset, config, as_of, inputs)
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -179,7 +179,7 @@ def explain(
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
     con, report, config, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
-    plan = build_plan(con, report.ruleset, config, as_of, inputs.contacts is not None)
+    plan = build_plan(con, report.ruleset, config, as_of, inputs)
     key = config.customers.id
     found = []
     for customer in customers:

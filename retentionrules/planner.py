@@ -26,6 +26,7 @@ from . import ir
 from .compiler import compile_condition
 from .config import Config
 from .derive import DERIVED
+from .loader import Inputs
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal
 from .timeutil import shift
 
@@ -203,31 +204,37 @@ def _flags(
     return rule_gates
 
 
-def _planned(con, ruleset: ir.RuleSet, config: Config) -> None:
+def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> None:
     """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason.
 
     A window or a hash that no rule asks for is left out: most rule sets use few of them.
-    The table is in input order, so the plan can be written from it without sorting wide rows.
+    `planned` lists the winners in input order, so the plan is written from it without sorting
+    wide rows. Without windows or hashes and with `flags` already in input order, it is a view:
+    nothing is worth storing.
     """
     rules = ruleset.rules
+    per_household = any(r.once_per_household for r in rules)
+    limited = any(r.max_per_run for r in rules)
+    held_out = any(r.holdout > 0 for r in rules)
     household_rank = "1"
-    if any(r.once_per_household for r in rules):
+    if per_household:
         household_rank = f"""CASE WHEN {_lookup([r.once_per_household for r in rules])}
             THEN row_number() OVER (
                 PARTITION BY idx, household, CASE WHEN household IS NULL THEN customer_id END
                 ORDER BY rfm_score DESC, customer_id) ELSE 1 END"""
     volume_rank = "NULL"
-    if any(r.max_per_run for r in rules):
+    if limited:
         volume_rank = """CASE WHEN household_rank = 1 THEN row_number() OVER (
             PARTITION BY idx, household_rank = 1 ORDER BY rfm_score DESC, customer_id) END"""
     held = "FALSE"
-    if any(r.holdout > 0 for r in rules):
+    if held_out:
         shares = [int(r.holdout * HOLDOUT_BUCKETS / 100) for r in rules]
         names = _lookup([r.name for r in rules])
         bucket = holdout_bucket(config.holdout_salt, "customer_id", names)
         held = f"{bucket} < {_lookup(shares)}"
+    as_view = flags_in_order and not (per_household or limited or held_out)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE planned AS
+        CREATE OR REPLACE TEMP {"VIEW" if as_view else "TABLE"} planned AS
         WITH w AS (
             SELECT input_row, customer_id, household, rfm_score, winner AS idx,
                 {household_rank} AS household_rank
@@ -239,7 +246,7 @@ def _planned(con, ruleset: ir.RuleSet, config: Config) -> None:
             WHEN volume_rank > {_lookup([r.max_per_run for r in rules])} THEN 'volume'
             WHEN {held} THEN 'holdout'
             ELSE 'send' END AS status
-        FROM v ORDER BY input_row
+        FROM v {"" if as_view else "ORDER BY input_row"}
     """)
 
 
@@ -290,12 +297,15 @@ def build_plan(
     ruleset: ir.RuleSet,
     config: Config,
     as_of: dt.date,
-    has_contacts: bool,
+    inputs: Inputs,
 ) -> Plan:
-    """Run the policies over the `derived` table already in `con`."""
+    """Run the policies over the `derived` table already in `con`, made from `inputs`."""
     plan = Plan(con, ruleset, config, as_of)
+    has_contacts = inputs.contacts is not None
     gates = _flags(con, ruleset, config, as_of, has_contacts)
-    _planned(con, ruleset, config)
+    # DuckDB keeps row order through single-table queries, not through joins: `flags` is in
+    # input order unless orders or contacts were joined in.
+    _planned(con, ruleset, config, flags_in_order=inputs.orders is None and not has_contacts)
     _count(con, plan, gates)
     if not has_contacts and any(r.cap for r in ruleset.rules):
         plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
@@ -327,16 +337,26 @@ def plan_rows_sql(plan: Plan, plan_id: str) -> str:
 
 
 def suppressed_sql(ruleset: ir.RuleSet) -> str:
-    """Every (customer, rule) removed by a policy, with the reason, in a stable order."""
+    """Every (customer, rule) removed by a policy, with the reason, in a stable order.
+
+    One scan that unnests each customer's stage codes: a query per rule joined by UNION ALL
+    costs DuckDB seconds to plan once there are hundreds of rules.
+    """
     reason = " ".join(f"WHEN {code} THEN {literal(text)}" for code, text in REASONS.items())
-    parts = [
-        f"SELECT customer_id, {literal(rule.name)} AS rule, CASE WHEN s{i} = {ELIGIBLE} "
-        f"THEN 'priority' ELSE CASE s{i} {reason} END END AS reason FROM stages "
-        f"WHERE s{i} BETWEEN {NO_CONSENT} AND {RULE_CAP} OR (s{i} = {ELIGIBLE} AND winner <> {i})"
-        for i, rule in enumerate(ruleset.rules)
-    ]
-    parts.append(
-        f"SELECT customer_id, {_lookup([r.name for r in ruleset.rules])}, status FROM planned "
-        "WHERE status IN ('household', 'volume')"
-    )
-    return "SELECT * FROM (" + " UNION ALL ".join(parts) + ") ORDER BY customer_id, rule"
+    rules = ruleset.rules
+    if not rules:
+        return "SELECT NULL AS customer_id, NULL AS rule, NULL AS reason LIMIT 0"
+    names = _lookup([r.name for r in rules])
+    stages = ", ".join(f"s{i}" for i in range(len(rules)))
+    return f"""
+        SELECT customer_id, {names} AS rule, CASE WHEN stage = {ELIGIBLE} THEN 'priority'
+            ELSE CASE stage {reason} END END AS reason
+        FROM (
+            SELECT customer_id, winner, unnest(range({len(rules)})) AS idx,
+                unnest([{stages}]) AS stage
+            FROM stages
+        )
+        WHERE stage BETWEEN {NO_CONSENT} AND {RULE_CAP} OR (stage = {ELIGIBLE} AND winner <> idx)
+        UNION ALL
+        SELECT customer_id, {names}, status FROM planned WHERE status IN ('household', 'volume')
+        ORDER BY customer_id, rule"""

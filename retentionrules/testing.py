@@ -328,8 +328,9 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
                         _csv_value(contact.get("sent_at")),
                     ]
                 )
+    inputs = Inputs(customers, contacts=contacts)
     con = connect()
-    load(con, config, Inputs(customers, contacts=contacts))
+    load(con, config, inputs)
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
     con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
     types = config.field_types()
@@ -338,7 +339,7 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
         if types[name].kind is t.Kind.ENUM:
             con.execute(f"UPDATE given SET {rank_column(name)} = {rank_sql(name, types[name])}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS SELECT * FROM given")
-    plan = build_plan(con, report.ruleset, config, case.as_of, contacts is not None)
+    plan = build_plan(con, report.ruleset, config, case.as_of, inputs)
     cursor = con.execute(fields_sql(config))
     fields = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
     return plan, fields

@@ -6,10 +6,13 @@ import datetime as dt
 import hashlib
 import json
 
+import duckdb
+import pytest
+
 from retentionrules.engine import run_plan
 from retentionrules.loader import Inputs
 
-from .conftest import customer, write_csv, write_rules
+from .conftest import COLUMNS, customer, write_csv, write_rules
 
 AS_OF = dt.date(2026, 11, 22)
 SLEEPING = dict(last_order_date="2026-04-01", total_orders=3, orders_12m=1, spend_12m=100)
@@ -201,3 +204,24 @@ def test_rules_past_the_63rd_are_planned_and_counted(tmp_path):
     assert removed == {("C63b", "r63"): "consent"}
     assert (counts(result, "r63").matched, counts(result, "r63").consent) == (2, 1)
     assert sum(c.matched for c in result.plan.counts) == 5
+
+
+@pytest.mark.parametrize("policy", ["", "  holdout 10%\n"], ids=["no window", "holdout"])
+def test_plan_keeps_input_order_across_threads(tmp_path, policy):
+    """Enough customers for DuckDB to read and plan in parallel; ids are not in sorted order."""
+    n = 300_000
+    customers = tmp_path / "customers.csv"
+    duckdb.execute(f"""
+        COPY (SELECT 'C' || lpad(CAST(i * 7919 % {n} AS VARCHAR), 6, '0') AS customer_id,
+                {", ".join(f"'' AS {c}" for c in COLUMNS[1:7])},
+                0 AS orders_12m, 0 AS spend_12m, 0 AS total_orders,
+                TRUE AS sms_opt_in, TRUE AS email_opt_in, '' AS last_contacted
+              FROM range({n}) r(i)) TO '{customers}' (HEADER)""")
+    folder = write_rules(
+        tmp_path / "rules", f"rule all\n  when total_orders = 0\n  then send x via email\n{policy}"
+    )
+    out = tmp_path / "plan.csv"
+    run_plan([folder], Inputs(customers), AS_OF, out=out)
+    with customers.open() as given, out.open() as planned:
+        expected = [row["customer_id"] for row in csv.DictReader(given)]
+        assert [row["customer_id"] for row in csv.DictReader(planned)] == expected
