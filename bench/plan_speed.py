@@ -105,7 +105,7 @@ def peers(customers: Path, work: Path) -> dict[str, tuple[list[str], Path, str]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5, help="runs of the fast peers")
+    parser.add_argument("--repeat", type=int, default=9, help="runs of the fast peers")
     parser.add_argument("--slow-repeat", type=int, default=1, help="runs of the Python peers")
     parser.add_argument("--skip-slow", action="store_true", help="leave out rule-engine")
     args = parser.parse_args()
