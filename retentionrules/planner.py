@@ -10,8 +10,8 @@
 
 Steps 1-4 are one pass over the customers (table `flags`: whether each rule matches, the code
 its channel and caps give, which rules on one channel share, and the winner; view `stages`: the
-stage code per rule). Steps 5-7 work on the winners only (table `planned`, in input order).
-Every removal keeps its reason.
+stage code per rule). Steps 5-7 work on the winners only (`planned`, in input order: a table,
+or a view when no rule needs a window or a hash). Every removal keeps its reason.
 """
 
 from __future__ import annotations
@@ -143,11 +143,24 @@ def _matched(i: int) -> str:
     return f"(matched{i // RULES_PER_BITS} & {1 << i % RULES_PER_BITS} <> 0)"
 
 
-def _bits(rules: range) -> str:
-    """The match bits of a run of rules as one BIGINT. Storing a table is most of the cost of
+def _match_bits(count: int) -> str:
+    """The `matched` columns, from the `m0`... booleans. Storing `flags` is most of the cost of
     the pass, and one integer stores much faster than a boolean column per rule."""
-    terms = [f"CASE WHEN m{i} THEN {1 << i % RULES_PER_BITS} ELSE 0 END" for i in rules]
-    return f"CAST({' + '.join(terms)} AS BIGINT)"
+    columns = []
+    for start in range(0, count, RULES_PER_BITS):
+        terms = [
+            f"CASE WHEN m{i} THEN {1 << i % RULES_PER_BITS} ELSE 0 END"
+            for i in range(start, min(start + RULES_PER_BITS, count))
+        ]
+        columns.append(f", CAST({' + '.join(terms)} AS BIGINT) AS matched{start // RULES_PER_BITS}")
+    return "".join(columns)
+
+
+def _quiet_sql(config: Config, as_of: dt.date) -> str:
+    quiet = config.contacts.quiet_period
+    if quiet is None:
+        return "FALSE"
+    return f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
 
 
 def _flags(
@@ -175,25 +188,16 @@ def _flags(
         f"WHEN m{i} AND {rule_gates[i]} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset)
     )
     join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
-    quiet = config.contacts.quiet_period
-    recent = (
-        f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
-        if quiet
-        else "FALSE"
-    )
-    count = len(ruleset.rules)
-    chunks = [range(s, min(s + RULES_PER_BITS, count)) for s in range(0, count, RULES_PER_BITS)]
-    bits = "".join(f", {_bits(chunk)} AS matched{n}" for n, chunk in enumerate(chunks))
-    kept_gates = "".join(f", {column}" for column in gates.values())
+    kept = _match_bits(len(rule_gates)) + "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
-        SELECT input_row, customer_id, household, rfm_score{bits}{kept_gates},
+        SELECT input_row, customer_id, household, rfm_score{kept},
             {f"CASE {winner} END" if winner else "NULL"} AS winner
         FROM (
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score{matches}{gate_columns}
-            FROM (SELECT *, {recent} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
+            FROM (SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
         )
     """)
     stages = "".join(
