@@ -110,3 +110,20 @@ def test_unindented_continuation_gets_a_hint():
 def test_invalid_numbers_and_dates():
     result = parse("rule a\n  when d = 2026-02-30\n  then send y\n  priority 1.5\n")
     assert [d.code for d in result.diagnostics] == ["RR101", "RR101"]
+
+
+def test_a_damaged_parser_cache_is_rebuilt_not_an_error(tmp_path, monkeypatch):
+    """The built parser is cached between runs; a half-written or foreign cache must not matter."""
+    from retentionrules import parser
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "retentionrules" / "grammar.lark.cache"
+    cache.parent.mkdir()
+    for damage in (b"not a cache", b""):
+        cache.write_bytes(damage)
+        parser._lark.cache_clear()
+        try:
+            assert only("when stage = sleeping then send x")
+        finally:
+            parser._lark.cache_clear()
+        assert cache.read_bytes() != damage  # rebuilt and saved again
