@@ -314,8 +314,9 @@ def _reject(con, table, raw, path, rejects, bad, stats) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE rejects_{table} AS "
         f"SELECT {literal(str(path))} AS file, r.{ROW} AS row, c.{PROBLEM} AS reason, "
-        f"CAST(to_json(r) AS VARCHAR) AS record "
-        f"FROM {ident(raw)} r JOIN {ident(table)} c USING ({ROW}) WHERE c.{PROBLEM} <> ''"
+        f"CAST(to_json(cells) AS VARCHAR) AS record "
+        f"FROM {ident(raw)} r JOIN {ident(table)} c USING ({ROW}), "
+        f"LATERAL (SELECT r.* EXCLUDE ({ROW})) cells WHERE c.{PROBLEM} <> ''"
     )
     con.execute(f"DELETE FROM {ident(table)} WHERE {PROBLEM} <> ''")
 
