@@ -12,7 +12,7 @@ import datetime as dt
 
 from . import ir
 from . import types as t
-from .sql import ident, literal, next_anniversary, rank_column
+from .sql import anniversary_column, ident, literal, rank_column
 from .timeutil import shift
 
 
@@ -76,7 +76,7 @@ class _Compiler:
         if isinstance(expr, ir.RelativeDate):
             return literal(shift(self.as_of, expr.duration, expr.sign))
         if isinstance(expr, ir.NextAnniversary):
-            return next_anniversary(self.value(expr.field), self.as_of)
+            return anniversary_column(expr.field.name)
         if isinstance(expr, ir.Arith):
             left, right = self.value(expr.left), self.value(expr.right)
             if expr.op == "/":

@@ -14,7 +14,14 @@ import duckdb
 
 from . import types as t
 from .config import Config
-from .sql import days_between, ident, literal, next_anniversary, rank_column
+from .sql import (
+    anniversary_column,
+    days_between,
+    ident,
+    literal,
+    next_anniversary,
+    rank_column,
+)
 from .timeutil import shift
 
 DERIVED = "derived"
@@ -44,6 +51,14 @@ def rank_sql(name: str, enum: t.Type) -> str:
     """An enumeration field's rank (0 = lowest), so ordering compares integers."""
     ranks = " ".join(f"WHEN {literal(v)} THEN {i}" for i, v in enumerate(enum.values))
     return f"CASE {ident(name)} {ranks} END"
+
+
+def _anniversaries(config: Config) -> list[str]:
+    """The fields whose next occurrence gets a helper column: every anniversary, and the
+    birthday (which may be declared a plain date)."""
+    names = [n for n, type_ in config.field_types().items() if type_.kind is t.Kind.ANNIVERSARY]
+    birthday = config.customers.birthday
+    return [*names, birthday] if birthday and birthday not in names else names
 
 
 def _name(field: str, enum: t.Type) -> str:
@@ -97,8 +112,10 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
         + f" ELSE {t.STAGE.rank('lost')} END"
     )
     birthday = config.customers.birthday
-    to_birthday = (
-        days_between(next_anniversary(ident(birthday), as_of), day) if birthday else "NULL"
+    to_birthday = days_between(anniversary_column(birthday), day) if birthday else "NULL"
+    anniversaries = "".join(
+        f", {next_anniversary(ident(name), as_of)} AS {anniversary_column(name)}"
+        for name in _anniversaries(config)
     )
     ranks = "".join(
         f", {rank_sql(name, type_)} AS {rank_column(name)}"
@@ -124,6 +141,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
         ),
         ranked AS (
             SELECT *, CASE {tier} END AS {rank_column("tier")}, {stage} AS {rank_column("stage")}
+                {anniversaries}
             FROM weighted
         )
         SELECT *,
@@ -139,12 +157,11 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
 
 def fields_sql(config: Config) -> str:
     """The derived table as people see it: every field, without the helper columns."""
-    helpers = [
-        rank_column(name)
-        for name, type_ in config.field_types().items()
-        if type_.kind is t.Kind.ENUM
+    ranks = [
+        rank_column(n) for n, type_ in config.field_types().items() if type_.kind is t.Kind.ENUM
     ]
-    return f"SELECT * EXCLUDE (__row, {', '.join(helpers)}) FROM {DERIVED}"
+    hidden = ranks + [anniversary_column(name) for name in _anniversaries(config)]
+    return f"SELECT * EXCLUDE (__row, {', '.join(hidden)}) FROM {DERIVED}"
 
 
 def create_derived(

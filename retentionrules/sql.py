@@ -46,6 +46,12 @@ def rank_column(field: str) -> str:
     return ident(f"{field}#rank")
 
 
+def anniversary_column(field: str) -> str:
+    """The derived column holding an anniversary field's next occurrence: computed once per
+    customer, however many rules ask."""
+    return ident(f"{field}#next")
+
+
 def next_anniversary(column: str, as_of: dt.date) -> str:
     """The next occurrence of `column`'s month and day on or after `as_of`.
 
