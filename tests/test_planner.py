@@ -8,11 +8,18 @@ import json
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from retentionrules.derive import DERIVED
 from retentionrules.engine import run_plan
+from retentionrules.interpreter import evaluate
 from retentionrules.loader import Inputs
 
 from .conftest import COLUMNS, customer, write_csv, write_rules
+from .test_evaluators import AS_OF as AS_OFS
+from .test_evaluators import DATES, conditions
+from .test_evaluators import customers as customer_rows
 
 AS_OF = dt.date(2026, 11, 22)
 SLEEPING = dict(last_order_date="2026-04-01", total_orders=3, orders_12m=1, spend_12m=100)
@@ -22,6 +29,7 @@ def plan(tmp_path, rules: str, rows: list[dict], config: str | None = None, **kw
     folder = write_rules(tmp_path / "rules", rules, config)
     customers = write_csv(tmp_path / "customers.csv", rows)
     contacts = kwargs.pop("contacts", None)
+    as_of = kwargs.pop("as_of", AS_OF)
     if contacts is not None:
         path = tmp_path / "contacts.csv"
         path.write_text(
@@ -33,7 +41,7 @@ def plan(tmp_path, rules: str, rows: list[dict], config: str | None = None, **kw
     result = run_plan(
         [folder],
         Inputs(customers, contacts=contacts),
-        AS_OF,
+        as_of,
         out=out,
         suppressed=suppressed,
         **kwargs,
@@ -225,3 +233,67 @@ def test_plan_keeps_input_order_across_threads(tmp_path, policy):
     with customers.open() as given, out.open() as planned:
         expected = [row["customer_id"] for row in csv.DictReader(given)]
         assert [row["customer_id"] for row in csv.DictReader(planned)] == expected
+
+
+ACTIONS = ["send x via sms", "send y via email", "call z", "tag t"]
+POLICIES = ["once per household", "max 2 per run", "holdout 50%", "cap 1 per 30 days"]
+rule_specs = st.lists(
+    st.tuples(
+        conditions,
+        st.sampled_from(ACTIONS),
+        st.integers(0, 2),
+        st.lists(st.sampled_from(POLICIES), unique=True, max_size=2),
+    ),
+    min_size=1,
+    max_size=5,
+)
+contact_specs = st.lists(
+    st.tuples(st.integers(0, 11), st.sampled_from(["sms", "email"]), st.integers(0, 4), DATES),
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_specs, customer_rows, contact_specs, AS_OFS)
+def test_every_matched_pair_is_planned_or_suppressed_once(
+    tmp_path_factory, specs, rows, sent, as_of
+):
+    """No (customer, rule) is lost or invented, whatever the policies: each pair the reference
+    interpreter matches is planned or suppressed with a reason, exactly once."""
+    tmp_path = tmp_path_factory.mktemp("plan")
+    rules = "".join(
+        f"rule r{i}\n  when {condition}\n  then {action}\n  priority {priority}\n"
+        + "".join(f"  {policy}\n" for policy in policies)
+        for i, (condition, action, priority, policies) in enumerate(specs)
+    )
+    config = (
+        '[contacts]\nquiet_period = "3 days"\n'
+        '[channels.sms]\nconsent = "sms_opt_in"\ncap = { count = 1, per = "7 days" }\n'
+        '[channels.email]\nconsent = "email_opt_in"\n'
+        "[channels.phone]\nrequires_consent = false\n"
+    )
+    rows = [{**row, "customer_id": f"C{i}"} for i, row in enumerate(rows)]
+    contacts = [
+        (f"C{c}", channel, f"r{r}", day.isoformat()) for c, channel, r, day in sent if c < len(rows)
+    ]
+    result, planned, removed = plan(
+        tmp_path, rules, rows, config, contacts=contacts or None, as_of=as_of
+    )
+    con, ruleset = result.plan.con, result.plan.ruleset
+    cursor = con.execute(f"SELECT * FROM {DERIVED}")
+    names = [d[0] for d in cursor.description]
+    matched = {
+        (row["customer_id"], rule.name)
+        for row in (dict(zip(names, values, strict=True)) for values in cursor.fetchall())
+        for rule in ruleset.rules
+        if evaluate(rule.condition, row, as_of)
+    }
+    kept = {(r["customer_id"], r["rule"]) for r in planned}
+    assert len(kept) == len(planned) == len({r["customer_id"] for r in planned})
+    assert not kept & set(removed) and kept | set(removed) == matched
+    for rule in ruleset.rules:
+        c = counts(result, rule.name)
+        steps = [c.matched, c.consent, c.caps, c.priority, c.household, c.volume]
+        assert steps == sorted(steps, reverse=True), (rule.name, steps)
+        assert c.matched == sum(1 for _, name in matched if name == rule.name)
+        assert c.sent + c.holdout == c.volume == sum(1 for _, name in kept if name == rule.name)
