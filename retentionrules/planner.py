@@ -170,7 +170,7 @@ def _flags(
     code its channel and caps give (`g0`...), then the winner. The stage codes are a view over
     these (`stages`).
 
-    Returns each rule's gate column (or constant), which the counts read.
+    Returns each rule's gate column, which the counts read.
     """
     counts = _contact_counts(con, ruleset, config, as_of) if has_contacts else None
     key, household = ident(config.customers.id), config.customers.household
