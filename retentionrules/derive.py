@@ -20,6 +20,7 @@ from .sql import (
     ident,
     literal,
     next_anniversary,
+    pick,
     rank_column,
 )
 from .timeutil import shift
@@ -64,7 +65,7 @@ def _anniversaries(config: Config) -> list[str]:
 def _name(field: str, enum: t.Type) -> str:
     """An enumeration value from its rank: tier and stage are computed as ranks (rules compare
     ranks), the names are for people."""
-    return f"[{', '.join(literal(v) for v in enum.values)}][{rank_column(field)} + 1]"
+    return pick(list(enum.values), rank_column(field))
 
 
 def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) -> str:

@@ -27,7 +27,7 @@ from .compiler import compile_condition
 from .config import Config
 from .derive import DERIVED
 from .loader import Inputs
-from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal
+from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
 
 # Stage codes of a (customer, rule) pair after steps 1-3, and the reasons they stand for.
@@ -102,15 +102,9 @@ def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) ->
     return aliases
 
 
-def _lookup(values: list[object], index: str = "idx") -> str:
-    """A per-rule value picked by the rule's index from a constant list.
-
-    A lookup, not a join with a rules table: DuckDB keeps row order through a single-table
-    query but not through a join, and the plan must come out in the customers' input order.
-    """
-    if not values:
-        return "NULL"
-    return f"[{', '.join(literal(v) for v in values)}][{index} + 1]"
+def _per_rule(values: list[object]) -> str:
+    """Each row's value for its rule (column `idx`): plan rows keep the input order this way."""
+    return pick(values, "idx")
 
 
 def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> str:
@@ -222,7 +216,7 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
     held_out = any(r.holdout > 0 for r in rules)
     household_rank = "1"
     if per_household:
-        household_rank = f"""CASE WHEN {_lookup([r.once_per_household for r in rules])}
+        household_rank = f"""CASE WHEN {_per_rule([r.once_per_household for r in rules])}
             THEN row_number() OVER (
                 PARTITION BY idx, household, CASE WHEN household IS NULL THEN customer_id END
                 ORDER BY rfm_score DESC, customer_id) ELSE 1 END"""
@@ -233,9 +227,9 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
     held = "FALSE"
     if held_out:
         shares = [int(r.holdout * HOLDOUT_BUCKETS / 100) for r in rules]
-        names = _lookup([r.name for r in rules])
+        names = _per_rule([r.name for r in rules])
         bucket = holdout_bucket(config.holdout_salt, "customer_id", names)
-        held = f"{bucket} < {_lookup(shares)}"
+        held = f"{bucket} < {_per_rule(shares)}"
     as_view = flags_in_order and not (per_household or limited or held_out)
     con.execute(f"""
         CREATE OR REPLACE TEMP {"VIEW" if as_view else "TABLE"} planned AS
@@ -247,7 +241,7 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
         v AS (SELECT *, {volume_rank} AS volume_rank FROM w)
         SELECT input_row, customer_id, idx, CASE
             WHEN household_rank > 1 THEN 'household'
-            WHEN volume_rank > {_lookup([r.max_per_run for r in rules])} THEN 'volume'
+            WHEN volume_rank > {_per_rule([r.max_per_run for r in rules])} THEN 'volume'
             WHEN {held} THEN 'holdout'
             ELSE 'send' END AS status
         FROM v {"" if as_view else "ORDER BY input_row"}
@@ -327,15 +321,15 @@ def plan_rows_sql(plan: Plan, plan_id: str) -> str:
     params = [json.dumps(dict(r.action.params), ensure_ascii=False, sort_keys=True) for r in rules]
     return f"""
         SELECT {literal(plan_id)} AS plan_id, customer_id,
-            {_lookup([r.name for r in rules])} AS rule,
-            {_lookup([r.action.kind for r in rules])} AS action,
-            {_lookup([r.action.template for r in rules])} AS template,
-            {_lookup([r.action.channel for r in rules])} AS channel,
-            CAST({_lookup(params)} AS JSON) AS parameters,
-            {_lookup([r.priority for r in rules])} AS priority,
+            {_per_rule([r.name for r in rules])} AS rule,
+            {_per_rule([r.action.kind for r in rules])} AS action,
+            {_per_rule([r.action.template for r in rules])} AS template,
+            {_per_rule([r.action.channel for r in rules])} AS channel,
+            CAST({_per_rule(params)} AS JSON) AS parameters,
+            {_per_rule([r.priority for r in rules])} AS priority,
             status = 'holdout' AS holdout,
             CASE WHEN status = 'holdout' THEN 0.0
-                ELSE {_lookup([_cost(r, plan.config) for r in rules])} END AS estimated_cost
+                ELSE {_per_rule([_cost(r, plan.config) for r in rules])} END AS estimated_cost
         FROM planned
         WHERE status IN ('send', 'holdout')"""
 
@@ -350,7 +344,7 @@ def suppressed_sql(ruleset: ir.RuleSet) -> str:
     rules = ruleset.rules
     if not rules:
         return "SELECT NULL AS customer_id, NULL AS rule, NULL AS reason LIMIT 0"
-    names = _lookup([r.name for r in rules])
+    names = _per_rule([r.name for r in rules])
     stages = ", ".join(f"s{i}" for i in range(len(rules)))
     return f"""
         SELECT customer_id, {names} AS rule, CASE WHEN stage = {ELIGIBLE} THEN 'priority'
