@@ -11,6 +11,12 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+# The dates input data may carry and the as-of date may take. Wide enough for birthdays and long
+# warranties; narrow enough that calendar arithmetic on them (a 12-month window, a 10-year cap)
+# stays inside both Python's and DuckDB's date ranges.
+MIN_DATE = dt.date(1900, 1, 1)
+MAX_DATE = dt.date(2199, 12, 31)
+
 _UNIT_DAYS = {"day": 1, "week": 7}
 _DURATION = re.compile(r"^\s*(\d+)\s*(day|week|month|year)s?\s*$")
 
