@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import ir
@@ -24,38 +24,95 @@ RULE_SUFFIX = ".rules"
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Files named directly, plus every `*.rules` file below named folders, in a stable order."""
-    found: list[Path] = []
+    """Files named directly, plus every `*.rules` file below named folders, in a stable order;
+    a file reached twice (`rules` and `rules/../rules`, a symlink) is read once."""
+    found: dict[Path, Path] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(path.rglob(f"*{RULE_SUFFIX}")))
+            listed = sorted(path.rglob(f"*{RULE_SUFFIX}"))
         elif path.exists():
-            found.append(path)
+            listed = [path]
         else:
             raise UsageError(f"{path}: no such file or folder")
-    return list(dict.fromkeys(found))
+        for file in listed:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
 
 
-def resolve_config(paths: Sequence[Path], config_path: Path | None = None) -> Config:
-    """An explicit --config, else the nearest retentionrules.toml above the first rule file."""
-    try:
-        if config_path is not None:
-            if not config_path.is_file():
-                raise UsageError(f"{config_path}: no such configuration file")
-            return load_config(config_path)
-        return load_config(find_config(paths[0] if paths else Path.cwd()))
-    except ConfigError as error:
-        raise UsageError(str(error)) from error
+@dataclass(frozen=True)
+class Project:
+    """Rule files checked, tested and planned together under one configuration: the nearest
+    retentionrules.toml above them, the one given with --config, or else the built-in defaults.
+    """
+
+    config_path: Path | None
+    files: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        """The configuration file as a person would type it (relative to the current folder
+        when it is below it), or "the built-in defaults"."""
+        if self.config_path is None:
+            return "the built-in defaults"
+        try:
+            return str(self.config_path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(self.config_path)
+
+    def config(self) -> Config:
+        try:
+            return load_config(self.config_path)
+        except ConfigError as error:
+            raise UsageError(str(error)) from error
+
+
+def projects(paths: Iterable[str | Path], config_path: Path | None = None) -> list[Project]:
+    """The rule files under `paths`, grouped into projects, in the order they were found."""
+    files = rule_files(paths)
+    if not files:
+        raise UsageError("no rule files found (looked for *.rules)")
+    if config_path is not None:
+        if not config_path.is_file():
+            raise UsageError(f"{config_path}: no such configuration file")
+        return [Project(config_path, tuple(files))]
+    groups: dict[Path | None, list[Path]] = {}
+    for path in files:
+        groups.setdefault(find_config(path), []).append(path)
+    return [Project(config, tuple(group)) for config, group in groups.items()]
+
+
+def one_project(paths: Iterable[str | Path], config_path: Path | None = None) -> Project:
+    """The single project `paths` belong to. Rules from several projects are never planned
+    together: each would be checked under its own configuration and planned under another's."""
+    found = projects(paths, config_path)
+    if len(found) > 1:
+        names = " and ".join(project.name for project in found[:2])
+        more = f" (and {len(found) - 2} more)" if len(found) > 2 else ""
+        raise UsageError(
+            f"the rules belong to different projects, each with its own configuration: "
+            f"{names}{more}; give the rules of one project, or one configuration with --config"
+        )
+    return found[0]
+
+
+def config_for_data(config_path: Path | None = None) -> Config:
+    """The configuration of a command that reads no rules (score): --config, else the nearest
+    retentionrules.toml in the current folder or above it, else the built-in defaults."""
+    if config_path is not None and not config_path.is_file():
+        raise UsageError(f"{config_path}: no such configuration file")
+    return Project(config_path or find_config(Path.cwd()), ()).config()
 
 
 @dataclass
 class Report:
-    """Everything a check found: sources by path, diagnostics, the checked rule set."""
+    """Everything a check of one project found: sources by path, diagnostics, and the checked
+    rule set (which carries the configuration it was checked against)."""
 
     sources: dict[str, str]
     diagnostics: list[Diagnostic]
-    ruleset: ir.RuleSet = field(default_factory=lambda: ir.RuleSet(()))
+    ruleset: ir.RuleSet
+    project: Project | None = None
 
     @property
     def errors(self) -> int:
@@ -107,35 +164,25 @@ def check_sources(sources: dict[str, str], config: Config) -> Report:
     return Report(sources, sorted(kept, key=Diagnostic.sort_key), checked.ruleset)
 
 
-def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:
-    """Check rule files; files under different retentionrules.toml are separate rule sets."""
-    files = rule_files(paths)
-    if not files:
-        raise UsageError("no rule files found (looked for *.rules)")
-    groups: dict[Path | None, list[Path]] = {}
-    for path in files:
-        groups.setdefault(config_path or find_config(path), []).append(path)
-    reports = [_check_group(group, config) for config, group in groups.items()]
-    merged = Report({}, [])
-    for report in reports:
-        merged.sources.update(report.sources)
-        merged.diagnostics.extend(report.diagnostics)
-    merged.diagnostics.sort(key=Diagnostic.sort_key)
-    merged.ruleset = (
-        reports[0].ruleset
-        if len(reports) == 1
-        else ir.RuleSet(tuple(r for report in reports for r in report.ruleset.rules))
-    )
-    return merged
-
-
-def _check_group(files: list[Path], config_path: Path | None) -> Report:
-    config = resolve_config(files, config_path)
-    sources, unreadable = read_sources(files)
+def check_project(project: Project) -> Report:
+    """Check one project's rule files against its own configuration."""
+    config = project.config()
+    sources, unreadable = read_sources(list(project.files))
     report = check_sources(sources, config)
     report.sources.update({d.path: "" for d in unreadable})
     report.diagnostics = sorted([*unreadable, *report.diagnostics], key=Diagnostic.sort_key)
+    report.project = project
     return report
+
+
+def check_projects(paths: Iterable[str | Path], config_path: Path | None = None) -> list[Report]:
+    """Check rule files project by project, each against its own configuration."""
+    return [check_project(project) for project in projects(paths, config_path)]
+
+
+def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:
+    """Check the rule files of one project (a usage error if they belong to several)."""
+    return check_project(one_project(paths, config_path))
 
 
 def format_source(source: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:

@@ -82,7 +82,7 @@ class _Checker:
                         rules.append(checked)
         self._report_unused_segments()
         self.diagnostics.extend(lint_rules(rules, self.config))
-        ruleset = ir.RuleSet(tuple(rules))
+        ruleset = ir.RuleSet(tuple(rules), self.config)
         return CheckResult(ruleset, tuple(sorted(self.diagnostics, key=Diagnostic.sort_key)))
 
     def _report(self, code: str, message: str, span: ast.Span, hint: str | None = None) -> None:

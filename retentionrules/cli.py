@@ -103,14 +103,18 @@ def check(
 
     Exit 0 when clean, 1 on errors (or on warnings with --strict), 2 on usage errors.
     """
-    from .api import check_paths
+    from .api import check_projects
+    from .diagnostics import Diagnostic
     from .render import render
 
-    report = check_paths(paths or [Path.cwd()], config)
-    text = render(report.diagnostics, report.sources, output_format.value)
+    reports = check_projects(paths or [Path.cwd()], config)
+    sources = {path: text for report in reports for path, text in report.sources.items()}
+    found = sorted((d for r in reports for d in r.diagnostics), key=Diagnostic.sort_key)
+    text = render(found, sources, output_format.value)
     if text:
         typer.echo(text)
-    if report.errors or (strict and report.warnings):
+    errors = sum(d.is_error for d in found)
+    if errors or (strict and len(found) > errors):
         raise typer.Exit(1)
 
 
@@ -349,7 +353,16 @@ def score(
     contacts: ContactsOption = None,
     as_of: AsOfOption = None,
     rejects: RejectsOption = None,
-    config: ConfigOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="retentionrules.toml to use (default: the nearest one in the current folder "
+            "or above it, else the built-in defaults; the summary names the one used).",
+            dir_okay=False,
+        ),
+    ] = None,
     output_format: OutputFormatOption = Output.text,
 ) -> None:
     """Score customers (RFM, tier, stage, day counts) and print the tier x stage distribution."""
@@ -390,28 +403,37 @@ def test_rules(
     Exit 0 when every case passes (and coverage is met), 1 on failures, 2 on errors in the rule
     or test files themselves.
     """
-    from .engine import checked_rules
-    from .errors import RuleErrors
+    from .api import check_projects
+    from .errors import UsageError
     from .render import render_text
-    from .testing import run_tests, test_files
+    from .testing import TestRun, run_tests, test_files
     from .testreport import render_run
 
-    rule_paths = paths or [Path.cwd()]
-    try:
-        report, settings = checked_rules(rule_paths, config)
-    except RuleErrors as error:
-        typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
-        raise typer.Exit(2) from None
-    files = test_files([Path(p) for p in report.sources])
-    if not files:
-        from .errors import UsageError
-
-        raise UsageError("no test files found (looked for *.test.toml beside the rules)")
-    run, problems = run_tests(report, settings, files)
-    if run is None:
-        sources = {str(p): p.read_text(encoding="utf-8") for p in files}
+    reports = check_projects(paths or [Path.cwd()], config)
+    broken = [r for r in reports if not r.ok]
+    if broken:  # every project's rule errors, before any test runs
+        for report in broken:
+            typer.echo(render_text(report.diagnostics, report.sources), err=True)
+        raise typer.Exit(2)
+    runs: dict[str, TestRun] = {}
+    problems, sources = [], {}
+    for report in reports:
+        assert report.project is not None
+        files = test_files(list(report.project.files))
+        if not files:
+            continue
+        run, found = run_tests(report, files)
+        if run is None:
+            problems += found
+            sources |= {str(p): _text_of(p) for p in files}
+        else:
+            runs[report.project.name] = run
+    if problems:
         typer.echo(render_text(problems, sources), err=True)
         raise typer.Exit(2)
+    if not runs:
+        raise UsageError("no test files found (looked for *.test.toml beside the rules)")
+    run = TestRun.merge(runs)
     typer.echo(render_run(run, output_format.value))
     if run.failed or (min_coverage is not None and run.coverage < min_coverage):
         if min_coverage is not None and run.coverage < min_coverage:
@@ -455,17 +477,11 @@ def diff_rules(
     Both versions are planned on the same customers and as-of date; per rule: customers added,
     removed, moved from or to another rule, and the change in estimated cost.
     """
-    from .engine import today
     from .impact import diff
     from .summary import impact_json, impact_markdown, print_impact
 
-    date = _as_of(as_of)
-    if date is None:
-        from .api import resolve_config
-
-        date = today(resolve_config(new, config))
     with _working("comparing…"):
-        impact = diff(old, new, _inputs(customers, orders, contacts), date, config)
+        impact = diff(old, new, _inputs(customers, orders, contacts), _as_of(as_of), config)
     if output_format is DiffFormat.markdown:
         typer.echo(impact_markdown(impact))
     else:
@@ -478,6 +494,14 @@ def diff_rules(
             )
         if over:
             raise typer.Exit(1)
+
+
+def _text_of(path: Path) -> str:
+    """A test file's text for showing diagnostics under its lines ("" when unreadable)."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _write_atomically(path: Path, text: str) -> None:

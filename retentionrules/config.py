@@ -71,17 +71,28 @@ STANDARD_FIELDS: dict[str, Any] = {
 }
 
 
+def _optional_name(value: Any) -> Any:
+    return None if value == "" else value
+
+
+OptionalName = Annotated[str | None, BeforeValidator(_optional_name)]
+
+
 class CustomerSchema(_Model):
     id: str = "customer_id"
-    household: str | None = "household_id"
-    birthday: str | None = "birthday"
+    household: OptionalName = "household_id"  # "" when customers have no household
+    birthday: OptionalName = "birthday"  # "" when there is no birthday
     fields: dict[str, Any] = Field(default_factory=lambda: dict(STANDARD_FIELDS))
 
     @model_validator(mode="after")
     def _roles_are_declared(self) -> CustomerSchema:
         for role in ("id", "household", "birthday"):
             column = getattr(self, role)
-            if column is not None and column not in self.fields:
+            if column is None or column in self.fields:
+                continue
+            if role != "id" and role not in self.model_fields_set:
+                object.__setattr__(self, role, None)  # a default naming no declared field
+            else:
                 raise ValueError(
                     f"customers.{role} names {column!r}, which is not in customers.fields"
                 )
@@ -167,13 +178,6 @@ class Contacts(_Model):
     channel: str = "channel"
     rule: str = "rule"
     sent_at: str = "sent_at"
-
-
-def _optional_name(value: Any) -> Any:
-    return None if value == "" else value
-
-
-OptionalName = Annotated[str | None, BeforeValidator(_optional_name)]
 
 
 class Config(_Model):

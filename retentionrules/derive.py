@@ -9,6 +9,7 @@ with `timeutil`, so calendar months mean the same everywhere.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import duckdb
 
@@ -171,3 +172,39 @@ def create_derived(
     """A view: the plan query computes the fields as it goes instead of storing them first."""
     query = derived_sql(config, as_of, orders, contacts)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")
+
+
+# ---------------------------------------------------------------- reading the derived fields
+
+
+def customer_fields(
+    con: duckdb.DuckDBPyConnection, config: Config, customer: str
+) -> dict[str, Any] | None:
+    """One customer's fields, as `explain` shows them; None when the id is not there."""
+    cursor = con.execute(f"{fields_sql(config)} WHERE {ident(config.customers.id)} = ?", [customer])
+    row = cursor.fetchone()
+    return None if row is None else dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+
+def scores_sql(config: Config) -> str:
+    """Every customer's fields in the export's order: what `score --out` writes."""
+    return f"{fields_sql(config)} ORDER BY __row"
+
+
+def distribution(con: duckdb.DuckDBPyConnection) -> list[tuple[str | None, str, int]]:
+    """How many customers are in each (tier, stage)."""
+    return con.execute(
+        f"SELECT tier, stage, count(*) FROM {DERIVED} GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+
+
+def override(con: duckdb.DuckDBPyConnection, config: Config, values: dict[str, Any]) -> None:
+    """Replace derived fields with given values for every customer (rule tests give `derived`
+    fields directly): the derived view becomes a table holding them, ranks recomputed."""
+    con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
+    types = config.field_types()
+    for name, value in values.items():
+        con.execute(f"UPDATE given SET {ident(name)} = ?", [value])
+        if types[name].kind is t.Kind.ENUM:
+            con.execute(f"UPDATE given SET {rank_column(name)} = {rank_sql(name, types[name])}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS SELECT * FROM given")

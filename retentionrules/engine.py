@@ -18,9 +18,9 @@ from typing import Any
 import duckdb
 
 from . import ir
-from .api import Report, check_paths, resolve_config, rule_files
+from .api import Report, check_paths, config_for_data
 from .config import Config
-from .derive import DERIVED, create_derived, fields_sql
+from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
 from .loader import Inputs, LoadStats, connect, load, rejects_sql
@@ -32,8 +32,8 @@ from .output import (
     write_json,
     write_query,
 )
-from .planner import ELIGIBLE, REASONS, Plan, build_plan, plan_rows_sql, suppressed_sql
-from .sql import ident
+from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
+from .policies import Reason
 
 FORMAT_VERSION = 1
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
@@ -53,14 +53,13 @@ def today(config: Config) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
 
 
-def checked_rules(rule_paths: list[str | Path], config_path: Path | None) -> tuple[Report, Config]:
-    files = rule_files(rule_paths)
-    if not files:
-        raise UsageError("no rule files found (looked for *.rules)")
-    report = check_paths(files, config_path)
+def checked_rules(rule_paths: list[str | Path], config_path: Path | None) -> Report:
+    """The rules of one project, checked; RuleErrors if any has an error. The rule set carries
+    the configuration it was checked against, and everything after this point uses that one."""
+    report = check_paths(rule_paths, config_path)
     if not report.ok:
         raise RuleErrors(report)
-    return report, resolve_config(files, config_path)
+    return report
 
 
 class _Digest(threading.Thread):
@@ -83,14 +82,15 @@ def prepare(
     as_of: dt.date | None,
     config_path: Path | None = None,
     rejects: Path | None = None,
-) -> tuple[duckdb.DuckDBPyConnection, Report, Config, LoadStats, dt.date]:
+) -> tuple[duckdb.DuckDBPyConnection, Report, LoadStats, dt.date]:
     """Check the rules, load and validate the data, derive every field: ready to plan or score."""
-    report, config = checked_rules(rule_paths, config_path)
+    report = checked_rules(rule_paths, config_path)
+    config = report.ruleset.config
     as_of = as_of or today(config)
     con = connect()
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
-    return con, report, config, stats, as_of
+    return con, report, stats, as_of
 
 
 def run_plan(
@@ -112,19 +112,19 @@ def run_plan(
             check_writable(path)
     digest = _Digest(inputs.files())
     digest.start()
-    con, report, config, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
-    plan = build_plan(con, report.ruleset, config, as_of, inputs)
+    con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
+    plan = build_plan(con, report.ruleset, as_of, inputs)
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
-    meta = _meta(report, config, digest.value, as_of, plan, stats)
+    meta = _meta(report, digest.value, as_of, plan, stats)
     result = PlanResult(plan, stats, meta, report)
     if out is not None:
         write_query(con, plan_rows_sql(plan, meta["plan_id"]), out)
         write_json(sidecar(out), meta)
         result.written += [out, sidecar(out)]
     if suppressed is not None:
-        write_query(con, suppressed_sql(report.ruleset), suppressed)
+        write_query(con, suppressed_sql(plan), suppressed)
         result.written.append(suppressed)
     if rejects is not None:
         write_query(con, rejects_sql(con) or _NO_REJECTS, rejects)
@@ -133,10 +133,10 @@ def run_plan(
 
 
 def _meta(
-    report: Report, config: Config, inputs_digest: str, as_of: dt.date, plan: Plan, stats: LoadStats
+    report: Report, inputs_digest: str, as_of: dt.date, plan: Plan, stats: LoadStats
 ) -> dict[str, Any]:
     rules_digest = digest_text(*(report.sources[p] for p in sorted(report.sources)))
-    config_digest = digest_text(config.model_dump_json())
+    config_digest = digest_text(plan.config.model_dump_json())
     plan_id = digest_text(rules_digest, config_digest, inputs_digest, as_of.isoformat())[:16]
     return {
         "format_version": FORMAT_VERSION,
@@ -178,16 +178,13 @@ def explain(
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
-    con, report, config, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
-    plan = build_plan(con, report.ruleset, config, as_of, inputs)
-    key = config.customers.id
+    con, report, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
+    plan = build_plan(con, report.ruleset, as_of, inputs)
     found = []
     for customer in customers:
-        cursor = con.execute(f"{fields_sql(config)} WHERE {ident(key)} = ?", [customer])
-        row = cursor.fetchone()
-        if row is None:
+        fields = customer_fields(con, plan.config, customer)
+        if fields is None:
             raise UsageError(f"customer {customer!r} is not in {inputs.customers}")
-        fields = dict(zip([d[0] for d in cursor.description], row, strict=True))
         found.append(
             Explanation(customer, fields, rule_traces(plan, report, fields, customer, as_of))
         )
@@ -197,33 +194,27 @@ def explain(
 def rule_traces(
     plan: Plan, report: Report, fields: dict, customer: str, as_of: dt.date
 ) -> list[RuleTrace]:
-    rules = plan.ruleset.rules
-    flags = plan.con.execute("SELECT * FROM stages WHERE customer_id = ?", [customer]).fetchone()
-    columns = [d[0] for d in plan.con.description] if flags else []
-    flag = dict(zip(columns, flags, strict=True)) if flags else {}
-    status = dict(
-        plan.con.execute(
-            "SELECT idx, status FROM planned WHERE customer_id = ?", [customer]
-        ).fetchall()
-    )
+    """Rule by rule: the value of each top-level test (reference interpreter) and what the plan
+    did with it."""
     traces = []
-    for i, rule in enumerate(rules):
-        stage = flag.get(f"s{i}", 0)
+    for rule, outcome in zip(plan.ruleset.rules, outcomes(plan, customer), strict=True):
         matched = bool(evaluate(rule.condition, fields, as_of))
-        if i in status:
-            outcome = {"send": "planned", "holdout": "planned as holdout (not sent)"}.get(
-                status[i], f"removed: {status[i]}"
-            )
-        elif stage == ELIGIBLE:
-            outcome = f"removed: priority (lost to {rules[flag['winner']].name})"
-        elif stage in REASONS:
-            outcome = f"removed: {REASONS[stage]}"
-        else:
-            outcome = "not matched"
-        traces.append(
-            RuleTrace(rule.name, _conditions(rule, fields, report, as_of), matched, outcome)
-        )
+        conditions = _conditions(rule, fields, report, as_of)
+        traces.append(RuleTrace(rule.name, conditions, matched, describe(outcome)))
     return traces
+
+
+def describe(outcome: Outcome) -> str:
+    """An outcome in words, as explain and failing rule tests print it."""
+    if outcome.reason is Reason.HOLDOUT:
+        return "planned as holdout (not sent)"
+    if outcome.planned:
+        return "planned"
+    if outcome.reason is Reason.PRIORITY:
+        return f"removed: priority (lost to {outcome.winner})"
+    if outcome.reason is not None:
+        return f"removed: {outcome.reason.value}"
+    return "not matched"
 
 
 def _conditions(
@@ -246,6 +237,7 @@ class ScoreResult:
     stats: LoadStats
     distribution: list[tuple[str | None, str, int]]  # (tier, stage, customers)
     tiers: tuple[str, ...]
+    config: str  # the configuration file used, or "the built-in defaults"
 
 
 def score(
@@ -260,16 +252,14 @@ def score(
     for path in (out, rejects):
         if path is not None:
             check_writable(path)
-    config = resolve_config([inputs.customers], config_path)
+    config = config_for_data(config_path)
     as_of = as_of or today(config)
     con = connect()
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if out is not None:
-        write_query(con, f"{fields_sql(config)} ORDER BY __row", out)
+        write_query(con, scores_sql(config), out)
     if rejects is not None:
         write_query(con, rejects_sql(con) or _NO_REJECTS, rejects)
-    rows = con.execute(
-        f"SELECT tier, stage, count(*) FROM {DERIVED} GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    return ScoreResult(stats, rows, config.tier_type().values)
+    used = config.source or "the built-in defaults"
+    return ScoreResult(stats, distribution(con), config.tier_type().values, used)

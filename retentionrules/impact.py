@@ -13,11 +13,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import rule_files
-from .config import find_config
-from .engine import run_plan
+from .api import RULE_SUFFIX, one_project
+from .config import CONFIG_NAME
+from .engine import run_plan, today
 from .errors import UsageError
 from .loader import Inputs
+from .planner import assignments
 
 
 @dataclass
@@ -57,58 +58,53 @@ class Impact:
             ) from None
 
 
+def _git(args: list[str], cwd: Path) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout
+
+
 def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
-    """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`; and today's config."""
+    """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`, and the configuration
+    they were written against at REV (the nearest retentionrules.toml above PATH at REV), so that
+    the old rules are checked and planned exactly as they were."""
     revision, _, path = spec.partition(":")
     here = Path(path or ".")
     try:
         top = Path(
-            subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"],
-                cwd=here if here.is_dir() else here.parent,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
+            _git(["rev-parse", "--show-toplevel"], here if here.is_dir() else here.parent)
+            .decode()
+            .strip()
         )
-        listed = subprocess.run(
-            [
-                "git",
-                "ls-tree",
-                "-r",
-                "--name-only",
-                revision,
-                "--",
-                str(here.resolve().relative_to(top)),
-            ],
-            cwd=top,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    except (subprocess.CalledProcessError, FileNotFoundError, ValueError) as error:
+        relative = here.resolve().relative_to(top.resolve())
+        listed = _git(["ls-tree", "-r", "-z", "--name-only", revision, "--", str(relative)], top)
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError, OSError) as error:
         raise UsageError(f"{spec}: not a git revision and path ({error})") from None
-    for name in listed:
-        if name.endswith(".rules"):
-            text = subprocess.run(
-                ["git", "show", f"{revision}:{name}"], cwd=top, capture_output=True, check=True
-            ).stdout
+    names = [name.decode("utf-8", "surrogateescape") for name in listed.split(b"\0") if name]
+    for name in names:
+        if name.endswith(RULE_SUFFIX):
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(text)
-    if not list(folder.rglob("*.rules")):
+            target.write_bytes(_git(["show", f"{revision}:{name}"], top))
+    if not list(folder.rglob(f"*{RULE_SUFFIX}")):
         raise UsageError(f"{spec}: no rule files at that revision")
-    return folder, find_config(here)
+    for parent in (relative, *relative.parents):
+        candidate = (parent / CONFIG_NAME).as_posix()
+        try:
+            text = _git(["show", f"{revision}:{candidate}"], top)
+        except subprocess.CalledProcessError:
+            continue
+        config = folder / candidate
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_bytes(text)
+        return folder / relative, config
+    return folder / relative, None
 
 
-def _planned(paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None):
+def _planned(
+    paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None
+) -> tuple[dict[str, str], dict[str, float], int]:
     result = run_plan(paths, inputs, as_of, config_path=config)
-    names = [rule.name for rule in result.plan.ruleset.rules]
-    rows = result.plan.con.execute(
-        "SELECT customer_id, idx FROM planned WHERE status IN ('send', 'holdout')"
-    ).fetchall()
     costs = {c.rule: c.cost for c in result.plan.counts}
-    return {customer: names[idx] for customer, idx in rows}, costs, result.stats.customers
+    return assignments(result.plan), costs, result.stats.customers
 
 
 def _changes(
@@ -128,17 +124,29 @@ def _changes(
 
 
 def diff(
-    old: str, new: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None = None
+    old: str,
+    new: list[Path],
+    inputs: Inputs,
+    as_of: dt.date | None = None,
+    config: Path | None = None,
 ) -> Impact:
-    """Plan `old` (paths, or `REV:PATH` of git) and `new` on the same data; compare by rule."""
+    """Plan `old` (paths, or `REV:PATH` of git) and `new` on the same data; compare by rule.
+
+    Each side is one project, planned with its own configuration (or both with `config`); the
+    as-of date defaults to today in the new side's time zone.
+    """
+    after_project = one_project(new, config)
+    as_of = as_of or today(after_project.config())
     with tempfile.TemporaryDirectory() as folder:
         old_path, old_config = Path(old), config
         if not old_path.exists() and ":" in old:
-            old_path, old_config = _git_snapshot(old, Path(folder))
-            old_config = config or old_config
-        rule_files([old_path])  # a missing path is a usage error before any work
+            old_path, snapshot_config = _git_snapshot(old, Path(folder))
+            old_config = config or snapshot_config
+            if old_config is None:  # no configuration at that revision: the built-in defaults
+                old_config = Path(folder) / CONFIG_NAME
+                old_config.write_text("", encoding="utf-8")
         before, cost_before, customers = _planned([old_path], inputs, as_of, old_config)
-    after, cost_after, _ = _planned(new, inputs, as_of, config)
+    after, cost_after, _ = _planned(list(after_project.files), inputs, as_of, config)
     names = list(dict.fromkeys([*cost_before, *cost_after]))
     impacts = {
         name: RuleImpact(

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, Union
 
 from .ast import NO_SPAN, Span
+from .config import Config
 from .timeutil import Duration
 from .types import BOOL, DATE, Type
 
@@ -185,4 +186,8 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
+    """Checked rules with the configuration they were checked against. The two travel together
+    so that nothing can plan rules under another project's channels, consent fields or caps."""
+
     rules: tuple[Rule, ...]
+    config: Config

@@ -27,51 +27,40 @@ from .compiler import compile_condition
 from .config import Config
 from .derive import DERIVED
 from .loader import Inputs
+from .policies import POLICIES, SEND, Reason, RuleCounts
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
 
-# Stage codes of a (customer, rule) pair after steps 1-3, and the reasons they stand for.
-NO_MATCH, NO_CONSENT, QUIET, CHANNEL_CAP, RULE_CAP, ELIGIBLE = range(6)
-REASONS = {
-    NO_CONSENT: "consent",
-    QUIET: "quiet_period",
-    CHANNEL_CAP: "channel_cap",
-    RULE_CAP: "rule_cap",
-}
+# Stage codes of a (customer, rule) pair after steps 1-3: 0 when the rule does not match, then
+# one code per reason the consent and caps policies remove for, in their order, then eligible.
+_GATES = tuple(p for p in POLICIES if p.name in ("consent", "caps"))
+_GATE_REASONS = tuple(r for p in _GATES for r in p.reasons)
+NO_MATCH = 0
+CODE = {reason: i + 1 for i, reason in enumerate(_GATE_REASONS)}
+ELIGIBLE = len(_GATE_REASONS) + 1
+_REMOVED_LATER = (Reason.HOUSEHOLD, Reason.VOLUME)  # statuses of winners removed at steps 5-6
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
 
 @dataclass
-class RuleCounts:
-    """How many customers are left after each policy step, for one rule."""
-
-    rule: str
-    matched: int = 0
-    consent: int = 0
-    caps: int = 0
-    priority: int = 0
-    household: int = 0
-    volume: int = 0
-    sent: int = 0
-    holdout: int = 0
-    cost: float = 0.0
-
-
-@dataclass
 class Plan:
-    """A computed plan, held in DuckDB tables until written or inspected."""
+    """A computed plan, held in DuckDB tables that this module owns: read it through the
+    functions below (`outcomes`, `assignments`, `plan_rows_sql`, `suppressed_sql`)."""
 
     con: duckdb.DuckDBPyConnection
     ruleset: ir.RuleSet
-    config: Config
     as_of: dt.date
     counts: list[RuleCounts] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
+    def config(self) -> Config:
+        return self.ruleset.config
+
+    @property
     def actions(self) -> int:
-        return sum(c.sent + c.holdout for c in self.counts)
+        return sum(c.after[-2] for c in self.counts)  # sent and held out: every row of the plan
 
 
 def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
@@ -117,16 +106,18 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
     channel = config.channels.get(channel_name) if channel_name else None
     if channel is not None:
         if channel.requires_consent:
-            cases.append(f"WHEN NOT coalesce({ident(channel.consent)}, FALSE) THEN {NO_CONSENT}")
+            consent = ident(channel.consent)
+            cases.append(f"WHEN NOT coalesce({consent}, FALSE) THEN {CODE[Reason.CONSENT]}")
         if config.contacts.quiet_period is not None:
-            cases.append(f"WHEN {QUIET_COLUMN} THEN {QUIET}")
+            cases.append(f"WHEN {QUIET_COLUMN} THEN {CODE[Reason.QUIET_PERIOD]}")
         if counts is not None and channel.cap is not None:
             column = counts[f"channel:{channel_name}"]
-            cases.append(f"WHEN coalesce({column}, 0) >= {channel.cap.count} THEN {CHANNEL_CAP}")
+            cases.append(
+                f"WHEN coalesce({column}, 0) >= {channel.cap.count} THEN {CODE[Reason.CHANNEL_CAP]}"
+            )
     if counts is not None and rule.cap is not None:
-        cases.append(
-            f"WHEN coalesce({counts[f'rule:{rule.name}']}, 0) >= {rule.cap[0]} THEN {RULE_CAP}"
-        )
+        column = counts[f"rule:{rule.name}"]
+        cases.append(f"WHEN coalesce({column}, 0) >= {rule.cap[0]} THEN {CODE[Reason.RULE_CAP]}")
     if not cases:
         return f"CAST({ELIGIBLE} AS UTINYINT)"
     return f"CAST(CASE {' '.join(cases)} ELSE {ELIGIBLE} END AS UTINYINT)"
@@ -240,16 +231,20 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
         ),
         v AS (SELECT *, {volume_rank} AS volume_rank FROM w)
         SELECT input_row, customer_id, idx, CASE
-            WHEN household_rank > 1 THEN 'household'
-            WHEN volume_rank > {_per_rule([r.max_per_run for r in rules])} THEN 'volume'
-            WHEN {held} THEN 'holdout'
-            ELSE 'send' END AS status
+            WHEN household_rank > 1 THEN {literal(Reason.HOUSEHOLD.value)}
+            WHEN volume_rank > {_per_rule([r.max_per_run for r in rules])}
+                THEN {literal(Reason.VOLUME.value)}
+            WHEN {held} THEN {literal(Reason.HOLDOUT.value)}
+            ELSE {literal(SEND)} END AS status
         FROM v {"" if as_view else "ORDER BY input_row"}
     """)
 
 
+_IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"  # sent or held out
+
+
 def _count(con, plan: Plan, gates: list[str]) -> None:
-    """Per rule, how many customers are left after each step.
+    """Per rule, how many customers are left after each policy (POLICIES order).
 
     Steps 1-3 count from the flags (count_if is far cheaper than grouping stage codes), steps
     4-7 from the winners.
@@ -257,48 +252,40 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
     rules = plan.ruleset.rules
     if not rules:
         return
-    reached = con.execute(
-        "SELECT "
-        + ", ".join(
-            f"count_if({_matched(i)}), count_if({_matched(i)} AND {gate} >= {QUIET}), "
-            f"count_if({_matched(i)} AND {gate} = {ELIGIBLE})"
-            for i, gate in enumerate(gates)
-        )
-        + " FROM flags"
-    ).fetchone()
+    per_rule = [f"count_if({_matched(i)})" for i in range(len(rules))]
+    # Codes grow in policy order: a pair got past a policy when its code is above that policy's.
+    passed = [max(CODE[r] for r in policy.reasons) for policy in _GATES]
+    columns = [
+        f"count_if({_matched(i)} AND {gate} > {code})"
+        for i, gate in enumerate(gates)
+        for code in passed
+    ]
+    reached = con.execute(f"SELECT {', '.join(per_rule + columns)} FROM flags").fetchone()
+    household, volume = (literal(r.value) for r in _REMOVED_LATER)
     after = {
         idx: counts
-        for idx, *counts in con.execute("""
-            SELECT idx, count(*), count(*) FILTER (WHERE status <> 'household'),
-                count(*) FILTER (WHERE status IN ('send', 'holdout')),
-                count(*) FILTER (WHERE status = 'send'), count(*) FILTER (WHERE status = 'holdout')
+        for idx, *counts in con.execute(f"""
+            SELECT idx, count(*), count(*) FILTER (WHERE status <> {household}),
+                count(*) FILTER (WHERE status NOT IN ({household}, {volume})),
+                count(*) FILTER (WHERE status = {literal(SEND)})
             FROM planned GROUP BY idx""").fetchall()
     }
+    gated = len(_GATES)
     for i, rule in enumerate(rules):
-        winners, household, volume, sent, holdout = after.get(i, (0, 0, 0, 0, 0))
+        later = after.get(i, [0, 0, 0, 0])
+        kept = (reached[i], *reached[len(rules) + i * gated : len(rules) + (i + 1) * gated], *later)
         plan.counts.append(
-            RuleCounts(
-                rule.name,
-                *reached[3 * i : 3 * i + 3],
-                winners,
-                household,
-                volume,
-                sent,
-                holdout,
-                round(sent * _cost(rule, plan.config), 2),
-            )
+            RuleCounts(rule.name, tuple(kept), round(later[-1] * _cost(rule, plan.config), 2))
         )
 
 
 def build_plan(
-    con: duckdb.DuckDBPyConnection,
-    ruleset: ir.RuleSet,
-    config: Config,
-    as_of: dt.date,
-    inputs: Inputs,
+    con: duckdb.DuckDBPyConnection, ruleset: ir.RuleSet, as_of: dt.date, inputs: Inputs
 ) -> Plan:
-    """Run the policies over the `derived` table already in `con`, made from `inputs`."""
-    plan = Plan(con, ruleset, config, as_of)
+    """Run the policies over the `derived` table already in `con`, made from `inputs`, with the
+    configuration the rules were checked against (it travels with the rule set)."""
+    config = ruleset.config
+    plan = Plan(con, ruleset, as_of)
     has_contacts = inputs.contacts is not None
     gates = _flags(con, ruleset, config, as_of, has_contacts)
     # DuckDB keeps row order through single-table queries, not through joins: `flags` is in
@@ -319,6 +306,7 @@ def plan_rows_sql(plan: Plan, plan_id: str) -> str:
     """The plan, one row per action, in the customers' input order (one action per customer)."""
     rules = plan.ruleset.rules
     params = [json.dumps(dict(r.action.params), ensure_ascii=False, sort_keys=True) for r in rules]
+    holdout = literal(Reason.HOLDOUT.value)
     return f"""
         SELECT {literal(plan_id)} AS plan_id, customer_id,
             {_per_rule([r.name for r in rules])} AS rule,
@@ -327,34 +315,86 @@ def plan_rows_sql(plan: Plan, plan_id: str) -> str:
             {_per_rule([r.action.channel for r in rules])} AS channel,
             CAST({_per_rule(params)} AS JSON) AS parameters,
             {_per_rule([r.priority for r in rules])} AS priority,
-            status = 'holdout' AS holdout,
-            CASE WHEN status = 'holdout' THEN 0.0
+            status = {holdout} AS holdout,
+            CASE WHEN status = {holdout} THEN 0.0
                 ELSE {_per_rule([_cost(r, plan.config) for r in rules])} END AS estimated_cost
         FROM planned
-        WHERE status IN ('send', 'holdout')"""
+        WHERE {_IN_PLAN}"""
 
 
-def suppressed_sql(ruleset: ir.RuleSet) -> str:
+def suppressed_sql(plan: Plan) -> str:
     """Every (customer, rule) removed by a policy, with the reason, in a stable order.
 
     One scan that unnests each customer's stage codes: a query per rule joined by UNION ALL
     costs DuckDB seconds to plan once there are hundreds of rules.
     """
-    reason = " ".join(f"WHEN {code} THEN {literal(text)}" for code, text in REASONS.items())
-    rules = ruleset.rules
+    reason = " ".join(f"WHEN {code} THEN {literal(r.value)}" for r, code in CODE.items())
+    rules = plan.ruleset.rules
     if not rules:
         return "SELECT NULL AS customer_id, NULL AS rule, NULL AS reason LIMIT 0"
     names = _per_rule([r.name for r in rules])
     stages = ", ".join(f"s{i}" for i in range(len(rules)))
+    later = ", ".join(literal(r.value) for r in _REMOVED_LATER)
     return f"""
-        SELECT customer_id, {names} AS rule, CASE WHEN stage = {ELIGIBLE} THEN 'priority'
-            ELSE CASE stage {reason} END END AS reason
+        SELECT customer_id, {names} AS rule, CASE WHEN stage = {ELIGIBLE}
+            THEN {literal(Reason.PRIORITY.value)} ELSE CASE stage {reason} END END AS reason
         FROM (
             SELECT customer_id, winner, unnest(range({len(rules)})) AS idx,
                 unnest([{stages}]) AS stage
             FROM stages
         )
-        WHERE stage BETWEEN {NO_CONSENT} AND {RULE_CAP} OR (stage = {ELIGIBLE} AND winner <> idx)
+        WHERE stage BETWEEN {NO_MATCH + 1} AND {ELIGIBLE - 1}
+            OR (stage = {ELIGIBLE} AND winner <> idx)
         UNION ALL
-        SELECT customer_id, {names}, status FROM planned WHERE status IN ('household', 'volume')
+        SELECT customer_id, {names}, status FROM planned WHERE status IN ({later})
         ORDER BY customer_id, rule"""
+
+
+# ---------------------------------------------------------------- reading a plan
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the plan did with one rule for one customer."""
+
+    rule: str
+    matched: bool
+    planned: bool  # in the plan: sent, or held out when `reason` is HOLDOUT
+    reason: Reason | None = None  # why it was removed (or held out)
+    winner: str | None = None  # the rule that took the customer, when removed for priority
+
+
+def outcomes(plan: Plan, customer_id: str) -> list[Outcome]:
+    """Rule by rule, what happened to `customer_id` (for explain and failing rule tests)."""
+    rules = plan.ruleset.rules
+    row = plan.con.execute("SELECT * FROM stages WHERE customer_id = ?", [customer_id]).fetchone()
+    columns = [d[0] for d in plan.con.description] if row else []
+    flags = dict(zip(columns, row, strict=True)) if row else {}
+    status = dict(
+        plan.con.execute(
+            "SELECT idx, status FROM planned WHERE customer_id = ?", [customer_id]
+        ).fetchall()
+    )
+    by_code = {code: reason for reason, code in CODE.items()}
+    found = []
+    for i, rule in enumerate(rules):
+        stage = flags.get(f"s{i}", NO_MATCH)
+        if i in status:
+            reason = None if status[i] == SEND else Reason(status[i])
+            planned = reason in (None, Reason.HOLDOUT)
+            found.append(Outcome(rule.name, True, planned, reason))
+        elif stage == ELIGIBLE:
+            winner = rules[flags["winner"]].name
+            found.append(Outcome(rule.name, True, False, Reason.PRIORITY, winner))
+        elif stage in by_code:
+            found.append(Outcome(rule.name, True, False, by_code[stage]))
+        else:
+            found.append(Outcome(rule.name, False, False))
+    return found
+
+
+def assignments(plan: Plan) -> dict[str, str]:
+    """Each customer in the plan (sent or held out) and the rule they got."""
+    names = [rule.name for rule in plan.ruleset.rules]
+    rows = plan.con.execute(f"SELECT customer_id, idx FROM planned WHERE {_IN_PLAN}").fetchall()
+    return {customer: names[idx] for customer, idx in rows}

@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
+from .policies import COLUMNS
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
-
-_STEPS = ("matched", "consent", "caps", "priority", "household", "volume", "sent", "holdout")
 
 
 def _plain(value: Any) -> Any:
@@ -36,7 +35,8 @@ def _table(**options: Any) -> Table:
 def plan_json(result: PlanResult) -> str:
     payload = {
         **result.meta,
-        "rules": [asdict(c) for c in result.plan.counts],
+        "config": result.plan.config.source or "the built-in defaults",
+        "rules": [c.as_dict() for c in result.plan.counts],
         "rejected": result.stats.rejected,
         "notes": result.plan.notes,
         "written": [str(p) for p in result.written],
@@ -47,13 +47,13 @@ def plan_json(result: PlanResult) -> str:
 def print_plan(result: PlanResult, console: Console) -> None:
     table = _table(title=f"plan {result.meta['plan_id']} as of {result.meta['as_of']}")
     table.add_column("rule")
-    for step in _STEPS:
+    for step in COLUMNS:
         table.add_column(step, justify="right")
     table.add_column("cost", justify="right")
-    totals = [0] * len(_STEPS)
+    totals = [0] * len(COLUMNS)
     cost = 0.0
     for counts in result.plan.counts:
-        values = [getattr(counts, step) for step in _STEPS]
+        values = list(counts.columns().values())
         totals = [a + b for a, b in zip(totals, values, strict=True)]
         cost += counts.cost
         table.add_row(counts.rule, *map(str, values), f"{counts.cost:.2f}")
@@ -64,6 +64,9 @@ def print_plan(result: PlanResult, console: Console) -> None:
     console.print(
         f"{stats.customers} customers read; {stats.total_rejected} rows rejected"
         + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items())
+    )
+    console.print(
+        f"configuration: {result.plan.config.source or 'the built-in defaults'}", markup=False
     )
     for note in result.plan.notes:
         console.print(f"note: {note}")
@@ -112,6 +115,7 @@ def print_explanation(explanation: Explanation, console: Console) -> None:
 def score_json(result: ScoreResult) -> str:
     return json.dumps(
         {
+            "config": result.config,
             "customers": result.stats.customers,
             "rejected": result.stats.rejected,
             "distribution": [
@@ -138,6 +142,7 @@ def print_score(result: ScoreResult, console: Console) -> None:
     console.print(
         f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected"
     )
+    console.print(f"configuration: {result.config}", markup=False)
 
 
 # ---------------------------------------------------------------- diff

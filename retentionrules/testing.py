@@ -13,9 +13,11 @@ import csv
 import datetime as dt
 import difflib
 import json
+import math
 import re
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +26,15 @@ from . import ir
 from . import types as t
 from .api import Report
 from .ast import Span
-from .config import Config
-from .derive import DERIVED, create_derived, fields_sql, rank_sql
+from .derive import create_derived, customer_fields, override
 from .diagnostics import Diagnostic
 from .engine import RuleTrace, rule_traces
+from .errors import DataError
 from .loader import Inputs, connect, load
 from .planner import Plan, build_plan, plan_rows_sql, suppressed_sql
-from .sql import ident, rank_column
+from .policies import Reason
+from .timeutil import MAX_DATE, MIN_DATE
+from .tomlpos import KeyPath, Located, positions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,19 +42,13 @@ else:  # pragma: no cover - Python 3.10 only
     import tomli as tomllib
 
 TEST_SUFFIX = ".test.toml"
-REASONS = (
-    "consent",
-    "quiet_period",
-    "channel_cap",
-    "rule_cap",
-    "priority",
-    "household",
-    "volume",
-    "holdout",
-)
 ACTION_KEYS = ("rule", "action", "template", "channel", "parameters")
+REMOVED_KEYS = ("rule", "reason")
+CONTACT_KEYS = ("channel", "rule", "sent_at")
 CASE_KEYS = ("name", "as_of", "customer", "derived", "contacts", "expect", "expect_removed")
 FILE_KEYS = ("as_of", "defaults", "case")
+DEFAULT_KEYS = ("customer", "derived")
+ACTIONS = ("send", "call", "tag")
 
 
 @dataclass
@@ -93,6 +91,22 @@ class TestRun:
     def failed(self) -> int:
         return sum(not r.passed for r in self.results)
 
+    @classmethod
+    def merge(cls, runs: Mapping[str, TestRun]) -> TestRun:
+        """The runs of several projects as one; rule names, which projects may share, are then
+        qualified by the project's configuration."""
+        if len(runs) == 1:
+            return next(iter(runs.values()))
+
+        def named(project: str, rules: set[str] | list[str]) -> list[str]:
+            return [f"{rule} ({project})" for rule in rules]
+
+        return cls(
+            [result for run in runs.values() for result in run.results],
+            {name for project, run in runs.items() for name in named(project, run.fired)},
+            [name for project, run in runs.items() for name in named(project, run.rules)],
+        )
+
 
 # ---------------------------------------------------------------- reading test files
 
@@ -103,191 +117,377 @@ def test_files(rule_files: list[Path]) -> list[Path]:
     return [p for folder in folders for p in sorted(folder.glob(f"*{TEST_SUFFIX}"))]
 
 
-def _line_of(source: str, needle: str) -> Span:
-    """Where `needle` first appears (TOML parsers keep no positions)."""
-    for number, line in enumerate(source.split("\n"), start=1):
-        column = line.find(needle)
-        if column >= 0:
-            return Span(number, column + 1, number, column + 1 + len(needle))
-    return Span(1, 1, 1, 2)
+def _suggest(word: str, candidates: Any) -> str | None:
+    close = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _a(type_: t.Type) -> str:
+    if type_.kind is t.Kind.ENUM:
+        return f"one of {', '.join(type_.values)}"
+    return {
+        "number": "a number",
+        "string": 'text in quotes ("...")',
+        "bool": "true or false",
+        "date": "a date such as 2026-11-22 (without quotes)",
+        "anniversary": "a date such as 1990-11-25 (without quotes)",
+        "duration": "a duration",
+    }[type_.kind.value]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def value_problem(value: Any, type_: t.Type) -> tuple[str, str | None] | None:
+    """Why `value` (as tomllib read it) is not a valid value of `type_`, with a hint; or None.
+
+    The same rules as the customer export's: finite numbers, real booleans, dates in the
+    documented range, enumeration values exactly as declared.
+    """
+    kind = type_.kind
+    if kind is t.Kind.NUMBER:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return None
+            return f"{_shown(value)} is not a finite number", None
+    elif kind is t.Kind.STRING:
+        if isinstance(value, str):
+            return None
+        return f"{_shown(value)} is not text", f'write it in quotes: "{_shown(value)}"'
+    elif kind is t.Kind.BOOL:
+        if isinstance(value, bool):
+            return None
+    elif kind in (t.Kind.DATE, t.Kind.ANNIVERSARY):
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            if MIN_DATE <= value <= MAX_DATE:
+                return None
+            return (
+                f"{value.isoformat()} is outside the dates data may carry "
+                f"({MIN_DATE.isoformat()} to {MAX_DATE.isoformat()})",
+                None,
+            )
+        if isinstance(value, str):
+            return f"{_shown(value)} is text, not a date", "write the date without quotes"
+    elif kind is t.Kind.ENUM:
+        if isinstance(value, str) and value in type_.values:
+            return None
+        if isinstance(value, str):
+            hint = _suggest(value, type_.values)
+            return (
+                f"{_shown(value)} is not a {type_.enum}; valid values: {', '.join(type_.values)}",
+                hint,
+            )
+    return f"{_shown(value)} is not {_a(type_)}", None
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """A date given as a TOML date or as text in ISO form; None if it is neither."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return None
 
 
 class _Reader:
-    """Reads test files into cases, collecting every problem as a diagnostic."""
+    """Reads test files into cases, collecting every problem as a diagnostic at the line and
+    column of the key or value it is about."""
 
-    def __init__(self, config: Config, ruleset: ir.RuleSet) -> None:
+    def __init__(self, ruleset: ir.RuleSet) -> None:
+        config = ruleset.config
+        self.config = config
         self.fields = config.customers.types() | t.ACTIVITY_FIELDS
         self.derived = t.derived_fields(config.tier_type())
         self.rules = [r.name for r in ruleset.rules]
+        self.channels = {name.lower(): name for name in config.channels}
         self.diagnostics: list[Diagnostic] = []
+        self.path = ""
+        self.context = ""  # "case `NAME`: " while reading a case
+        self.file_as_of = False  # the file gives a default as-of date
+        self.where: dict[KeyPath, Located] = {}
 
-    def problem(self, path: str, span: Span, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic("RR400", message, path, span, hint))
+    # ------------------------------------------------------------ positions and problems
+
+    def span(self, key: KeyPath, value: bool = False) -> Span:
+        """Where `key` (or its value) was written; else its nearest located ancestor."""
+        for end in range(len(key), 0, -1):
+            found = self.where.get(key[:end])
+            if found is not None:
+                return found.value if value and end == len(key) else found.key
+        return Span(1, 1, 1, 2)
+
+    def problem(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic("RR400", self.context + message, self.path, span, hint))
+
+    def unknown_keys(self, table: dict, key: KeyPath, known: tuple[str, ...], what: str) -> None:
+        for name in table:
+            if name not in known:
+                self.problem(
+                    self.span((*key, name)),
+                    f"unknown {what} `{name}`",
+                    _suggest(name, known) or f"use {', '.join(f'`{k}`' for k in known)}",
+                )
+
+    def table(self, value: Any, key: KeyPath, what: str) -> dict | None:
+        if isinstance(value, dict):
+            return value
+        self.problem(self.span(key, value=True), f"{what} must be a table such as {{ ... }}")
+        return None
+
+    # ------------------------------------------------------------ the file
 
     def read(self, path: Path) -> list[Case]:
-        source = path.read_text(encoding="utf-8")
+        self.path = str(path)
+        try:
+            source = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line = error.object.count(b"\n", 0, error.start) + 1
+            self.problem(Span(line, 1, line, 2), "not UTF-8 text", "save the file as UTF-8")
+            return []
+        except OSError as error:
+            self.problem(Span(1, 1, 1, 2), f"cannot read: {error.strerror}")
+            return []
         try:
             data = tomllib.loads(source)
         except tomllib.TOMLDecodeError as error:
             match = re.search(r"line (\d+), column (\d+)", str(error))
             line, column = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
             message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-            self.diagnostics.append(
-                Diagnostic(
-                    "RR400",
-                    f"not valid TOML: {message}",
-                    str(path),
-                    Span(line, column, line, column + 1),
-                )
-            )
+            self.problem(Span(line, column, line, column + 1), f"not valid TOML: {message}")
             return []
-        default_as_of = data.get("as_of")
-        defaults = data.get("defaults", {})
-        for key in sorted(set(data) - set(FILE_KEYS)):
-            self.problem(
-                str(path),
-                _line_of(source, key),
-                f"unknown setting `{key}`",
-                "a test file holds `as_of`, [defaults] and [[case]] tables",
-            )
-        for key in sorted(set(defaults) - {"customer", "derived"}):
-            self.problem(
-                str(path),
-                _line_of(source, key),
-                f"unknown default `{key}`",
-                "[defaults] may hold `customer` and `derived`, which every case builds on",
-            )
+        self.where = positions(source)
+        self.unknown_keys(data, (), FILE_KEYS, "setting")
+        self.file_as_of = "as_of" in data
+        default_as_of = self.as_of(data, ("as_of",)) if "as_of" in data else None
+        defaults = self.table(data.get("defaults", {}), ("defaults",), "[defaults]") or {}
+        self.unknown_keys(defaults, ("defaults",), DEFAULT_KEYS, "default")
+        given = {
+            part: self.fields_of(defaults.get(part, {}), ("defaults", part), part)
+            for part in DEFAULT_KEYS
+        }
         cases = data.get("case", [])
         if not isinstance(cases, list):
-            self.problem(
-                str(path), _line_of(source, "case"), "`case` must be a list: write [[case]]"
-            )
+            self.problem(self.span(("case",)), "`case` must be a list of tables: write [[case]]")
             return []
         found = []
         for index, raw in enumerate(cases):
-            merged = {
-                **raw,
-                **{
-                    part: {**defaults.get(part, {}), **raw.get(part, {})}
-                    for part in ("customer", "derived")
-                    if part in defaults or part in raw
-                },
-            }
-            case = self._case(path, source, index, merged, default_as_of)
+            key: KeyPath = ("case", index)
+            if self.table(raw, key, "a case") is None:
+                continue
+            case = self.case(raw, key, default_as_of, given)
             if case is not None:
                 found.append(case)
         return found
 
-    def _case(self, path: Path, source: str, index: int, raw: dict, default_as_of) -> Case | None:
-        name = str(raw.get("name", f"case {index + 1}"))
-        line = _line_of(source, f'"{name}"') if "name" in raw else Span(1, 1, 1, 2)
-        errors_before = len(self.diagnostics)
-        where = str(path)
-        for key in sorted(set(raw) - set(CASE_KEYS)):
+    def as_of(self, table: dict, key: KeyPath) -> dt.date | None:
+        value = _as_date(table[key[-1]])
+        if value is None:
             self.problem(
-                where,
-                _line_of(source, key),
-                f"case `{name}`: unknown key `{key}`",
-                _suggest(key, CASE_KEYS),
+                self.span(key, value=True),
+                f"as_of {_shown(table[key[-1]])} is not a date",
+                "write it as as_of = 2026-11-22",
             )
-        as_of = raw.get("as_of", default_as_of)
-        if isinstance(as_of, str):
-            try:
-                as_of = dt.date.fromisoformat(as_of)
-            except ValueError:
-                as_of = None
-        if not isinstance(as_of, dt.date):
+        elif not MIN_DATE <= value <= MAX_DATE:
             self.problem(
-                where,
+                self.span(key, value=True),
+                f"as_of {value.isoformat()} is outside the dates retentionrules plans for "
+                f"({MIN_DATE.isoformat()} to {MAX_DATE.isoformat()})",
+            )
+            return None
+        return value
+
+    def fields_of(self, table: Any, key: KeyPath, part: str) -> dict[str, Any]:
+        """`customer` or `derived` fields, each checked against its type; bad ones dropped."""
+        known = self.fields if part == "customer" else self.derived
+        what = "customer field" if part == "customer" else "derived field"
+        if self.table(table, key, f"`{part}`") is None:
+            return {}
+        good = {}
+        for name, value in table.items():
+            if name not in known:
+                self.problem(
+                    self.span((*key, name)), f"unknown {what} `{name}`", _suggest(name, known)
+                )
+                continue
+            problem = value_problem(value, known[name])
+            if problem is not None:
+                message, hint = problem
+                self.problem(self.span((*key, name), value=True), f"{name}: {message}", hint)
+                continue
+            good[name] = value
+        return good
+
+    # ------------------------------------------------------------ one case
+
+    def case(
+        self, raw: dict, key: KeyPath, default_as_of: dt.date | None, given: dict[str, dict]
+    ) -> Case | None:
+        before = len(self.diagnostics)
+        name = raw.get("name", f"case {key[-1] + 1}")
+        if not isinstance(name, str):
+            self.problem(self.span((*key, "name"), value=True), "a case's name must be text")
+            name = str(name)
+        line = self.span((*key, "name"), value=True) if "name" in raw else self.span(key)
+        self.context = f"case `{name}`: "
+        self.unknown_keys(raw, key, CASE_KEYS, "key")
+        as_of = self.as_of(raw, (*key, "as_of")) if "as_of" in raw else default_as_of
+        if "as_of" not in raw and not self.file_as_of:
+            self.problem(
                 line,
-                f"case `{name}`: no as-of date",
+                "no as-of date",
                 "give `as_of = 2026-11-22` at the top of the file or in the case",
             )
-        customer, derived = raw.get("customer", {}), raw.get("derived", {})
-        for table, known, what in (
-            (customer, self.fields, "customer field"),
-            (derived, self.derived, "derived field"),
-        ):
-            for key in table:
-                if key not in known:
-                    self.problem(
-                        where,
-                        _line_of(source, key),
-                        f"case `{name}`: unknown {what} `{key}`",
-                        _suggest(key, known),
-                    )
-        expect = raw.get("expect")
-        if expect == "none":
-            expect = []
-        elif isinstance(expect, dict):
-            expect = [expect]
-        elif expect is not None and not isinstance(expect, list):
+        customer = {
+            **given["customer"],
+            **self.fields_of(raw.get("customer", {}), (*key, "customer"), "customer"),
+        }
+        derived = {
+            **given["derived"],
+            **self.fields_of(raw.get("derived", {}), (*key, "derived"), "derived"),
+        }
+        contacts = self.contacts(raw.get("contacts", []), (*key, "contacts"))
+        expect = self.expect(raw, key)
+        removed = self.removed(raw, key)
+        if "expect" not in raw and "expect_removed" not in raw:
             self.problem(
-                where,
                 line,
-                f'case `{name}`: `expect` must be an action table, a list of them, or "none"',
-            )
-            expect = None
-        removed = raw.get("expect_removed", [])
-        removed = [removed] if isinstance(removed, dict) else removed
-        for item in [*(expect or []), *removed]:
-            self._expectation(where, source, name, item)
-        if expect is None and not removed:
-            self.problem(
-                where,
-                line,
-                f"case `{name}` expects nothing",
+                "expects nothing",
                 'add `expect = {rule = "..."}`, `expect = "none"` or `expect_removed`',
             )
-        if len(self.diagnostics) > errors_before:
+        self.context = ""
+        if len(self.diagnostics) > before or as_of is None:
             return None
-        return Case(
-            name,
-            where,
-            line.line,
-            as_of,
-            customer,
-            derived,
-            list(raw.get("contacts", [])),
-            expect,
-            removed,
-        )
+        return Case(name, self.path, line.line, as_of, customer, derived, contacts, expect, removed)
 
-    def _expectation(self, where: str, source: str, name: str, item: Any) -> None:
-        if not isinstance(item, dict):
+    def contacts(self, value: Any, key: KeyPath) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
             self.problem(
-                where,
-                _line_of(source, name),
-                f'case `{name}`: an expectation must be a table such as {{rule = "winback"}}',
+                self.span(key, value=True),
+                "`contacts` must be a list of tables",
+                'write contacts = [{ channel = "sms", sent_at = 2026-11-20 }]',
             )
-            return
-        rule = item.get("rule")
-        if rule not in self.rules:
-            self.problem(
-                where,
-                _line_of(source, f'"{rule}"'),
-                f"case `{name}`: unknown rule `{rule}`",
-                _suggest(str(rule), self.rules),
-            )
-        reason = item.get("reason")
-        if reason is not None and reason not in REASONS:
-            self.problem(
-                where,
-                _line_of(source, f'"{reason}"'),
-                f"case `{name}`: unknown reason `{reason}`; one of: {', '.join(REASONS)}",
-            )
-        for key in set(item) - {*ACTION_KEYS, "reason"}:
-            self.problem(
-                where,
-                _line_of(source, key),
-                f"case `{name}`: unknown key `{key}`",
-                _suggest(key, ACTION_KEYS),
-            )
+            return []
+        found = []
+        for index, contact in enumerate(value):
+            at: KeyPath = (*key, index)
+            if self.table(contact, at, "a contact") is None:
+                continue
+            self.unknown_keys(contact, at, CONTACT_KEYS, "contact key")
+            if "sent_at" not in contact:
+                self.problem(self.span(at), "a contact needs `sent_at`", "add sent_at = 2026-11-20")
+                continue
+            sent = contact["sent_at"]
+            day = sent.date() if isinstance(sent, dt.datetime) else _as_date(sent)
+            if day is None or not MIN_DATE <= day <= MAX_DATE:
+                self.problem(
+                    self.span((*at, "sent_at"), value=True),
+                    f"sent_at {_shown(sent)} is not a date or time in the documented range",
+                    "write sent_at = 2026-11-20 or sent_at = 2026-11-20T09:30:00+08:00",
+                )
+                continue
+            channel = contact.get("channel", "")
+            if not isinstance(channel, str) or channel.strip().lower() not in self.channels:
+                self.problem(
+                    self.span((*at, "channel"), value=True),
+                    f"unknown channel `{channel}`",
+                    _suggest(str(channel), self.channels)
+                    or f"configured channels: {', '.join(self.channels)}",
+                )
+                continue
+            rule = contact.get("rule", "")
+            if not isinstance(rule, str) or (rule and rule not in self.rules):
+                self.problem(
+                    self.span((*at, "rule"), value=True),
+                    f"unknown rule `{rule}`",
+                    _suggest(str(rule), self.rules),
+                )
+                continue
+            found.append({"channel": channel, "rule": rule, "sent_at": sent})
+        return found
 
+    def expect(self, raw: dict, key: KeyPath) -> list[dict[str, Any]] | None:
+        if "expect" not in raw:
+            return None
+        value = raw["expect"]
+        at: KeyPath = (*key, "expect")
+        if value == "none":
+            return []
+        items = [value] if isinstance(value, dict) else value
+        if not isinstance(items, list):
+            self.problem(
+                self.span(at, value=True),
+                '`expect` must be an action table, a list of them, or "none"',
+            )
+            return None
+        keys = [at] if isinstance(value, dict) else [(*at, i) for i in range(len(items))]
+        return [
+            item
+            for item, k in zip(items, keys, strict=True)
+            if self.expectation(item, k, ACTION_KEYS)
+        ]
 
-def _suggest(word: str, candidates) -> str | None:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    def removed(self, raw: dict, key: KeyPath) -> list[dict[str, str]]:
+        value = raw.get("expect_removed", [])
+        at: KeyPath = (*key, "expect_removed")
+        items = [value] if isinstance(value, dict) else value
+        if not isinstance(items, list):
+            self.problem(self.span(at, value=True), "`expect_removed` must be a table or a list")
+            return []
+        keys = [at] if isinstance(value, dict) else [(*at, i) for i in range(len(items))]
+        return [
+            item
+            for item, k in zip(items, keys, strict=True)
+            if self.expectation(item, k, REMOVED_KEYS)
+        ]
+
+    def expectation(self, item: Any, key: KeyPath, allowed: tuple[str, ...]) -> bool:
+        """Whether an expected action (or removal) is well formed; reports each problem."""
+        if not isinstance(item, dict) or not item:
+            self.problem(
+                self.span(key, value=True),
+                'an expectation is a table that names at least the rule: { rule = "winback" }',
+            )
+            return False
+        before = len(self.diagnostics)
+        self.unknown_keys(item, key, allowed, "key")
+        if allowed is REMOVED_KEYS and "rule" not in item:
+            self.problem(self.span(key, value=True), "an expected removal names its `rule`")
+        checks: list[tuple[str, tuple[str, ...] | None, str]] = [
+            ("rule", tuple(self.rules), "rule"),
+            ("action", ACTIONS, "action"),
+            ("channel", tuple(self.channels.values()), "channel"),
+            ("reason", tuple(r.value for r in Reason), "reason"),
+            ("template", None, "template"),
+        ]
+        for name, choices, what in checks:
+            if name not in item or name not in allowed:
+                continue
+            value = item[name]
+            if not isinstance(value, str) or (choices is not None and value not in choices):
+                hint = _suggest(str(value), choices or ()) or (
+                    f"one of: {', '.join(choices)}" if choices else None
+                )
+                self.problem(self.span((*key, name), value=True), f"unknown {what} `{value}`", hint)
+        if "parameters" in item and not isinstance(item["parameters"], dict):
+            self.problem(
+                self.span((*key, "parameters"), value=True),
+                "`parameters` must be a table such as { amount = 50 }",
+            )
+        return len(self.diagnostics) == before
 
 
 # ---------------------------------------------------------------- running cases
@@ -301,7 +501,9 @@ def _csv_value(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
-def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tuple[Plan, dict]:
+def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, dict]:
+    """Plan one case's customer through the same loader, derivation and policies as `plan`."""
+    config = ruleset.config
     key = config.customers.id
     row = dict.fromkeys([*config.customers.fields, *t.ACTIVITY_FIELDS], "")
     row.update({k: _csv_value(v) for k, v in case.customer.items()})
@@ -321,27 +523,16 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
             writer.writerow(["customer_id", "channel", "rule", "sent_at"])
             for contact in case.contacts:
                 writer.writerow(
-                    [
-                        row[key],
-                        contact.get("channel", ""),
-                        contact.get("rule", ""),
-                        _csv_value(contact.get("sent_at")),
-                    ]
+                    [row[key], contact["channel"], contact["rule"], _csv_value(contact["sent_at"])]
                 )
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
     load(con, config, inputs)
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
-    con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
-    types = config.field_types()
-    for name, value in case.derived.items():
-        con.execute(f"UPDATE given SET {ident(name)} = ?", [value])
-        if types[name].kind is t.Kind.ENUM:
-            con.execute(f"UPDATE given SET {rank_column(name)} = {rank_sql(name, types[name])}")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS SELECT * FROM given")
-    plan = build_plan(con, report.ruleset, config, case.as_of, inputs)
-    cursor = con.execute(fields_sql(config))
-    fields = dict(zip([d[0] for d in cursor.description], cursor.fetchone(), strict=True))
+    override(con, config, case.derived)
+    plan = build_plan(con, ruleset, case.as_of, inputs)
+    fields = customer_fields(con, config, row[key].strip())
+    assert fields is not None  # the one customer just loaded
     return plan, fields
 
 
@@ -363,9 +554,9 @@ def _outcome(plan: Plan) -> tuple[list[dict], list[dict]]:
         )
     removed = [
         {"rule": rule, "reason": reason}
-        for _, rule, reason in plan.con.execute(suppressed_sql(plan.ruleset)).fetchall()
+        for _, rule, reason in plan.con.execute(suppressed_sql(plan)).fetchall()
     ]
-    removed += [{"rule": a["rule"], "reason": "holdout"} for a in actual if a["holdout"]]
+    removed += [{"rule": a["rule"], "reason": Reason.HOLDOUT.value} for a in actual if a["holdout"]]
     return actual, removed
 
 
@@ -405,25 +596,28 @@ def _show(action: dict) -> str:
     return "{" + ", ".join(f"{k} = {action[k]!r}" for k in keys) + "}"
 
 
-def run_tests(
-    report: Report, config: Config, files: list[Path]
-) -> tuple[TestRun | None, list[Diagnostic]]:
-    """Read and run every case; on problems in the test files, return their diagnostics."""
-    reader = _Reader(config, report.ruleset)
+def run_tests(report: Report, files: list[Path]) -> tuple[TestRun | None, list[Diagnostic]]:
+    """Read and run every case of one project; on problems in the test files, return their
+    diagnostics instead (exit 2: the tests themselves are broken)."""
+    ruleset = report.ruleset
+    reader = _Reader(ruleset)
     cases = [case for path in files for case in reader.read(path)]
     if reader.diagnostics:
-        return None, reader.diagnostics
+        return None, sorted(reader.diagnostics, key=Diagnostic.sort_key)
     results, fired = [], set()
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
-            plan, fields = _plan_case(case, report, config, Path(folder))
+            try:
+                plan, fields = _plan_case(case, ruleset, Path(folder))
+            except DataError as error:  # what the reader let through must still never pass
+                message = str(error).replace(str(Path(folder)), "").lstrip("/")
+                span = Span(case.line, 1, case.line, 2)
+                problem = f"case `{case.name}`: its data is not valid: {message}"
+                return None, [Diagnostic("RR400", problem, case.path, span)]
             actual, removed = _outcome(plan)
             fired |= {a["rule"] for a in actual}
             failures = _check(case, actual, removed)
-            traces = (
-                rule_traces(plan, report, fields, fields[config.customers.id], case.as_of)
-                if failures
-                else []
-            )
+            key = ruleset.config.customers.id
+            traces = rule_traces(plan, report, fields, fields[key], case.as_of) if failures else []
             results.append(CaseResult(case, actual, removed, failures, traces))
-    return TestRun(results, fired, [r.name for r in report.ruleset.rules]), []
+    return TestRun(results, fired, [r.name for r in ruleset.rules]), []

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from retentionrules.api import check_paths, format_source, resolve_config
+from retentionrules.api import check_paths, format_source
 from retentionrules.diagnostics import CODES
 from retentionrules.render import render_text
 from retentionrules.testing import run_tests
@@ -39,7 +39,7 @@ def test_diagnostic_golden(code, monkeypatch):
     diagnostics, sources = report.diagnostics, report.sources
     tests = Path("input.test.toml")
     if tests.exists():  # a problem in a rule-test file, found by `retentionrules test`
-        _, diagnostics = run_tests(report, resolve_config([Path("input.rules")]), [tests])
+        _, diagnostics = run_tests(report, [tests])
         sources = {str(tests): tests.read_text(encoding="utf-8")}
     assert code in {d.code for d in diagnostics}
     compare(folder / "expected.txt", render_text(diagnostics, sources) + "\n")

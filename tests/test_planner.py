@@ -297,3 +297,21 @@ def test_every_matched_pair_is_planned_or_suppressed_once(
         assert steps == sorted(steps, reverse=True), (rule.name, steps)
         assert c.matched == sum(1 for _, name in matched if name == rule.name)
         assert c.sent + c.holdout == c.volume == sum(1 for _, name in kept if name == rule.name)
+
+
+def test_the_docs_policy_table_lists_every_policy_in_order_with_its_reason_codes():
+    """One owner for the vocabulary: docs/engine.md must say what `policies.POLICIES` does."""
+    import re
+
+    from retentionrules.policies import POLICIES
+
+    from .conftest import ROOT
+
+    text = (ROOT / "docs" / "engine.md").read_text(encoding="utf-8")
+    table = text.split("## Policies, in order")[1].split("\n\n")[1]
+    rows = [re.split(r"(?<!\\)\|", line)[1:-1] for line in table.splitlines()[2:]]
+    documented = [
+        (re.sub(r"^\d+\.\s*", "", step.strip()), tuple(re.findall(r"`(\w+)`", reasons)))
+        for step, _what, reasons in rows
+    ]
+    assert documented == [(p.name, tuple(r.value for r in p.reasons)) for p in POLICIES]

@@ -102,8 +102,12 @@ def test_machine_formats(run_cli, project):
         ('as_of = 2026-11-22\n[[case]]\nexpect = { rule = "winbak" }\n', "unknown rule `winbak`"),
         ('[[case]]\nexpect = "none"\n', "no as-of date"),
         (
-            'as_of = 2026-11-22\n[[case]]\nexpect = { rule = "vip", reason = "tired" }\n',
+            'as_of = 2026-11-22\n[[case]]\nexpect_removed = { rule = "vip", reason = "tired" }\n',
             "unknown reason `tired`",
+        ),
+        (  # a reason says nothing about an action that happened: it would test nothing
+            'as_of = 2026-11-22\n[[case]]\nexpect = { rule = "vip", reason = "consent" }\n',
+            "unknown key `reason`",
         ),
     ],
 )
@@ -117,3 +121,100 @@ def test_broken_test_files_give_diagnostics_and_exit_2(run_cli, project, text, m
 
 def test_no_test_files_is_a_usage_error(run_cli, project):
     assert run_cli("test", project).exit_code == 2
+
+
+TWO_CASES = """as_of = 2026-11-22
+
+[[case]]
+name = "fine"
+derived = { stage = "sleeping", tier = "G" }
+expect = { rule = "winback" }
+
+[[case]]
+name = "typo"
+derived = { stage = "sleeping", tier = "Gold" }
+expect = "none"
+"""
+
+
+def test_a_wrong_enum_value_is_rr400_at_its_own_case_never_a_silent_pass(run_cli, project):
+    """`expect = "none"` with `tier = "Gold"` used to pass: no rule matched a tier that is none."""
+    write_tests(project, TWO_CASES)
+    result = run_cli("test", project)
+    assert result.exit_code == 2, result.output
+    assert "r.test.toml:10:40: RR400 error: case `typo`: tier: " in result.output
+    assert '"Gold" is not a tier; valid values: B, S, G, P' in result.output
+    assert "passed" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("case", "where", "message"),
+    [
+        ('customer = { spend_12m = "ten" }', "3:26", 'spend_12m: "ten" is not a number'),
+        ("customer = { spend_12m = nan }", "3:26", "spend_12m: nan is not a finite number"),
+        ("customer = { sms_opt_in = 1 }", "3:27", "sms_opt_in: 1 is not true or false"),
+        ('customer = { birthday = "1990-01-01" }', "3:25", "is text, not a date"),
+        ("customer = { birthday = 1066-10-14 }", "3:25", "outside the dates data may carry"),
+        ("customer = { city = 3 }", "3:21", "city: 3 is not text"),
+        ('derived = { stage = "asleep" }', "3:21", "is not a stage"),
+        ("derived = { rfm_score = true }", "3:25", "rfm_score: true is not a number"),
+        ("derived = { tier_x = 1 }", "3:13", "unknown derived field `tier_x`"),
+        ('contacts = [{ channel = "sms" }]', "3:13", "a contact needs `sent_at`"),
+        ('contacts = [{ channel = "fax", sent_at = 2026-11-20 }]', "3:25", "unknown channel `fax`"),
+        ("contacts = [{ sent_at = 2026-11-20, when = 1 }]", "3:37", "unknown contact key `when`"),
+        ('contacts = [{ channel = "sms", sent_at = "soon" }]', "3:42", "is not a date or time"),
+        ("as_of = 0001-01-01", "3:9", "as_of 0001-01-01 is outside the dates"),
+        ('expect_removed = { reason = "consent" }', "3:18", "names its `rule`"),
+        ("expect = {}", "3:10", "names at least the rule"),
+        ('expect = { rule = "vip", action = "mail" }', "3:35", "unknown action `mail`"),
+        ('expect = { rule = "vip", parameters = 5 }', "3:39", "`parameters` must be a table"),
+    ],
+)
+def test_each_bad_value_in_a_case_is_rr400_at_its_line_and_column(
+    run_cli, project, case, where, message
+):
+    text = f"as_of = 2026-11-22\n[[case]]\n{case}\n"
+    if "expect" not in case:
+        text += 'expect = "none"\n'
+    write_tests(project, text)
+    result = run_cli("test", project)
+    assert result.exit_code == 2, result.output
+    assert f"r.test.toml:{where}: RR400 error: case `case 1`: " in result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+def test_bad_defaults_are_reported_where_the_default_is_written(run_cli, project):
+    write_tests(
+        project,
+        'as_of = 2026-11-22\n[defaults]\ncustomer = { email_opt_in = "yes" }\n'
+        '[[case]]\nderived = { stage = "sleeping" }\nexpect = { rule = "winback" }\n',
+    )
+    result = run_cli("test", project)
+    assert result.exit_code == 2
+    assert (
+        'r.test.toml:3:29: RR400 error: email_opt_in: "yes" is not true or false' in result.output
+    )
+
+
+def test_a_contact_timestamp_is_taken_in_the_shops_time_zone(run_cli, project):
+    """20:00 UTC on the 18th is the 19th in Asia/Shanghai: inside the 3-day quiet period."""
+    (project / "retentionrules.toml").write_text('[contacts]\nquiet_period = "3 days"\n')
+    write_tests(
+        project,
+        PASSING + '\n[[case]]\nname = "quiet"\nderived = { stage = "sleeping" }\n'
+        'contacts = [{ channel = "email", sent_at = 2026-11-18T20:00:00Z }]\nexpect = "none"\n'
+        'expect_removed = { rule = "winback", reason = "quiet_period" }\n',
+    )
+    result = run_cli("test", project)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_test_file_with_a_bom_or_in_gbk_never_crashes(run_cli, project):
+    (project / "r.test.toml").write_bytes("\ufeff".encode() + PASSING.encode())
+    assert run_cli("test", project).exit_code == 0
+    (project / "r.test.toml").write_bytes(
+        PASSING.replace("sleeping customers", "沉睡客户").encode("gbk")
+    )
+    result = run_cli("test", project)
+    assert result.exit_code == 2 and "not UTF-8" in result.output, result.output

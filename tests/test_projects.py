@@ -1,0 +1,212 @@
+"""One project, one configuration: rule files belong to the nearest retentionrules.toml above
+them; each project is checked and tested under its own, and nothing plans rules under another's."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from .conftest import ROOT, customer, write_csv, write_rules
+
+WHATSAPP = """
+[customers.fields]
+customer_id = "string"
+orders_12m = "number"
+spend_12m = "number"
+total_orders = "number"
+first_order_date = "date"
+last_order_date = "date"
+whatsapp_opt_in = "bool"
+
+[channels.whatsapp]
+consent = "whatsapp_opt_in"
+cost = 0.05
+"""
+SLEEPING = {"last_order_date": "2026-03-01", "orders_12m": 1, "spend_12m": 100, "total_orders": 1}
+
+
+@pytest.fixture
+def two_projects(tmp_path):
+    """`a` declares a whatsapp channel; `b` has the defaults (sms, email, phone)."""
+    a = write_rules(
+        tmp_path / "a",
+        "rule chat\n  when stage = sleeping\n  then send hello via whatsapp\n",
+        WHATSAPP,
+    )
+    b = write_rules(tmp_path / "b", "rule text\n  when stage = sleeping\n  then send hi via sms\n")
+    columns = ["customer_id", "orders_12m", "spend_12m", "total_orders", "first_order_date",
+               "last_order_date", "whatsapp_opt_in", "sms_opt_in"]  # fmt: skip
+    rows = [
+        {**customer("W1", **SLEEPING), "whatsapp_opt_in": "false"},
+        {**customer("W2", **SLEEPING), "whatsapp_opt_in": "true"},
+    ]
+    data = write_csv(tmp_path / "customers.csv", rows, columns)
+    return a, b, data
+
+
+def test_plan_refuses_rules_from_two_projects_naming_both_configurations(run_cli, two_projects):
+    a, b, data = two_projects
+    for command in (
+        ("plan", "--rules", b, "--rules", a, "--customers", data),
+        ("explain", "W1", "--rules", b, "--rules", a, "--customers", data),
+        ("diff", a, b, a, "--customers", data),
+    ):
+        result = run_cli(*command, "--as-of", "2026-11-22")
+        assert result.exit_code == 2, result.output
+        assert str(a / "retentionrules.toml") in result.output
+        assert str(b / "retentionrules.toml") in result.output
+        assert "different projects" in result.output
+
+
+def test_rules_are_planned_with_the_configuration_they_were_checked_against(
+    run_cli, two_projects, tmp_path
+):
+    a, _b, data = two_projects
+    out = tmp_path / "plan.jsonl"
+    result = run_cli(
+        "plan", "--rules", a, "--customers", data, "--as-of", "2026-11-22", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["customer_id"], r["channel"], r["estimated_cost"]) for r in rows] == [
+        ("W2", "whatsapp", 0.05)  # W1 gave no consent; the channel's cost is a's
+    ]
+    assert f"configuration: {a / 'retentionrules.toml'}" in result.output
+
+
+def test_check_and_test_take_each_project_with_its_own_configuration(run_cli, two_projects):
+    a, b, _data = two_projects
+    (a / "r.test.toml").write_text(
+        'as_of = 2026-11-22\n[[case]]\nname = "a"\ncustomer = { whatsapp_opt_in = true }\n'
+        'derived = { stage = "sleeping" }\nexpect = { rule = "chat", channel = "whatsapp" }\n'
+    )
+    (b / "r.test.toml").write_text(
+        'as_of = 2026-11-22\n[[case]]\nname = "b"\ncustomer = { sms_opt_in = true }\n'
+        'derived = { stage = "sleeping" }\nexpect = { rule = "text", channel = "sms" }\n'
+    )
+    checked = run_cli("check", a, b)
+    assert checked.exit_code == 0, checked.output
+    tested = run_cli("test", a, b, "--min-coverage", "100")
+    assert tested.exit_code == 0, tested.output
+    assert "2 passed, 0 failed" in tested.output
+
+
+def test_the_repository_rules_and_examples_test_together_though_rule_names_collide(run_cli):
+    result = run_cli("test", ROOT / "rules", ROOT / "examples", "--min-coverage", "100")
+    assert result.exit_code == 0, result.output
+    assert "rule coverage: 100%" in result.output
+
+
+def test_a_rule_file_without_a_configuration_is_its_own_project(run_cli, tmp_path):
+    """The built-in defaults are a configuration too: mixing them with a project's is refused."""
+    a = write_rules(tmp_path / "a", "rule x\n  when stage = sleeping\n  then send hi\n")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "l.rules").write_text("rule y\n  when stage = lost\n  then send bye\n")
+    data = write_csv(tmp_path / "c.csv", [customer("C1")])
+    result = run_cli("plan", "--rules", a, "--rules", loose, "--customers", data)
+    assert result.exit_code == 2 and "the built-in defaults" in result.output
+
+
+def test_an_explicit_config_makes_one_project(run_cli, two_projects):
+    a, b, data = two_projects
+    result = run_cli(
+        "plan", "--rules", a, "--rules", b, "--customers", data, "--as-of", "2026-11-22",
+        "--config", a / "retentionrules.toml",
+    )  # fmt: skip
+    assert result.exit_code == 1  # b's sms channel is unknown under a's configuration
+    assert "unknown channel `sms`" in result.output
+
+
+def test_score_finds_the_configuration_from_the_current_folder_and_names_it(
+    run_cli, tmp_path, monkeypatch
+):
+    """Not beside the customer export (a download folder), and never silently the defaults."""
+    project = write_rules(tmp_path / "shop", "rule x\n  when stage = sleeping\n  then send hi\n")
+    (project / "retentionrules.toml").write_text("[tiers]\nLOW = 1\nHIGH = 17\n")
+    (project / "sub").mkdir()
+    exports = tmp_path / "downloads"
+    exports.mkdir()
+    (exports / "retentionrules.toml").write_text("[tiers]\nWRONG = 1\n")
+    data = write_csv(exports / "customers.csv", [customer("C1", **SLEEPING)])
+    monkeypatch.chdir(project / "sub")
+    result = run_cli("score", "--customers", data, "--as-of", "2026-11-22")
+    assert result.exit_code == 0, result.output
+    assert "configuration: " in result.output and "shop/retentionrules.toml" in result.output
+    assert "LOW" in result.output and "WRONG" not in result.output
+    payload = json.loads(run_cli("score", "--customers", data, "--format", "json").output)
+    assert payload["config"].endswith("shop/retentionrules.toml")
+    monkeypatch.chdir(tmp_path)
+    defaults = run_cli("score", "--customers", data, "--as-of", "2026-11-22")
+    assert "configuration: the built-in defaults" in defaults.output
+    explicit = run_cli(
+        "score", "--customers", data, "--config", exports / "retentionrules.toml", "-f", "json"
+    )
+    assert json.loads(explicit.output)["config"] == str(exports / "retentionrules.toml")
+
+
+def git(folder, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_diff_of_a_git_revision_reads_file_names_with_spaces_and_chinese(run_cli, tmp_path):
+    repo = tmp_path / "repo"
+    rules = write_rules(repo / "rules", "", WHATSAPP)
+    (rules / "r.rules").unlink()
+    (rules / "win back 回访.rules").write_text(
+        "rule chat\n  when stage = sleeping\n  then send hello via whatsapp\n", encoding="utf-8"
+    )
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "rules")
+    (rules / "win back 回访.rules").write_text(
+        "rule chat\n  when stage = lost\n  then send hello via whatsapp\n", encoding="utf-8"
+    )
+    data = write_csv(
+        tmp_path / "c.csv",
+        [{**customer("W1", **SLEEPING), "whatsapp_opt_in": "true"}],
+        ["customer_id", "orders_12m", "spend_12m", "total_orders", "first_order_date",
+         "last_order_date", "whatsapp_opt_in"],
+    )  # fmt: skip
+    result = run_cli(
+        "diff", f"HEAD:{rules}", rules, "--customers", data, "--as-of", "2026-11-22", "-f", "json"
+    )
+    assert result.exit_code == 0, result.output
+    (chat,) = json.loads(result.output)["rules"]
+    assert (chat["before"], chat["after"], chat["removed"]) == (1, 0, ["W1"])
+
+
+def test_diff_plans_an_old_revision_with_the_configuration_it_had(run_cli, tmp_path):
+    """The old rules used a whatsapp channel that today's configuration no longer declares."""
+    repo = tmp_path / "repo"
+    rules = write_rules(
+        repo / "rules", "rule chat\n  when stage = sleeping\n  then send hello via whatsapp\n",
+        WHATSAPP,
+    )  # fmt: skip
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "rules")
+    (rules / "retentionrules.toml").write_text(WHATSAPP.replace("whatsapp", "wechat"))
+    (rules / "r.rules").write_text(
+        "rule chat\n  when stage = sleeping\n  then send hi via wechat\n"
+    )
+    data = write_csv(
+        tmp_path / "c.csv",
+        [{**customer("W1", **SLEEPING), "whatsapp_opt_in": "true", "wechat_opt_in": "true"}],
+        ["customer_id", "orders_12m", "spend_12m", "total_orders", "first_order_date",
+         "last_order_date", "whatsapp_opt_in", "wechat_opt_in"],
+    )  # fmt: skip
+    result = run_cli(
+        "diff", f"HEAD:{rules}", rules, "--customers", data, "--as-of", "2026-11-22", "-f", "json"
+    )
+    assert result.exit_code == 0, result.output
+    (chat,) = json.loads(result.output)["rules"]
+    assert (chat["before"], chat["after"]) == (1, 1)
+    assert chat["cost_before"] == chat["cost_after"] == 0.05
