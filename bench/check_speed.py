@@ -3,7 +3,7 @@
 
 usage: python bench/check_speed.py [--rules N] [--repeat K]
 
-Targets (PRODUCT.md): check of 1,000 rules under 1 s; --help under 0.3 s. Prints medians of K runs,
+Targets: check of 1,000 rules under 1 s; --help under 0.3 s. Prints medians of K runs,
 wall time of the whole command as a user sees it (a fresh process each run).
 """
 

@@ -56,7 +56,7 @@ ACTIVITY_FIELDS: dict[str, Type] = {
 
 
 def derived_fields(tier: Type) -> dict[str, Type]:
-    """Fields computed by the engine for every customer (DOMAIN.md's scoring and stages)."""
+    """Fields computed by the engine for every customer (the playbook's scoring and stages)."""
     return {
         "recency_score": NUMBER,
         "frequency_score": NUMBER,
