@@ -8,22 +8,47 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
+if TYPE_CHECKING:  # heavy modules load inside the commands, so that --help starts fast
+    from rich.console import Console
 
-def _choices(name: str, *values: str) -> type[Enum]:
-    """An --format choice list: Typer shows and checks Enum members."""
-    return Enum(name, {value: value for value in values}, type=str)
+    from .loader import Inputs
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-Format = _choices("Format", "text", "json", "github", "sarif")
-Output = _choices("Output", "text", "json")
-TestFormat = _choices("TestFormat", "text", "json", "junit", "github")
-DiffFormat = _choices("DiffFormat", "text", "markdown", "json")
+# --format choices: Typer shows and checks the members of an Enum.
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+    github = "github"
+    sarif = "sarif"
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class TestFormat(str, Enum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+    github = "github"
+
+
+class DiffFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
 
 app = typer.Typer(
     name="retentionrules",
@@ -54,11 +79,11 @@ PathsArgument = Annotated[
 ]
 
 
-def _guarded(command):
+def _guarded(command: Callable[P, R]) -> Callable[P, R]:
     """Map failures to exit codes with a message: bad rules or data 1, usage or internal 2."""
 
     @functools.wraps(command)
-    def run(*args, **kwargs):
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
         from .errors import DataError, OutputError, RuleErrors, UsageError
 
         try:
@@ -183,20 +208,25 @@ def _as_of(value: str | None):
         raise UsageError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _inputs(customers: Path, orders: Path | None, contacts: Path | None):
+def _inputs(customers: Path, orders: Path | None, contacts: Path | None) -> Inputs:
     from .loader import Inputs
 
     return Inputs(customers, orders, contacts)
 
 
-def _console():
+def _console() -> Console:
     """Tables at full width in pipes and CI logs, where no terminal says how wide to be."""
     from rich.console import Console
 
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-def _emit(as_json: bool, result, to_json, to_console) -> None:
+def _emit(
+    as_json: bool,
+    result: Any,
+    to_json: Callable[[Any], str],
+    to_console: Callable[[Any, Console], None],
+) -> None:
     """JSON on stdout for machines, or tables for people."""
     if as_json:
         typer.echo(to_json(result))
@@ -204,7 +234,7 @@ def _emit(as_json: bool, result, to_json, to_console) -> None:
         to_console(result, _console())
 
 
-def _working(message: str):
+def _working(message: str) -> AbstractContextManager[Any]:
     """A spinner on stderr for people at a terminal; nothing in pipes and CI logs (where rich is
     not even imported)."""
     import contextlib
@@ -404,6 +434,7 @@ def test_rules(
     or test files themselves.
     """
     from .api import check_projects
+    from .diagnostics import Diagnostic
     from .errors import UsageError
     from .render import render_text
     from .testing import TestRun, run_tests, test_files
@@ -416,7 +447,8 @@ def test_rules(
             typer.echo(render_text(report.diagnostics, report.sources), err=True)
         raise typer.Exit(2)
     runs: dict[str, TestRun] = {}
-    problems, sources = [], {}
+    problems: list[Diagnostic] = []
+    sources: dict[str, str] = {}
     for report in reports:
         assert report.project is not None
         files = test_files(list(report.project.files))

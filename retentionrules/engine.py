@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import duckdb
 
 from . import ir
+from .ast import Span
 from .api import Report, check_paths, config_for_data
 from .config import Config
 from .derive import create_derived, customer_fields, distribution, scores_sql
@@ -53,7 +55,7 @@ def today(config: Config) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
 
 
-def checked_rules(rule_paths: list[str | Path], config_path: Path | None) -> Report:
+def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
     """The rules of one project, checked; RuleErrors if any has an error. The rule set carries
     the configuration it was checked against, and everything after this point uses that one."""
     report = check_paths(rule_paths, config_path)
@@ -67,7 +69,8 @@ class _Digest(threading.Thread):
 
     def __init__(self, paths: list[Path]) -> None:
         super().__init__(daemon=True)
-        self.paths, self.value, self.error = paths, "", None
+        self.paths, self.value = paths, ""
+        self.error: OSError | None = None
 
     def run(self) -> None:
         try:
@@ -77,7 +80,7 @@ class _Digest(threading.Thread):
 
 
 def prepare(
-    rule_paths: list[str | Path],
+    rule_paths: Sequence[str | Path],
     inputs: Inputs,
     as_of: dt.date | None,
     config_path: Path | None = None,
@@ -94,7 +97,7 @@ def prepare(
 
 
 def run_plan(
-    rule_paths: list[str | Path],
+    rule_paths: Sequence[str | Path],
     inputs: Inputs,
     as_of: dt.date | None = None,
     *,
@@ -170,7 +173,7 @@ class Explanation:
 
 
 def explain(
-    rule_paths: list[str | Path],
+    rule_paths: Sequence[str | Path],
     inputs: Inputs,
     customers: list[str],
     as_of: dt.date | None = None,
@@ -192,7 +195,7 @@ def explain(
 
 
 def rule_traces(
-    plan: Plan, report: Report, fields: dict, customer: str, as_of: dt.date
+    plan: Plan, report: Report, fields: dict[str, Any], customer: str, as_of: dt.date
 ) -> list[RuleTrace]:
     """Rule by rule: the value of each top-level test (reference interpreter) and what the plan
     did with it."""
@@ -218,14 +221,14 @@ def describe(outcome: Outcome) -> str:
 
 
 def _conditions(
-    rule: ir.Rule, fields: dict, report: Report, as_of: dt.date
+    rule: ir.Rule, fields: dict[str, Any], report: Report, as_of: dt.date
 ) -> list[tuple[str, Any]]:
     source = report.sources.get(rule.path, "")
     operands = rule.condition.operands if isinstance(rule.condition, ir.And) else (rule.condition,)
     return [(_text(source, o.span), evaluate(o, fields, as_of)) for o in operands]
 
 
-def _text(source: str, span) -> str:
+def _text(source: str, span: Span) -> str:
     return " ".join(source[span.offset : span.end_offset].split()) if span.end_offset else "?"
 
 

@@ -100,7 +100,7 @@ def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
 
 
 def _planned(
-    paths: list[Path], inputs: Inputs, as_of: dt.date, config: Path | None
+    paths: list[str | Path], inputs: Inputs, as_of: dt.date, config: Path | None
 ) -> tuple[dict[str, str], dict[str, float], int]:
     result = run_plan(paths, inputs, as_of, config_path=config)
     costs = {c.rule: c.cost for c in result.plan.counts}
@@ -146,7 +146,7 @@ def diff(
                 old_config = Path(folder) / CONFIG_NAME
                 old_config.write_text("", encoding="utf-8")
         before, cost_before, customers = _planned([old_path], inputs, as_of, old_config)
-    after, cost_after, _ = _planned(list(after_project.files), inputs, as_of, config)
+    after, cost_after, _ = _planned([*after_project.files], inputs, as_of, config)
     names = list(dict.fromkeys([*cost_before, *cost_after]))
     impacts = {
         name: RuleImpact(

@@ -47,7 +47,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
     return "\n".join(out)
 
 
-def _as_dict(d: Diagnostic) -> dict:
+def _as_dict(d: Diagnostic) -> dict[str, object]:
     s = d.span
     return {
         "path": d.path,

@@ -49,6 +49,7 @@ CASE_KEYS = ("name", "as_of", "customer", "derived", "contacts", "expect", "expe
 FILE_KEYS = ("as_of", "defaults", "case")
 DEFAULT_KEYS = ("customer", "derived")
 ACTIONS = ("send", "call", "tag")
+Table = dict[str, Any]  # a TOML table as tomllib reads it
 
 
 @dataclass
@@ -233,7 +234,7 @@ class _Reader:
     def problem(self, span: Span, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic("RR400", self.context + message, self.path, span, hint))
 
-    def unknown_keys(self, table: dict, key: KeyPath, known: tuple[str, ...], what: str) -> None:
+    def unknown_keys(self, table: Table, key: KeyPath, known: tuple[str, ...], what: str) -> None:
         for name in table:
             if name not in known:
                 self.problem(
@@ -242,7 +243,7 @@ class _Reader:
                     _suggest(name, known) or f"use {', '.join(f'`{k}`' for k in known)}",
                 )
 
-    def table(self, value: Any, key: KeyPath, what: str) -> dict | None:
+    def table(self, value: Any, key: KeyPath, what: str) -> Table | None:
         if isinstance(value, dict):
             return value
         self.problem(self.span(key, value=True), f"{what} must be a table such as {{ ... }}")
@@ -293,12 +294,13 @@ class _Reader:
                 found.append(case)
         return found
 
-    def as_of(self, table: dict, key: KeyPath) -> dt.date | None:
-        value = _as_date(table[key[-1]])
+    def as_of(self, table: Table, key: KeyPath) -> dt.date | None:
+        given = table["as_of"]
+        value = _as_date(given)
         if value is None:
             self.problem(
                 self.span(key, value=True),
-                f"as_of {_shown(table[key[-1]])} is not a date",
+                f"as_of {_shown(given)} is not a date",
                 "write it as as_of = 2026-11-22",
             )
         elif not MIN_DATE <= value <= MAX_DATE:
@@ -334,10 +336,10 @@ class _Reader:
     # ------------------------------------------------------------ one case
 
     def case(
-        self, raw: dict, key: KeyPath, default_as_of: dt.date | None, given: dict[str, dict]
+        self, raw: Table, key: KeyPath, default_as_of: dt.date | None, given: dict[str, Table]
     ) -> Case | None:
         before = len(self.diagnostics)
-        name = raw.get("name", f"case {key[-1] + 1}")
+        name = raw.get("name", f"case {int(key[-1]) + 1}")
         if not isinstance(name, str):
             self.problem(self.span((*key, "name"), value=True), "a case's name must be text")
             name = str(name)
@@ -419,7 +421,7 @@ class _Reader:
             found.append({"channel": channel, "rule": rule, "sent_at": sent})
         return found
 
-    def expect(self, raw: dict, key: KeyPath) -> list[dict[str, Any]] | None:
+    def expect(self, raw: Table, key: KeyPath) -> list[dict[str, Any]] | None:
         if "expect" not in raw:
             return None
         value = raw["expect"]
@@ -440,7 +442,7 @@ class _Reader:
             if self.expectation(item, k, ACTION_KEYS)
         ]
 
-    def removed(self, raw: dict, key: KeyPath) -> list[dict[str, str]]:
+    def removed(self, raw: Table, key: KeyPath) -> list[dict[str, str]]:
         value = raw.get("expect_removed", [])
         at: KeyPath = (*key, "expect_removed")
         items = [value] if isinstance(value, dict) else value
@@ -501,7 +503,7 @@ def _csv_value(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date) else str(value)
 
 
-def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, dict]:
+def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, Table]:
     """Plan one case's customer through the same loader, derivation and policies as `plan`."""
     config = ruleset.config
     key = config.customers.id
@@ -519,10 +521,10 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, dic
     if case.contacts:
         contacts = folder / "contacts.csv"
         with contacts.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["customer_id", "channel", "rule", "sent_at"])
+            history = csv.writer(handle)
+            history.writerow(["customer_id", "channel", "rule", "sent_at"])
             for contact in case.contacts:
-                writer.writerow(
+                history.writerow(
                     [row[key], contact["channel"], contact["rule"], _csv_value(contact["sent_at"])]
                 )
     inputs = Inputs(customers, contacts=contacts)
@@ -536,7 +538,7 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, dic
     return plan, fields
 
 
-def _outcome(plan: Plan) -> tuple[list[dict], list[dict]]:
+def _outcome(plan: Plan) -> tuple[list[Table], list[Table]]:
     cursor = plan.con.execute(plan_rows_sql(plan, ""))
     names = [d[0] for d in cursor.description]
     actual = []
@@ -560,11 +562,11 @@ def _outcome(plan: Plan) -> tuple[list[dict], list[dict]]:
     return actual, removed
 
 
-def _matches(expected: dict, actual: dict) -> bool:
+def _matches(expected: Table, actual: Table) -> bool:
     return all(actual.get(k) == v for k, v in expected.items() if k != "reason")
 
 
-def _check(case: Case, actual: list[dict], removed: list[dict]) -> list[str]:
+def _check(case: Case, actual: list[Table], removed: list[Table]) -> list[str]:
     failures = []
     if case.expect is not None:
         unmatched = list(actual)
@@ -591,7 +593,7 @@ def _check(case: Case, actual: list[dict], removed: list[dict]) -> list[str]:
     return failures
 
 
-def _show(action: dict) -> str:
+def _show(action: Table) -> str:
     keys = [k for k in ACTION_KEYS if k in action]
     return "{" + ", ".join(f"{k} = {action[k]!r}" for k in keys) + "}"
 

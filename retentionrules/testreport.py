@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .testing import CaseResult, TestRun
@@ -42,7 +43,7 @@ def _text(run: TestRun) -> str:
     return "\n".join(out)
 
 
-def _brief(action: dict) -> dict:
+def _brief(action: dict[str, Any]) -> dict[str, Any]:
     return {k: action[k] for k in ("rule", "action", "template", "channel", "parameters")}
 
 
