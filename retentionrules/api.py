@@ -70,7 +70,7 @@ class Report:
 
 
 def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
-    """The text of each rule file, exactly as stored (a byte order mark and `\r\n` included, so
+    """The text of each rule file exactly as stored (a byte order mark and CRLF line ends too, so
     that `fmt` can keep the one and rewrite the other); RR001 for a file that cannot be read."""
     sources: dict[str, str] = {}
     problems: list[Diagnostic] = []
@@ -118,7 +118,7 @@ def _not_utf8(path: str, data: bytes, index: int) -> Diagnostic:
 
 def check_sources(sources: dict[str, str], config: Config) -> Report:
     """Check rule files given as text. The report keeps each text normalized as parsed (without
-    a byte order mark, `\r\n` read as `\n`), so that its spans and lines agree with it."""
+    a byte order mark, CRLF and CR read as LF), so that its spans and lines agree with it."""
     texts = {path: parser.normalize(text) for path, text in sources.items()}
     parsed = [parser.parse(text, path) for path, text in texts.items()]
     diagnostics = [d for result in parsed for d in result.diagnostics]
@@ -190,7 +190,7 @@ def _check_group(files: list[Path], config_path: Path | None) -> Report:
 def format_source(source: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
     """The canonical text, or None and the syntax errors that prevent formatting.
 
-    The canonical text has `\n` line endings; a byte order mark at the start is kept (it is how
+    The canonical text has LF line ends; a byte order mark at the start is kept (it is how
     some editors on Windows know the file is UTF-8, and it changes no meaning)."""
     text = parser.normalize(source)
     result = parser.parse(text, path)

@@ -66,13 +66,14 @@ BOM = "\ufeff"
 
 
 def normalize(source: str) -> str:
-    """The text every position refers to: without a leading byte order mark, and with `\r\n` and
-    a lone `\r` read as `\n` (as editors and Python's universal newlines read them).
+    """The text every position refers to: without a leading byte order mark, and with CRLF and a
+    lone CR read as LF (as editors and Python's universal newlines read them).
 
     `parse` applies it itself; callers that keep the text to show lines or cut spans out of it
-    (`api.check_sources`) keep the normalized text, so that spans and text agree."""
-    if source.startswith(BOM):
-        source = source[1:]
+    (`api.check_sources`) keep the normalized text, so that spans and text agree. It is
+    idempotent (so a second mark, invisible too, goes with the first): normalizing twice must
+    not move a position."""
+    source = source.lstrip(BOM)
     if "\r" in source:
         source = source.replace("\r\n", "\n").replace("\r", "\n")
     return source

@@ -209,3 +209,10 @@ def test_decimal_values_survive_fmt_exactly():
     assert rule.clause(ast.When).condition.right.value == Decimal(
         "1.000000000000000000000000000000001"
     )
+
+
+def test_fmt_formats_the_text_it_checks_when_a_file_starts_with_two_byte_order_marks():
+    """Found by the fuzzer: fmt dropped both marks before parsing, check only one."""
+    source = "\ufeff\ufeffrule r\n  when tier = G\n  then send x\n"
+    assert fmt(source) == "\ufeffrule r\n  when tier = G\n  then send x\n"
+    assert statements(fmt(source)) == statements(source)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from retentionrules import ast
-from retentionrules.parser import RESERVED, _Builder, _lark, parse
+from retentionrules.parser import RESERVED, _Builder, _lark, normalize, parse
 
 
 def only(source: str) -> ast.Statement:
@@ -242,3 +242,12 @@ def test_a_negative_parameter_keeps_every_digit():
     rule = only("when a then send x with n = -123456789012345678901234567890.5")
     (param,) = rule.clause(ast.Then).action.params
     assert param.value == ast.Number(Decimal("-123456789012345678901234567890.5"))
+
+
+def test_normalizing_twice_changes_nothing():
+    """Found by the fuzzer: a file starting with two byte order marks lost one per normalization,
+    so `fmt` (which normalized before parsing) formatted another text than it checked."""
+    for text in ("\ufeff\ufeffrule r\r\n  when a\r\r\n  then send x", "\r\n\r", "\ufeff"):
+        once = normalize(text)
+        assert normalize(once) == once
+        assert parse(text) == parse(once)
