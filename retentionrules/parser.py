@@ -89,6 +89,7 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
     for chunk in _split_statements(normalize(source)):
         comments.extend(_comments(chunk))
         if not chunk.is_statement:
+            diagnostics.extend(_orphan_lines(chunk, path))
             continue
         try:
             tree = _lark().parse(chunk.text)
@@ -127,20 +128,37 @@ def _split_statements(source: str) -> list[_Chunk]:
         while cut > 0 and (not lines[cut - 1].strip() or lines[cut - 1].startswith("#")):
             cut -= 1
         cut_points.append(cut)
-    bounds = [0, *cut_points[1:], len(lines)] if cut_points else [0, len(lines)]
+    line_offsets = [0, *itertools.accumulate(len(line) for line in lines)]
+    # What comes before the first statement (its own comments aside) continues no statement.
+    first = cut_points[0] if cut_points else len(lines)
     chunks = []
-    offset = 0
-    line_offsets = [0]
-    for line in lines:
-        offset += len(line)
-        line_offsets.append(offset)
-    for i, (begin, end) in enumerate(itertools.pairwise(bounds)):
-        if begin == end:
-            continue
+    if first > 0:
+        chunks.append(_Chunk("".join(lines[:first]), 1, 0, is_statement=False))
+    bounds = [*cut_points, len(lines)]
+    for begin, end in itertools.pairwise(bounds):
         text = "".join(lines[begin:end])
-        has_statement = i < len(starts)
-        chunks.append(_Chunk(text, begin + 1, line_offsets[begin], has_statement))
+        chunks.append(_Chunk(text, begin + 1, line_offsets[begin], is_statement=True))
     return chunks
+
+
+def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
+    """Code in the indented lines before the first statement would continue nothing: it is an
+    error, not text to skip (the parser once dropped such a rule, and fmt deleted it)."""
+    for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
+        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), line))
+        if code.strip():
+            column = len(code) - len(code.lstrip()) + 1
+            word = code.split()[0]
+            return [
+                Diagnostic(
+                    "RR100",
+                    "this line is indented, but no statement comes before it to continue",
+                    path,
+                    ast.Span(number, column, number, column + len(word)),
+                    "a statement starts at the beginning of a line: remove the indentation",
+                )
+            ]
+    return []
 
 
 _COMMENT = re.compile(r"#[^\n]*")

@@ -216,3 +216,10 @@ def test_fmt_formats_the_text_it_checks_when_a_file_starts_with_two_byte_order_m
     source = "\ufeff\ufeffrule r\n  when tier = G\n  then send x\n"
     assert fmt(source) == "\ufeffrule r\n  when tier = G\n  then send x\n"
     assert statements(fmt(source)) == statements(source)
+
+
+def test_fmt_never_deletes_an_indented_rule_at_the_top_of_a_file():
+    """fmt once wrote an empty file for `  when tier = G then send x`."""
+    formatted, errors = format_source("  when tier = G then send x\n")
+    assert formatted is None
+    assert [(d.code, d.span.line, d.span.column) for d in errors] == [("RR100", 1, 3)]

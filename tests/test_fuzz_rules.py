@@ -27,7 +27,7 @@ import pytest
 from retentionrules import ast
 from retentionrules.api import check_sources, format_source
 from retentionrules.config import Config
-from retentionrules.parser import parse
+from retentionrules.parser import normalize, parse
 
 SEED = 20261122
 CASES = 800
@@ -359,6 +359,17 @@ def _canonical(statements: tuple[ast.Statement, ...]) -> list[ast.Statement]:
     ]
 
 
+def _code_lines(text: str) -> set[int]:
+    """The lines that hold code (not only blanks, comments), in parsed (normalized) numbering."""
+    masked = re.sub(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'", "x", normalize(text))
+    lines = re.sub(r"#[^\n]*", "", masked).split("\n")
+    return {number for number, line in enumerate(lines, start=1) if line.strip()}
+
+
+def _statement_lines(rule_file: ast.RuleFile) -> set[int]:
+    return {n for s in rule_file.statements for n in range(s.span.line, s.span.end_line + 1)}
+
+
 def _comment_words(text: str) -> list[str]:
     return sorted(word for c in parse(text).file.comments for word in c.text.split())
 
@@ -378,6 +389,9 @@ def check_case(text: str) -> Outcome:
         False,
         len(unsilenced.diagnostics) > len(report.diagnostics),
     )
+    original = parse(text)
+    if not any(d.is_error for d in original.diagnostics):
+        assert _code_lines(text) <= _statement_lines(original.file), "code was silently skipped"
     formatted, errors = format_source(text, "r.rules")
     if formatted is None:
         assert errors and all(d.is_error for d in errors)

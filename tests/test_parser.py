@@ -251,3 +251,14 @@ def test_normalizing_twice_changes_nothing():
         once = normalize(text)
         assert normalize(once) == once
         assert parse(text) == parse(once)
+
+
+def test_indented_code_before_the_first_statement_is_an_error_not_skipped():
+    """An indented first rule was parsed as nothing: check passed and the plan lacked the rule."""
+    (diagnostic,) = parse("# rules\n  when tier = G then send x\n").diagnostics
+    assert (diagnostic.code, diagnostic.span.line, diagnostic.span.column) == ("RR100", 2, 3)
+    assert "remove the indentation" in diagnostic.hint
+    result = parse("\twhen tier = G then send x\nrule r\n  when tier = G\n  then send y\n")
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("RR100", 1)]
+    assert [s.name for s in result.file.statements] == ["r"]
+    assert parse("  # only a comment\n\nrule r\n  when a\n  then send y\n").diagnostics == ()
