@@ -225,18 +225,6 @@ def format_statement(statement: ast.Statement) -> str:
     return "\n".join(line.indent + line.text for line in _statement_lines(statement))
 
 
-def logical_lines(rule_file: ast.RuleFile) -> Layout:
-    """Every logical line of a parsed file, in source order."""
-    return Layout(
-        tuple(
-            sorted(
-                (line for s in rule_file.statements for line in _statement_lines(s)),
-                key=lambda line: line.start,
-            )
-        )
-    )
-
-
 @dataclass(frozen=True)
 class Layout:
     """The logical lines of a file in source order, to find which one a position is on."""
@@ -262,6 +250,18 @@ class Layout:
         """The index of the first logical line that starts on a later physical line."""
         index = bisect.bisect_right(self.starts, (line, sys.maxsize))
         return index if index < len(self.lines) else None
+
+
+def logical_lines(rule_file: ast.RuleFile) -> Layout:
+    """Every logical line of a parsed file, in source order."""
+    return Layout(
+        tuple(
+            sorted(
+                (line for s in rule_file.statements for line in _statement_lines(s)),
+                key=lambda line: line.start,
+            )
+        )
+    )
 
 
 # ---------------------------------------------------------------- whole files, with comments
