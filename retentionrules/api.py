@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic
     problems: list[Diagnostic] = []
     for path in files:
         try:
-            if not path.is_file():  # a folder, a FIFO, a device: reading it could block or not end
+            if not stat.S_ISREG(path.stat().st_mode):  # a folder, FIFO, device: may never end
                 problems.append(Diagnostic("RR001", "cannot read: not a regular file", str(path)))
                 continue
             data = path.read_bytes()
