@@ -7,18 +7,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ir
+from . import ast, ir, parser
 from .ast import Span
 from .checker import check
 from .config import Config, ConfigError, find_config, load_config
-from .diagnostics import Diagnostic, apply_noqa
+from .diagnostics import Diagnostic, apply_noqa, noqa_codes
 from .errors import UsageError
-from .formatter import format_file
-from .parser import parse
+from .formatter import Layout, format_file, logical_lines
 
 RULE_SUFFIX = ".rules"
 
@@ -128,40 +128,90 @@ class Report:
 
 
 def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic]]:
+    """The text of each rule file exactly as stored (a byte order mark and CRLF line ends too, so
+    that `fmt` can keep the one and rewrite the other); RR001 for a file that cannot be read."""
     sources: dict[str, str] = {}
     problems: list[Diagnostic] = []
     for path in files:
         try:
-            sources[str(path)] = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as error:
-            problems.append(
-                Diagnostic(
-                    "RR001",
-                    "not UTF-8 text",
-                    str(path),
-                    _byte_span(error.object, error.start),
-                    hint="save the file as UTF-8",
-                )
-            )
+            if not stat.S_ISREG(path.stat().st_mode):  # a folder, FIFO, device: may never end
+                problems.append(Diagnostic("RR001", "cannot read: not a regular file", str(path)))
+                continue
+            data = path.read_bytes()
         except OSError as error:
             problems.append(Diagnostic("RR001", f"cannot read: {error.strerror}", str(path)))
+            continue
+        try:
+            sources[str(path)] = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(_not_utf8(str(path), data, error.start))
     return sources, problems
 
 
-def _byte_span(data: bytes, index: int) -> Span:
-    line = data.count(b"\n", 0, index) + 1
-    column = index - (data.rfind(b"\n", 0, index) + 1) + 1
-    return Span(line, column, line, column + 1)
+_OTHER_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _not_utf8(path: str, data: bytes, index: int) -> Diagnostic:
+    """RR001 at the first byte that is not UTF-8, by line and column as an editor counts them
+    (characters, not bytes; the text before it is valid UTF-8)."""
+    before = parser.normalize(data[:index].decode("utf-8"))
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    encoding = next((name for bom, name in _OTHER_BOMS if data.startswith(bom)), None)
+    saved_as = encoding or "another encoding, such as GBK"
+    return Diagnostic(
+        "RR001",
+        f"not UTF-8 text: byte 0x{data[index]:02X} here is not part of a valid UTF-8 character "
+        f"(the file looks saved as {saved_as})",
+        path,
+        Span(line, column, line, column + 1),
+        hint="save the file as UTF-8 (with or without a byte order mark)",
+    )
 
 
 def check_sources(sources: dict[str, str], config: Config) -> Report:
-    parsed = [parse(text, path) for path, text in sources.items()]
+    """Check rule files given as text. The report keeps each text normalized as parsed (without
+    a byte order mark, CRLF and CR read as LF), so that its spans and lines agree with it."""
+    texts = {path: parser.normalize(text) for path, text in sources.items()}
+    parsed = [parser.parse(text, path) for path, text in texts.items()]
     diagnostics = [d for result in parsed for d in result.diagnostics]
     files = [result.file for result in parsed]
     checked = check(files, config)
     diagnostics.extend(checked.diagnostics)
-    kept = apply_noqa(diagnostics, sources)
-    return Report(sources, sorted(kept, key=Diagnostic.sort_key), checked.ruleset)
+    kept = apply_noqa(diagnostics, _noqa_scopes(files))
+    return Report(texts, sorted(kept, key=Diagnostic.sort_key), checked.ruleset)
+
+
+def _noqa_scopes(files: list[ast.RuleFile]) -> Callable[[Diagnostic], frozenset[str]]:
+    """What `# noqa` silences where: a trailing comment's markers cover the warnings reported on
+    the logical line it is beside (a statement header, one clause, a one-liner's `when ... then`
+    head, a segment), as `formatter.Layout.beside` decides for fmt too; own-line comments cover
+    nothing."""
+    layouts: dict[str, Layout] = {}
+    silenced: dict[tuple[str, int], frozenset[str]] = {}
+    for rule_file in files:
+        marked = [(c, noqa_codes(c.text)) for c in rule_file.comments if not c.own_line]
+        marked = [(comment, codes) for comment, codes in marked if codes]
+        if not marked:
+            continue  # most files: no need to lay them out
+        layout = layouts[rule_file.path] = logical_lines(rule_file)
+        for comment, codes in marked:
+            index = layout.beside(comment.span.line, comment.span.column)
+            if index is not None:
+                key = (rule_file.path, index)
+                silenced[key] = silenced.get(key, frozenset()) | codes
+
+    def scope(d: Diagnostic) -> frozenset[str]:
+        layout = layouts.get(d.path)
+        index = layout.beside(d.span.line, d.span.column) if layout and d.span.line else None
+        return silenced.get((d.path, index), frozenset()) if index is not None else frozenset()
+
+    return scope
 
 
 def check_project(project: Project) -> Report:
@@ -186,9 +236,14 @@ def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) ->
 
 
 def format_source(source: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
-    """The canonical text, or None and the syntax errors that prevent formatting."""
-    result = parse(source, path)
+    """The canonical text, or None and the syntax errors that prevent formatting.
+
+    The canonical text has LF line ends; a byte order mark at the start is kept (it is how
+    some editors on Windows know the file is UTF-8, and it changes no meaning)."""
+    text = parser.normalize(source)
+    result = parser.parse(text, path)
     errors = [d for d in result.diagnostics if d.is_error]
     if errors:
         return None, errors
-    return format_file(result.file, source), []
+    bom = parser.BOM if source.startswith(parser.BOM) else ""
+    return bom + format_file(result.file, text), []

@@ -8,7 +8,7 @@ documentation and the golden tests are checked against it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -75,33 +75,39 @@ class Diagnostic:
         return (self.path, self.span.line, self.span.column, self.code)
 
 
-_NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+\d+(?:\s*,\s*[A-Z]+\d+)*))?", re.IGNORECASE)
+# A marker is `noqa` right after a `#` (blanks between allowed), bare or with a colon and codes
+# (`RR300, RR302`, commas or blanks between), in any letter case, anywhere in a comment (so that
+# the comments fmt joins into one keep their markers).
+_NOQA = re.compile(
+    r"#\s*noqa\b(?P<colon>\s*:\s*(?P<codes>[A-Z]+\d+(?:[\s,]+[A-Z]+\d+)*)?)?", re.IGNORECASE
+)
+EVERY_CODE = frozenset({"*"})  # a bare marker; "*" is no code, so unions keep it
 
 
-def noqa_lines(source: str) -> dict[int, frozenset[str] | None]:
-    """Map line number -> codes silenced on it (None silences every code on that line)."""
-    silenced: dict[int, frozenset[str] | None] = {}
-    for number, line in enumerate(source.split("\n"), start=1):
-        if "#" not in line:
-            continue
-        match = _NOQA.search(line)
-        if match:
-            codes = match.group("codes")
-            silenced[number] = (
-                frozenset(c.strip().upper() for c in codes.split(",")) if codes else None
-            )
-    return silenced
+def noqa_codes(comment: str) -> frozenset[str]:
+    """The codes a comment's `noqa` markers silence: `EVERY_CODE` for a bare marker; nothing for
+    a comment without one, or for a colon not followed by codes (a typo such as `RR3OO` after the
+    colon silences nothing rather than everything)."""
+    codes: set[str] = set()
+    for match in _NOQA.finditer(comment):
+        if match.group("colon") is None:
+            return EVERY_CODE
+        listed = match.group("codes")
+        if listed:
+            codes.update(code.upper() for code in re.split(r"[\s,]+", listed))
+    return frozenset(codes)
 
 
-def apply_noqa(diagnostics: Iterable[Diagnostic], sources: dict[str, str]) -> list[Diagnostic]:
-    """Drop the diagnostics that a `# noqa` comment on their first line silences."""
-    tables = {path: noqa_lines(text) for path, text in sources.items()}
+def apply_noqa(
+    diagnostics: Iterable[Diagnostic], silenced: Callable[[Diagnostic], frozenset[str]]
+) -> list[Diagnostic]:
+    """Drop the warnings that a `# noqa` covers; `silenced(d)` gives the codes silenced where `d`
+    is reported. Errors are never dropped: a broken rule must not vanish without a word."""
     kept = []
     for d in diagnostics:
-        table = tables.get(d.path, {})
-        if d.span.line in table:
-            codes = table[d.span.line]
-            if codes is None or d.code in codes:
+        if not d.is_error:
+            codes = silenced(d)
+            if d.code in codes or codes >= EVERY_CODE:
                 continue
         kept.append(d)
     return kept

@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 
 from . import ir
-from .ast import Span
 from .api import Report, check_paths, config_for_data
+from .ast import Span
 from .config import Config
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError

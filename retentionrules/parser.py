@@ -12,6 +12,7 @@ import functools
 import itertools
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -61,14 +62,34 @@ def _lark() -> Lark:
     )
 
 
+BOM = "\ufeff"
+
+
+def normalize(source: str) -> str:
+    """The text every position refers to: without a leading byte order mark, and with CRLF and a
+    lone CR read as LF (as editors and Python's universal newlines read them).
+
+    `parse` applies it itself; callers that keep the text to show lines or cut spans out of it
+    (`api.check_sources`) keep the normalized text, so that spans and text agree. It is
+    idempotent (so a second mark, invisible too, goes with the first): normalizing twice must
+    not move a position."""
+    source = source.lstrip(BOM)
+    if "\r" in source:
+        source = source.replace("\r\n", "\n").replace("\r", "\n")
+    return source
+
+
 def parse(source: str, path: str = "<string>") -> ParseResult:
-    """Parse a whole rule file, collecting every syntax error rather than stopping at the first."""
+    """Parse a whole rule file, collecting every syntax error rather than stopping at the first.
+
+    Positions refer to `normalize(source)`."""
     statements: list[ast.Statement] = []
     comments: list[ast.Comment] = []
     diagnostics: list[Diagnostic] = []
-    for chunk in _split_statements(source):
+    for chunk in _split_statements(normalize(source)):
         comments.extend(_comments(chunk))
         if not chunk.is_statement:
+            diagnostics.extend(_orphan_lines(chunk, path))
             continue
         try:
             tree = _lark().parse(chunk.text)
@@ -76,8 +97,10 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
             diagnostics.append(_syntax_diagnostic(error, chunk, path))
             continue
         builder = _Builder(chunk, path)
-        statements.append(builder.transform(tree))
+        statement = builder.transform(tree)
         diagnostics.extend(builder.diagnostics)
+        if not builder.reserved:  # a statement with a misplaced keyword is not what was meant
+            statements.append(statement)
     rule_file = ast.RuleFile(path, tuple(statements), tuple(comments))
     return ParseResult(rule_file, tuple(diagnostics))
 
@@ -105,20 +128,37 @@ def _split_statements(source: str) -> list[_Chunk]:
         while cut > 0 and (not lines[cut - 1].strip() or lines[cut - 1].startswith("#")):
             cut -= 1
         cut_points.append(cut)
-    bounds = [0, *cut_points[1:], len(lines)] if cut_points else [0, len(lines)]
+    line_offsets = [0, *itertools.accumulate(len(line) for line in lines)]
+    # What comes before the first statement (its own comments aside) continues no statement.
+    first = cut_points[0] if cut_points else len(lines)
     chunks = []
-    offset = 0
-    line_offsets = [0]
-    for line in lines:
-        offset += len(line)
-        line_offsets.append(offset)
-    for i, (begin, end) in enumerate(itertools.pairwise(bounds)):
-        if begin == end:
-            continue
+    if first > 0:
+        chunks.append(_Chunk("".join(lines[:first]), 1, 0, is_statement=False))
+    bounds = [*cut_points, len(lines)]
+    for begin, end in itertools.pairwise(bounds):
         text = "".join(lines[begin:end])
-        has_statement = i < len(starts)
-        chunks.append(_Chunk(text, begin + 1, line_offsets[begin], has_statement))
+        chunks.append(_Chunk(text, begin + 1, line_offsets[begin], is_statement=True))
     return chunks
+
+
+def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
+    """Code in the indented lines before the first statement would continue nothing: it is an
+    error, not text to skip (the parser once dropped such a rule, and fmt deleted it)."""
+    for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
+        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), line))
+        if code.strip():
+            column = len(code) - len(code.lstrip()) + 1
+            word = code.split()[0]
+            return [
+                Diagnostic(
+                    "RR100",
+                    "this line is indented, but no statement comes before it to continue",
+                    path,
+                    ast.Span(number, column, number, column + len(word)),
+                    "a statement starts at the beginning of a line: remove the indentation",
+                )
+            ]
+    return []
 
 
 _COMMENT = re.compile(r"#[^\n]*")
@@ -136,6 +176,24 @@ def _comments(chunk: _Chunk) -> list[ast.Comment]:
             own_line = not line[: match.start()].strip()
             found.append(ast.Comment(line[match.start() :].rstrip(), own_line, span=span))
     return found
+
+
+# ---------------------------------------------------------------- reserved words
+
+# The keywords of the grammar (every word a terminal of grammar.lark spells), listed in
+# docs/language.md; a test checks all three agree. The grammar lexes by context, so a keyword the
+# parser cannot take at a spot is read as a NAME there (`then send x` followed by an indented
+# `rule b` read as the template `x_rule_b`); the builder refuses every such NAME instead.
+RESERVED = frozenset(
+    (
+        "rule", "segment", "when", "then", "send", "call", "tag", "via", "with", "and", "or", "not",
+        "in", "between", "is", "missing", "present", "contains", "starts", "within", "next",
+        "before", "after", "ago", "true", "false", "priority", "cap", "per", "holdout", "once",
+        "household", "max", "run", "day", "days", "week", "weeks", "month", "months", "year",
+        "years",
+    )
+)
+_STATEMENT_WORDS = ("rule", "segment", "when")
 
 
 # ---------------------------------------------------------------- syntax errors in plain words
@@ -204,8 +262,8 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
         message = f"unexpected `{token}`; expected {_describe_expected(expected)}"
         hint = _hint_for(token, expected, chunk)
     elif isinstance(error, UnexpectedCharacters):
-        char = chunk.text[error.pos_in_stream]
-        message = f"unexpected character `{char}`"
+        char = chunk.text[error.pos_in_stream or 0]
+        message = f"unexpected character {_show_char(char)}"
         hint = (
             'the language has names, numbers, "quoted text", dates and the operators '
             "= != < <= > >= + - * /"
@@ -219,6 +277,15 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
     return Diagnostic("RR100", message, path, ast.Span(line, column, line, column + width), hint)
 
 
+def _show_char(char: str) -> str:
+    """A character as people can see it: invisible ones (a full-width space, a zero-width space,
+    a bidirectional override) by their Unicode name."""
+    if char.isprintable() and not char.isspace():
+        return f"`{char}`"
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
 def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
     text = str(token)
     if token.line == _first_code_line(chunk) and token.column == 1:
@@ -228,7 +295,8 @@ def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
         )
     if text in ("send", "call", "tag") and "THEN" in expected:
         return f"write `then {text} ...` after the condition"
-    if text == "=" and chunk.text[token.start_pos - 1 : token.start_pos] in ("=", "!", "<", ">"):
+    start = token.start_pos or 0
+    if text == "=" and chunk.text[start - 1 : start] in ("=", "!", "<", ">"):
         return "compare with a single `=` (or `!=`, `<=`, `>=`)"
     if token.type != "NAME" and text.isidentifier() and "NAME" in expected:
         return f"`{text}` is a keyword of the language and cannot be used as a name here"
@@ -281,10 +349,36 @@ class _Builder(Transformer):
 
     def __init__(self, chunk: _Chunk, path: str) -> None:
         super().__init__()
+        self._chunk_lines = chunk.text.split("\n")
         self._line_shift = chunk.first_line - 1
         self._offset_shift = chunk.offset
         self._path = path
         self.diagnostics: list[Diagnostic] = []
+        self.reserved = False  # a reserved word was used as a name
+
+    def _name(self, token: Token, what: str, hint: str | None = None) -> str:
+        """Every NAME of the grammar passes here: a reserved word is never a name."""
+        word = str(token)
+        if word in RESERVED:
+            self.reserved = True
+            before = self._chunk_lines[(token.line or 1) - 1][: (token.column or 1) - 1]
+            if word in _STATEMENT_WORDS and before.strip() == "" and before:
+                hint = (
+                    f"a statement starts at the beginning of a line: to start a new one, "
+                    f"remove the indentation before `{word}`"
+                )
+            self.diagnostics.append(
+                Diagnostic(
+                    "RR100",
+                    f"`{word}` is a reserved word and cannot be {what}",
+                    self._path,
+                    self._span(token),
+                    hint
+                    or f"choose another name, e.g. `{word}_1` (the reserved words are listed in "
+                    "docs/language.md)",
+                )
+            )
+        return word
 
     # -- positions
     def _span(self, meta) -> ast.Span:
@@ -319,12 +413,13 @@ class _Builder(Transformer):
 
     def segment_def(self, meta, children):
         name, condition = children
-        return ast.Segment(str(name), condition, span=self._span(meta))
+        return ast.Segment(self._name(name, "a segment name"), condition, span=self._span(meta))
 
     def rule_def(self, meta, children):
         name, description, *clauses = children
         text = _unquote(description) if description is not None else None
-        return ast.Rule(str(name), text, tuple(clauses), span=self._span(meta))
+        name = self._name(name, "a rule name")
+        return ast.Rule(name, text, tuple(clauses), span=self._span(meta))
 
     def oneliner(self, meta, children):
         return ast.Rule(None, None, tuple(children), span=self._span(meta))
@@ -369,24 +464,27 @@ class _Builder(Transformer):
         return ast.Action(str(kind), words, channel, tuple(params or ()), span=self._span(meta))
 
     def words(self, meta, children):
-        return "_".join(str(word) for word in children)
+        joined = "_".join(str(word) for word in children)
+        hint = f"write the template as one word, e.g. `{joined}`" if len(children) > 1 else None
+        return "_".join(self._name(word, "part of a template name", hint) for word in children)
 
     def via(self, meta, children):
-        return str(children[0])
+        return self._name(children[0], "a channel name")
 
     def params(self, meta, children):
         return children
 
     def param(self, meta, children):
         name, value = children
-        return ast.Param(str(name), value, span=self._span(meta))
+        return ast.Param(self._name(name, "a parameter name"), value, span=self._span(meta))
 
     # -- literals
     def number(self, meta, children):
         return ast.Number(Decimal(str(children[0])), span=self._span(meta))
 
     def negative_number(self, meta, children):
-        return ast.Number(-Decimal(str(children[0])), span=self._span(meta))
+        # copy_negate is exact; unary minus would round to the context's 28 digits
+        return ast.Number(Decimal(str(children[0])).copy_negate(), span=self._span(meta))
 
     def string(self, meta, children):
         return ast.String(_unquote(children[0]), span=self._span(meta))
@@ -415,7 +513,8 @@ class _Builder(Transformer):
         return ast.Bool(False, span=self._span(meta))
 
     def name(self, meta, children):
-        return ast.Name(str(children[0]), span=self._span(meta))
+        what = "a field, segment or value name"
+        return ast.Name(self._name(children[0], what), span=self._span(meta))
 
     def duration(self, meta, children):
         amount = self._whole(children[0], "a duration")
@@ -470,21 +569,28 @@ class _Builder(Transformer):
         value, direction, point, ago = children
         return ast.BeforeAfter(value, str(direction), point, ago is not None, span=self._span(meta))
 
-    def _arith(op: str):
-        def build(self, meta, children):
-            return ast.Arith(op, children[0], children[1], span=self._span(meta))
+    def add(self, meta, children):
+        return ast.Arith("+", children[0], children[1], span=self._span(meta))
 
-        return build
+    def sub(self, meta, children):
+        return ast.Arith("-", children[0], children[1], span=self._span(meta))
 
-    add, sub, mul, div = _arith("+"), _arith("-"), _arith("*"), _arith("/")
+    def mul(self, meta, children):
+        return ast.Arith("*", children[0], children[1], span=self._span(meta))
+
+    def div(self, meta, children):
+        return ast.Arith("/", children[0], children[1], span=self._span(meta))
 
     def neg(self, meta, children):
         return ast.Neg(children[0], span=self._span(meta))
 
 
-def _flatten(kind: type, operands: list) -> tuple:
+def _flatten(kind: type[ast.And] | type[ast.Or], operands: list[ast.Expr]) -> tuple[ast.Expr, ...]:
     """`(a and b) and c` means `a and b and c`: keep one n-ary node per chain."""
-    flat: list = []
+    flat: list[ast.Expr] = []
     for operand in operands:
-        flat.extend(operand.operands if isinstance(operand, kind) else (operand,))
+        if isinstance(operand, kind):
+            flat.extend(operand.operands)
+        else:
+            flat.append(operand)
     return tuple(flat)

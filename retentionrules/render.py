@@ -25,7 +25,8 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
         span = d.span
         where = f"{d.path}:{span.line}:{span.column}" if span.line else d.path
         out.append(f"{where}: {d.code} {d.severity.value}: {d.message}")
-        lines = sources.get(d.path, "").split("\n")
+        source = sources.get(d.path, "")  # "" for a file that could not be read
+        lines = source.split("\n") if source else []
         if 0 < span.line <= len(lines):
             text = lines[span.line - 1].rstrip()
             width = (

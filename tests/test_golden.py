@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from retentionrules.api import check_paths, format_source
+from retentionrules.api import check_paths, check_sources, format_source
+from retentionrules.config import Config
 from retentionrules.diagnostics import CODES
 from retentionrules.render import render_text
 from retentionrules.testing import run_tests
@@ -47,10 +48,16 @@ def test_diagnostic_golden(code, monkeypatch):
 
 @pytest.mark.parametrize("case", FMT_CASES, ids=lambda p: p.stem)
 def test_fmt_golden(case):
-    formatted, errors = format_source(case.read_text(encoding="utf-8"), str(case))
+    source = case.read_text(encoding="utf-8")
+    formatted, errors = format_source(source, str(case))
     assert errors == []
     compare(case.with_suffix(".expected"), formatted)
     assert format_source(formatted)[0] == formatted
+    assert reported(formatted) == reported(source)  # the same noqa comments silence the same
+
+
+def reported(text: str) -> list[str]:
+    return sorted(d.code for d in check_sources({"r.rules": text}, Config()).diagnostics)
 
 
 def test_language_reference_documents_every_code():
