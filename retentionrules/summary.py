@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
+from .output import json_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -41,7 +41,7 @@ def plan_json(result: PlanResult) -> str:
         "notes": result.plan.notes,
         "written": [str(p) for p in result.written],
     }
-    return json.dumps(payload, ensure_ascii=False, indent=2)
+    return json_text(payload)
 
 
 def print_plan(result: PlanResult, console: Console) -> None:
@@ -72,7 +72,7 @@ def print_plan(result: PlanResult, console: Console) -> None:
 
 
 def explain_json(explanations: list[Explanation]) -> str:
-    return json.dumps(
+    return json_text(
         [
             {
                 "customer": e.customer,
@@ -90,9 +90,7 @@ def explain_json(explanations: list[Explanation]) -> str:
                 ],
             }
             for e in explanations
-        ],
-        ensure_ascii=False,
-        indent=2,
+        ]
     )
 
 
@@ -110,16 +108,14 @@ def print_explanation(explanation: Explanation, console: Console) -> None:
 
 
 def score_json(result: ScoreResult) -> str:
-    return json.dumps(
+    return json_text(
         {
             "customers": result.stats.customers,
             "rejected": result.stats.rejected,
             "distribution": [
                 {"tier": t, "stage": s, "customers": n} for t, s, n in result.distribution
             ],
-        },
-        ensure_ascii=False,
-        indent=2,
+        }
     )
 
 
@@ -215,7 +211,7 @@ def print_impact(impact: Impact, console: Console) -> None:
 
 
 def impact_json(impact: Impact) -> str:
-    return json.dumps(
+    return json_text(
         {
             "as_of": impact.as_of.isoformat(),
             "customers": impact.customers,
@@ -227,7 +223,5 @@ def impact_json(impact: Impact) -> str:
                 }
                 for r in impact.rules
             ],
-        },
-        ensure_ascii=False,
-        indent=2,
+        }
     )
