@@ -12,7 +12,7 @@
 - CSV files start with a UTF-8 byte order mark and text cells that a spreadsheet would run as a
   formula get a leading `'`; no file (and no JSON we print) ever holds NaN or Infinity.
 
-Locks and links are POSIX (Linux, macOS); where `fcntl` is missing the locks are skipped.
+Locks and links are POSIX (Linux, macOS); without `fcntl` the module still imports, unlocked.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ _STAGING_NAME = re.compile(r"\.retentionrules-tmp-(\d+)-[A-Za-z0-9_]+\Z")
 # extension DuckDB would take as a compression (`.gz`, `.zst`).
 _PART = ".part"
 _NONFINITE = "retentionrules-nonfinite:"
+# DuckDB type ids a CSV cell never needs defusing for: numbers, booleans, dates and times (in the
+# documented range of dates none begins with `-`). Every other column is written as defused text.
+_NUMBERS = ("tinyint", "smallint", "integer", "bigint", "hugeint", "float", "double", "decimal")
+_UNSIGNED = ("utinyint", "usmallint", "uinteger", "ubigint", "uhugeint")
+_TIMES = ("date", "time", "timestamp", "timestamp_s", "timestamp_ms", "timestamp_ns")
+_ZONED = ("timestamp with time zone", "time with time zone")
+_NOT_TEXT = frozenset((*_NUMBERS, *_UNSIGNED, *_TIMES, *_ZONED, "boolean", "null"))
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -267,7 +274,7 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, staged: Path, path: Path) 
                 f"CASE WHEN {column} IS NULL OR isfinite({column}) THEN {column} "
                 f"ELSE error({message} || CAST({column} AS VARCHAR)) END"
             )
-        elif csv and kind in ("varchar", "enum"):  # JSON columns are VARCHAR to DuckDB
+        elif csv and kind not in _NOT_TEXT:  # text, enumerations, JSON (VARCHAR to DuckDB)...
             expr = _defused_sql(f"CAST({column} AS VARCHAR)")
         else:
             expr = column
@@ -289,6 +296,10 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, staged: Path, path: Path) 
             ) from None
         if isinstance(error, duckdb.IOException):
             raise OutputError(f"{path}: {text}") from None
+        raise
+    except RuntimeError as error:  # DuckDB's answer to Ctrl-C while it runs a query
+        if "interrupted" in str(error).lower():
+            raise KeyboardInterrupt from None
         raise
     if not body.exists():  # DuckDB writes no file for zero JSON rows
         _write_new(body, b"")
@@ -346,8 +357,17 @@ def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
 
 
 class UnverifiedPlan(DataError):
-    """A plan on disk that this tool did not finish writing, or that was changed since: no
-    header (a run was stopped while replacing it), or a header whose digest does not match."""
+    """A plan on disk that this tool did not finish writing, or that was changed since.
+
+    `reason` says which, for programs: `unreadable` (no plan, or it cannot be read), `no header`
+    (a run was stopped while replacing it), `bad header` (not a header this tool writes), or
+    `mismatch` (the header is for other bytes: the plan was changed, or the two come from
+    different runs).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -366,9 +386,15 @@ def open_plan(plan: Path) -> Iterator[VerifiedPlan]:
     header_path = sidecar(plan)
     with _locked(plan, exclusive=False):
         try:
-            handle = plan.open("rb")
+            fd = os.open(plan, os.O_RDONLY | os.O_NONBLOCK | _O_CLOEXEC)  # a FIFO cannot hang us
         except OSError as error:
-            raise UnverifiedPlan(f"{plan}: cannot read the plan: {error.strerror}") from None
+            raise UnverifiedPlan(
+                f"{plan}: cannot read the plan: {error.strerror}", "unreadable"
+            ) from None
+        handle = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            raise UnverifiedPlan(f"{plan}: the plan is not a regular file", "unreadable")
         try:
             header = _verified_header(plan, header_path, handle)
         except BaseException:
@@ -391,19 +417,22 @@ def _verified_header(plan: Path, header_path: Path, handle: IO[bytes]) -> dict[s
     except FileNotFoundError:
         raise UnverifiedPlan(
             f"{plan}: the plan has no header ({header_path.name}): it was not completely "
-            f"written (a run was stopped while replacing it); {rerun}"
+            f"written (a run was stopped while replacing it); {rerun}",
+            "no header",
         ) from None
     except OSError as error:
-        raise UnverifiedPlan(f"{header_path}: cannot read: {error.strerror}") from None
+        message = f"{header_path}: cannot read: {error.strerror}"
+        raise UnverifiedPlan(message, "unreadable") from None
     try:
         header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as error:
-        raise UnverifiedPlan(f"{header_path}: not a plan header: {error}") from None
+        raise UnverifiedPlan(f"{header_path}: not a plan header: {error}", "bad header") from None
     expected = header.get("plan_sha256") if isinstance(header, dict) else None
     if not isinstance(expected, str):
         raise UnverifiedPlan(
             f"{header_path}: the header holds no plan digest (plan_sha256): it was written by "
-            f"an older version or by hand; {rerun}"
+            f"an older version or by hand; {rerun}",
+            "bad header",
         )
     digest = hashlib.sha256()
     for block in iter(lambda: handle.read(1 << 20), b""):
@@ -413,7 +442,8 @@ def _verified_header(plan: Path, header_path: Path, handle: IO[bytes]) -> dict[s
         raise UnverifiedPlan(
             f"{plan}: the plan does not match its header {header_path.name} (the header is for "
             f"a plan with sha256 {expected[:16]}…, this one has {digest.hexdigest()[:16]}…): it "
-            f"was changed, or the two come from different runs; {rerun}"
+            f"was changed, or the two come from different runs; {rerun}",
+            "mismatch",
         )
     return header
 
