@@ -233,13 +233,16 @@ class Outputs:
                 if key not in folders:
                     folders[key] = stack.enter_context(_Staging(path.parent))
                 staged[role] = folders[key].path / (path.name + _PART)
-                _copy(con, queries[role], staged[role], path)
+                with _reported(path):
+                    _copy(con, queries[role], staged[role], path)
             committed = None
             if self.plan is not None:
                 path = self.targets[self.plan]
                 committed = {**(header or {}), "plan_sha256": _sha256(staged[self.plan])}
                 staged_header = staged[self.plan].with_name(sidecar(path).name + _PART)
-                _write_new(staged_header, json_text(committed, sort_keys=True).encode() + b"\n")
+                with _reported(sidecar(path)):
+                    text = json_text(committed, sort_keys=True) + "\n"
+                    _write_new(staged_header, text.encode("utf-8"))
                 _commit_plan(staged[self.plan], staged_header, path)
                 written += [path, sidecar(path)]
             for role, path in self.targets.items():
@@ -247,6 +250,15 @@ class Outputs:
                     _rename(staged[role], path)
                     written.append(path)
         return committed, written
+
+
+@contextlib.contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """A file system error while writing `path` (a full disk, say) as an error for people."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"{path}: {error.strerror or error}") from None
 
 
 def write_query(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
@@ -295,7 +307,8 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, staged: Path, path: Path) 
                 "configuration and the data"
             ) from None
         if isinstance(error, duckdb.IOException):
-            raise OutputError(f"{path}: {text}") from None
+            code = re.search(r'"errno":\s*"(\d+)"', text)  # DuckDB's own text names our folder
+            raise OutputError(f"{path}: {os.strerror(int(code[1])) if code else text}") from None
         raise
     except RuntimeError as error:  # DuckDB's answer to Ctrl-C while it runs a query
         if "interrupted" in str(error).lower():
