@@ -25,8 +25,10 @@ import math
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,13 +228,15 @@ class Outputs:
         """
         written: list[Path] = []
         with contextlib.ExitStack() as stack:
-            folders: dict[str, _Staging] = {}
+            folders: dict[str, Path] = {}
             staged: dict[str, Path] = {}
             for role, path in self.targets.items():
                 key = os.path.realpath(path.parent)
                 if key not in folders:
-                    folders[key] = stack.enter_context(_Staging(path.parent))
-                staged[role] = folders[key].path / (path.name + _PART)
+                    staging = _Staging(path.parent)
+                    stack.callback(staging.close)
+                    folders[key] = staging.open()
+                staged[role] = folders[key] / (path.name + _PART)
                 with _reported(path):
                     _copy(con, queries[role], staged[role], path)
             committed = None
@@ -524,25 +528,51 @@ class _Staging:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.path = folder
+        self.path: Path | None = None
         self.fd: int | None = None
 
-    def __enter__(self) -> _Staging:
+    def open(self) -> Path:
+        """Make the folder. Register `close` before calling this: an interrupt right after the
+        folder is made must still remove it."""
         remove_stale(self.folder)
+        prefix = f"{_STAGING_PREFIX}{os.getpid()}-"
         try:
-            prefix = f"{_STAGING_PREFIX}{os.getpid()}-"
-            self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.folder))
+            with _interrupts_deferred():  # between mkdir and knowing the name, Ctrl-C waits
+                self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.folder))
         except OSError as error:
             raise OutputError(f"{self.folder}: cannot write here: {error.strerror}") from None
         if fcntl is not None:
             self.fd = os.open(self.path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
             fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+        return self.path
 
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    def close(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
         if self.fd is not None:
             os.close(self.fd)
+            self.fd = None
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for a few statements that must not be cut in two; it is raised
+    when they are done. Only the main thread receives signals in Python."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])  # the default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def remove_stale(folder: Path) -> list[Path]:
@@ -650,9 +680,10 @@ def replace_text(path: Path, text: str) -> Path:
         raise OutputError(f"{path}: {error.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise OutputError(f"{path}: not a regular file")
-    with _Staging(target.parent) as staging:
-        staged = staging.path / (target.name + _PART)
-        with _open_new(staged, 0o600) as handle:
+    staging = _Staging(target.parent)
+    try:
+        staged = staging.open() / (target.name + _PART)
+        with _reported(path), _open_new(staged, 0o600) as handle:
             handle.write(text.encode("utf-8"))
             handle.flush()
             with contextlib.suppress(OSError):
@@ -660,6 +691,8 @@ def replace_text(path: Path, text: str) -> Path:
             os.fchmod(handle.fileno(), stat.S_IMODE(st.st_mode))
             os.fsync(handle.fileno())
         _rename(staged, target)
+    finally:
+        staging.close()
     return target
 
 
