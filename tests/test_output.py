@@ -388,7 +388,6 @@ def test_the_next_write_in_a_folder_removes_what_a_killed_run_left(run_cli, tmp_
     assert staging_folders(tmp_path) == []
 
 
-
 # ---------------------------------------------------------------- the plan and its header
 
 
