@@ -469,6 +469,17 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _flock(fd: int, operation: int) -> None:
+    """Take a lock, or go on without one on a file system that has no locks (some network and
+    FUSE file systems): the plan's digest still tells a reader a torn pair, and a stale staging
+    folder is then left alone rather than removed."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
 @contextlib.contextmanager
 def _locked(plan: Path, *, exclusive: bool) -> Iterator[None]:
     """Hold the plan's lock file: exclusive to commit a plan, shared to read one."""
@@ -476,7 +487,7 @@ def _locked(plan: Path, *, exclusive: bool) -> Iterator[None]:
     fd = _open_lock(path, create=exclusive)
     try:
         if fd is not None and fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
         if fd is not None:
@@ -543,7 +554,7 @@ class _Staging:
             raise OutputError(f"{self.folder}: cannot write here: {error.strerror}") from None
         if fcntl is not None:
             self.fd = os.open(self.path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            _flock(self.fd, fcntl.LOCK_EX)
         return self.path
 
     def close(self) -> None:
