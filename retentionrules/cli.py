@@ -537,9 +537,11 @@ def _text_of(path: Path) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    """Staged in a private folder beside the file and renamed over it, keeping its permissions; a
+    rule file that is a symbolic link stays one (the file it points to is rewritten)."""
+    from .output import replace_text
+
+    replace_text(path, text)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import zoneinfo
 from collections.abc import Sequence
@@ -19,25 +20,18 @@ from typing import Any
 import duckdb
 
 from . import ir
-from .api import Report, check_paths, config_for_data
+from .api import Report, check_paths, config_for_data, rule_files
 from .ast import Span
-from .config import Config
+from .config import Config, find_config
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
 from .loader import Inputs, LoadStats, connect, load, rejects_sql
-from .output import (
-    check_writable,
-    digest_files,
-    digest_text,
-    sidecar,
-    write_json,
-    write_query,
-)
+from .output import Outputs, digest_files, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header carries the plan's sha256 and is written last
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
 
 
@@ -110,9 +104,11 @@ def run_plan(
 
     Nothing is written unless every step before succeeded.
     """
-    for path in (out, rejects, suppressed):
-        if path is not None:
-            check_writable(path)
+    outputs = Outputs(
+        _named_inputs(rule_paths, inputs, [config_path]),
+        {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
+        plan="--out",
+    )
     digest = _Digest(inputs.files())
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
@@ -122,17 +118,42 @@ def run_plan(
         raise DataError(f"cannot read input: {digest.error}")
     meta = _meta(report, digest.value, as_of, plan, stats)
     result = PlanResult(plan, stats, meta, report)
-    if out is not None:
-        write_query(con, plan_rows_sql(plan, meta["plan_id"]), out)
-        write_json(sidecar(out), meta)
-        result.written += [out, sidecar(out)]
-    if suppressed is not None:
-        write_query(con, suppressed_sql(plan), suppressed)
-        result.written.append(suppressed)
-    if rejects is not None:
-        write_query(con, rejects_sql(con) or _NO_REJECTS, rejects)
-        result.written.append(rejects)
+    _finite_costs(plan)
+    if outputs:
+        queries = {
+            "--out": plan_rows_sql(plan, meta["plan_id"]),
+            "--suppressed": suppressed_sql(plan),
+            "--rejects": rejects_sql(con) or _NO_REJECTS,
+        }
+        header, result.written = outputs.write(con, queries, meta)
+        result.meta = header or meta
     return result
+
+
+def _named_inputs(
+    rule_paths: Sequence[str | Path], inputs: Inputs, configs: list[Path | None]
+) -> list[tuple[str, Path | None]]:
+    """Every file a run reads, with its role: no output may be one of them."""
+    files = rule_files(rule_paths)
+    configs = [*configs, *(find_config(f) for f in files)]
+    return [
+        ("--customers", inputs.customers),
+        ("--orders", inputs.orders),
+        ("--contacts", inputs.contacts),
+        *(("rule file", f) for f in files),
+        *(("configuration", c) for c in dict.fromkeys(configs)),
+    ]
+
+
+def _finite_costs(plan: Plan) -> None:
+    """A rule's total cost can overflow with huge per-message costs: stop before writing a plan
+    or printing a summary that would carry Infinity."""
+    for counts in plan.counts:
+        if not math.isfinite(counts.cost):
+            raise DataError(
+                f"rule {counts.rule}: the estimated cost is {counts.cost} (too large to hold); "
+                "nothing was written. Check the costs in the configuration"
+            )
 
 
 def _meta(
@@ -252,17 +273,15 @@ def score(
     rejects: Path | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
-    for path in (out, rejects):
-        if path is not None:
-            check_writable(path)
     config = config_for_data(config_path)
+    configs = [config_path or find_config(Path.cwd())]
+    outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
     as_of = as_of or today(config)
     con = connect()
     stats = load(con, config, inputs, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
-    if out is not None:
-        write_query(con, scores_sql(config), out)
-    if rejects is not None:
-        write_query(con, rejects_sql(con) or _NO_REJECTS, rejects)
+    if outputs:
+        queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
+        outputs.write(con, queries)
     used = config.source or "the built-in defaults"
     return ScoreResult(stats, distribution(con), config.tier_type().values, used)

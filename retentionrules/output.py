@@ -1,17 +1,49 @@
-"""Writing results: atomically, in the format the file name asks for, byte-identical on rerun."""
+"""Writing results: no input lost, no half-written run visible, every file safe to open.
+
+- Before any work, `Outputs` refuses an output that is one of the run's inputs or another of its
+  outputs (`refuse_aliases`), and one that could not be written anyway.
+- Each file is written into a private folder beside it (`_Staging`: a fresh `mkdtemp` folder,
+  mode 0700, so nobody can plant a symbolic link at the name DuckDB writes to), then renamed
+  into place: a reader sees the old file or the new one, never a part.
+- A plan and its header are one unit: under an exclusive lock on `PLAN.lock` the old header is
+  removed, the plan renamed into place, then the header, which carries the plan's sha256. The
+  header is the commit marker: `open_plan` / `read_plan_header` take the shared lock and accept
+  a plan only when its header is there and the digest matches.
+- CSV files start with a UTF-8 byte order mark and text cells that a spreadsheet would run as a
+  formula get a leading `'`; no file (and no JSON we print) ever holds NaN or Infinity.
+
+Locks and links are POSIX (Linux, macOS); without `fcntl` the module still imports, unlocked.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
-from collections.abc import Iterable
+import re
+import shutil
+import signal
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
-import duckdb
+from .errors import DataError, OutputError, UsageError
+from .sql import ident, literal
 
-from .errors import OutputError
-from .sql import literal
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    import duckdb
 
 FORMATS = {
     ".jsonl": "(FORMAT JSON)",
@@ -20,49 +52,692 @@ FORMATS = {
     ".csv": "(FORMAT CSV, HEADER)",
     ".parquet": "(FORMAT PARQUET)",
 }
+HEADER_SUFFIX = ".meta.json"
+LOCK_SUFFIX = ".lock"
+BOM = "\ufeff"
+# A text cell starting with one of these is prefixed with `'` in CSV. The first six are what
+# spreadsheets run as a formula (OWASP, "CSV injection"); `'` itself is escaped too, so that a
+# reader can undo it exactly: strip one leading `'`.
+DEFUSED = ("=", "+", "-", "@", "\t", "\r", "'")
 
-
-def check_writable(path: Path) -> None:
-    """Fail before any work when the output could not be written anyway."""
-    if path.suffix.lower() not in FORMATS:
-        raise OutputError(f"{path}: unknown output type; use .jsonl, .csv or .parquet")
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: no such folder")
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def write_query(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
-    """COPY the query's rows to `path`: written beside it first, then renamed into place."""
-    check_writable(path)
-    temporary = _temporary(path)
-    try:
-        con.execute(f"COPY ({query}) TO {literal(str(temporary))} {FORMATS[path.suffix.lower()]}")
-        if not temporary.exists():  # DuckDB writes no file for zero JSON rows
-            temporary.write_bytes(b"")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    temporary = _temporary(path)
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: object) -> None:
-    write_text(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
+_STAGING_PREFIX = ".retentionrules-tmp-"
+_STAGING_NAME = re.compile(r"\.retentionrules-tmp-(\d+)-[A-Za-z0-9_]+\Z")
+# Staged files end in `.part`: never `*.rules` (rule discovery searches hidden folders too) nor an
+# extension DuckDB would take as a compression (`.gz`, `.zst`).
+_PART = ".part"
+_NONFINITE = "retentionrules-nonfinite:"
+# DuckDB type ids a CSV cell never needs defusing for: numbers, booleans, dates and times (in the
+# documented range of dates none begins with `-`). Every other column is written as defused text.
+_NUMBERS = ("tinyint", "smallint", "integer", "bigint", "hugeint", "float", "double", "decimal")
+_UNSIGNED = ("utinyint", "usmallint", "uinteger", "ubigint", "uhugeint")
+_TIMES = ("date", "time", "timestamp", "timestamp_s", "timestamp_ms", "timestamp_ns")
+_ZONED = ("timestamp with time zone", "time with time zone")
+_NOT_TEXT = frozenset((*_NUMBERS, *_UNSIGNED, *_TIMES, *_ZONED, "boolean", "null"))
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def sidecar(path: Path) -> Path:
     """The plan's header: `plan.jsonl` -> `plan.jsonl.meta.json`."""
-    return path.with_name(path.name + ".meta.json")
+    return path.with_name(path.name + HEADER_SUFFIX)
+
+
+def lock_file(path: Path) -> Path:
+    """The file that serialises writers and readers of a plan: `plan.jsonl` -> `plan.jsonl.lock`.
+    It stays, empty: removing a lock file that another process may hold would break the lock."""
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+# ---------------------------------------------------------------- which paths may be written
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """Two names are one file when they resolve to the same path (symbolic links, `..`, relative
+    paths), or, for files that exist, have the same device and inode (hard links, a
+    case-insensitive file system)."""
+
+    real: str
+    inode: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, path: Path) -> _Identity:
+        try:
+            st = os.stat(path)
+            inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except (OSError, ValueError):  # missing, a symbolic link loop, a NUL in the name
+            inode = None
+        return cls(os.path.realpath(path), inode)
+
+    def same(self, other: _Identity) -> bool:
+        return self.real == other.real or (self.inode is not None and self.inode == other.inode)
+
+
+def refuse_aliases(
+    inputs: Iterable[tuple[str, Path]], outputs: Iterable[tuple[str, Path]]
+) -> None:
+    """Raise UsageError, naming both paths, when an output is one of the run's inputs or another
+    of its outputs. Each path comes with the role it plays (`--customers`, `rule file`, `--out`)
+    for the message.
+
+    Writing the plan over the customer export it is made from would lose the export; two
+    outputs on one file would leave one of them silently missing.
+    """
+    seen = [(role, Path(path), _Identity.of(Path(path)), True) for role, path in inputs]
+    for role, path in outputs:
+        path = Path(path)
+        identity = _Identity.of(path)
+        for other_role, other, other_identity, is_input in seen:
+            if identity.same(other_identity):
+                if is_input:
+                    raise UsageError(
+                        f"{role} {path} is the same file as {other_role} {other}: writing it "
+                        "would destroy an input; nothing was written (choose another output)"
+                    )
+                raise UsageError(
+                    f"{role} {path} and {other_role} {other} are the same file; "
+                    "nothing was written (give each output its own file)"
+                )
+        seen.append((role, path, identity, False))
+
+
+def check_writable(path: Path, role: str = "output") -> None:
+    """Fail before any work when the output could not be written anyway, or would be written
+    somewhere other than the name given."""
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(f"{path}: unknown output type; use .jsonl, .csv or .parquet")
+    _check_name(path, role)
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: no such folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{folder}: cannot write in this folder (permission denied)")
+
+
+def _check_name(path: Path, role: str) -> None:
+    """What is at an output's name now: nothing, or a regular file that the output replaces.
+
+    A symbolic link is refused rather than followed or replaced: following it writes somewhere
+    the command line does not say, replacing it surprises whoever made it.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise OutputError(f"{path}: {error.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(
+            f"{role} {path} is a symbolic link (to {os.readlink(path)}); outputs never write "
+            "through links: name the file itself, or remove the link"
+        )
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{role} {path} is a folder; name a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{role} {path} is not a regular file")
+
+
+# ---------------------------------------------------------------- one run's outputs
+
+
+class Outputs:
+    """The files one run writes, checked when made (before any work) and written together at the
+    end by `write`.
+
+    `outputs` maps each option (`--out`, `--suppressed`, ...) to its path, or None when not
+    asked for; `plan` names the option whose file is a plan: it gets a header and a lock.
+    """
+
+    def __init__(
+        self,
+        inputs: Iterable[tuple[str, Path | None]],
+        outputs: Mapping[str, Path | None],
+        plan: str | None = None,
+    ) -> None:
+        self.targets = {role: Path(path) for role, path in outputs.items() if path is not None}
+        self.plan = plan if plan in self.targets else None
+        named = list(self.targets.items())
+        if self.plan is not None:
+            path = self.targets[self.plan]
+            named += [
+                (f"{self.plan}'s header", sidecar(path)),
+                (f"{self.plan}'s lock", lock_file(path)),
+            ]
+        refuse_aliases([(role, Path(p)) for role, p in inputs if p is not None], named)
+        for role, path in self.targets.items():
+            check_writable(path, role)
+        for role, path in named[len(self.targets) :]:
+            _check_name(path, role)
+
+    def __bool__(self) -> bool:
+        return bool(self.targets)
+
+    def write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        queries: Mapping[str, str],
+        header: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any] | None, list[Path]]:
+        """Write each output from its query; return the plan's header as written (with
+        `plan_sha256`) and the files written.
+
+        Every file is staged first: a failure (bad data met while writing, a full disk, an
+        interrupt) leaves every output as it was, and no temporary file behind. Then the plan is
+        committed with its header, then the other files, each renamed into place.
+        """
+        written: list[Path] = []
+        with contextlib.ExitStack() as stack:
+            folders: dict[str, Path] = {}
+            staged: dict[str, Path] = {}
+            for role, path in self.targets.items():
+                key = os.path.realpath(path.parent)
+                if key not in folders:
+                    staging = _Staging(path.parent)
+                    stack.callback(staging.close)
+                    folders[key] = staging.open()
+                staged[role] = folders[key] / (path.name + _PART)
+                with _reported(path):
+                    _copy(con, queries[role], staged[role], path)
+            committed = None
+            if self.plan is not None:
+                path = self.targets[self.plan]
+                committed = {**(header or {}), "plan_sha256": _sha256(staged[self.plan])}
+                staged_header = staged[self.plan].with_name(sidecar(path).name + _PART)
+                with _reported(sidecar(path)):
+                    text = json_text(committed, sort_keys=True) + "\n"
+                    _write_new(staged_header, text.encode("utf-8"))
+                _commit_plan(staged[self.plan], staged_header, path)
+                written += [path, sidecar(path)]
+            for role, path in self.targets.items():
+                if role != self.plan:
+                    _rename(staged[role], path)
+                    written.append(path)
+        return committed, written
+
+
+@contextlib.contextmanager
+def _reported(path: Path) -> Iterator[None]:
+    """A file system error while writing `path` (a full disk, say) as an error for people."""
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(f"{path}: {error.strerror or error}") from None
+
+
+def write_query(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """COPY one query's rows to `path`, staged and renamed into place (no plan header)."""
+    Outputs([], {"output": path}).write(con, {"output": query})
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, staged: Path, path: Path) -> None:
+    """COPY the query's rows to the staged file, in the format `path`'s extension names.
+
+    Every column is passed through unchanged except: a FLOAT or DOUBLE that is NaN or infinite
+    stops the write (JSON cannot hold it, and a number that overflowed is not a number anyone
+    should act on); in CSV, text cells are defused and the file starts with a byte order mark.
+    """
+    import duckdb
+
+    csv = path.suffix.lower() == ".csv"
+    relation = con.sql(query)
+    columns = []
+    for name, type_ in zip(relation.columns, relation.types, strict=True):
+        column, kind = ident(name), type_.id
+        if kind in ("float", "double"):
+            message = literal(f"{_NONFINITE}{name}: ")
+            expr = (
+                f"CASE WHEN {column} IS NULL OR isfinite({column}) THEN {column} "
+                f"ELSE error({message} || CAST({column} AS VARCHAR)) END"
+            )
+        elif csv and kind not in _NOT_TEXT:  # text, enumerations, JSON (VARCHAR to DuckDB)...
+            expr = _defused_sql(f"CAST({column} AS VARCHAR)")
+        else:
+            expr = column
+        columns.append(f"{expr} AS {ident(defuse(name) if csv else name)}")
+    select = f"SELECT {', '.join(columns)} FROM ({query})" if columns else query
+    body = staged.with_name(staged.name + ".body") if csv else staged
+    try:
+        con.execute(
+            f"COPY ({select}) TO {literal(os.path.abspath(body))} {FORMATS[path.suffix.lower()]}"
+        )
+    except duckdb.Error as error:
+        text = str(error)
+        if _NONFINITE in text:
+            column, _, value = text.split(_NONFINITE, 1)[1].partition(": ")
+            raise DataError(
+                f"{path}: column {column} holds {value.strip()}, which is not a finite number "
+                "(too large, or not a number); nothing was written. Check the numbers in the "
+                "configuration and the data"
+            ) from None
+        if isinstance(error, duckdb.IOException):
+            code = re.search(r'"errno":\s*"(\d+)"', text)  # DuckDB's own text names our folder
+            raise OutputError(f"{path}: {os.strerror(int(code[1])) if code else text}") from None
+        raise
+    except RuntimeError as error:  # DuckDB's answer to Ctrl-C while it runs a query
+        if "interrupted" in str(error).lower():
+            raise KeyboardInterrupt from None
+        raise
+    if not body.exists():  # DuckDB writes no file for zero JSON rows
+        _write_new(body, b"")
+    if csv:
+        # A byte order mark, so that Excel and WPS open the file as UTF-8 (Chinese names and
+        # all) on a double click; DuckDB cannot write one with a header row, hence the copy.
+        with body.open("rb") as source, _open_new(staged) as target:
+            target.write(BOM.encode("utf-8"))
+            shutil.copyfileobj(source, target, 1 << 20)
+        body.unlink()
+    _fsync(staged)
+
+
+def defuse(text: str) -> str:
+    """A text cell as written to CSV: with a leading `'` when a spreadsheet would run it."""
+    return "'" + text if text.startswith(DEFUSED) else text
+
+
+def undefuse(text: str) -> str:
+    """A CSV text cell as it was before `defuse`: what a program reading our CSV does."""
+    return text[1:] if text.startswith("'") else text
+
+
+def _defused_sql(value: str) -> str:
+    """`defuse` in SQL. A regular expression, not `unicode(v) IN (...)` or `list_contains`: DuckDB
+    plans a list of constants as a join, which does not keep the rows in order, and plans must
+    keep the customers' input order."""
+    pattern = "^[" + "".join(c for c in DEFUSED if c != "-") + "-]"  # `-` last: not a range
+    return (
+        f"CASE WHEN regexp_matches({value}, {literal(pattern)}) THEN {literal(chr(39))} || {value} "
+        f"ELSE {value} END"
+    )
+
+
+# ---------------------------------------------------------------- the plan and its header
+
+
+def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
+    """Put a staged plan and header into place so that a reader holding the shared lock sees the
+    old pair, or the new pair, or (after a kill -9 in between) a plan without a header; never a
+    plan beside another run's header. The header goes last, and the folder is synced between
+    the steps so that this order also survives a power cut."""
+    header = sidecar(path)
+    with _locked(path, exclusive=True):
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(header)
+            _fsync_dir(path.parent)
+            os.replace(staged_plan, path)
+            _fsync_dir(path.parent)
+            os.replace(staged_header, header)
+            _fsync_dir(path.parent)
+        except OSError as error:
+            raise OutputError(f"{path}: {error.strerror or error}") from None
+
+
+class UnverifiedPlan(DataError):
+    """A plan on disk that this tool did not finish writing, or that was changed since.
+
+    `reason` says which, for programs: `unreadable` (no plan, or it cannot be read), `no header`
+    (a run was stopped while replacing it), `bad header` (not a header this tool writes), or
+    `mismatch` (the header is for other bytes: the plan was changed, or the two come from
+    different runs).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class VerifiedPlan:
+    path: Path
+    header: dict[str, Any]
+    file: IO[bytes]  # the very file whose digest matched: a later run renaming a new plan into
+    # place does not change what is read through it
+
+
+@contextlib.contextmanager
+def open_plan(plan: Path) -> Iterator[VerifiedPlan]:
+    """Open a plan for reading (what `approve` and `send` start with) once its header vouches for
+    it: checked under the shared lock, so a plan being committed is waited for, not misread."""
+    plan = Path(plan)
+    header_path = sidecar(plan)
+    with _locked(plan, exclusive=False):
+        try:
+            fd = os.open(plan, os.O_RDONLY | os.O_NONBLOCK | _O_CLOEXEC)  # a FIFO cannot hang us
+        except OSError as error:
+            raise UnverifiedPlan(
+                f"{plan}: cannot read the plan: {error.strerror}", "unreadable"
+            ) from None
+        handle = os.fdopen(fd, "rb")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            raise UnverifiedPlan(f"{plan}: the plan is not a regular file", "unreadable")
+        try:
+            header = _verified_header(plan, header_path, handle)
+        except BaseException:
+            handle.close()
+            raise
+    with handle:
+        yield VerifiedPlan(plan, header, handle)
+
+
+def read_plan_header(plan: Path) -> dict[str, Any]:
+    """The header of a plan, once it is checked to be the header of exactly this plan file."""
+    with open_plan(plan) as verified:
+        return verified.header
+
+
+def _verified_header(plan: Path, header_path: Path, handle: IO[bytes]) -> dict[str, Any]:
+    rerun = "run `retentionrules plan` again"
+    try:
+        raw = header_path.read_bytes()
+    except FileNotFoundError:
+        raise UnverifiedPlan(
+            f"{plan}: the plan has no header ({header_path.name}): it was not completely "
+            f"written (a run was stopped while replacing it); {rerun}",
+            "no header",
+        ) from None
+    except OSError as error:
+        message = f"{header_path}: cannot read: {error.strerror}"
+        raise UnverifiedPlan(message, "unreadable") from None
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UnverifiedPlan(f"{header_path}: not a plan header: {error}", "bad header") from None
+    expected = header.get("plan_sha256") if isinstance(header, dict) else None
+    if not isinstance(expected, str):
+        raise UnverifiedPlan(
+            f"{header_path}: the header holds no plan digest (plan_sha256): it was written by "
+            f"an older version or by hand; {rerun}",
+            "bad header",
+        )
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
+    handle.seek(0)
+    if digest.hexdigest() != expected:
+        raise UnverifiedPlan(
+            f"{plan}: the plan does not match its header {header_path.name} (the header is for "
+            f"a plan with sha256 {expected[:16]}…, this one has {digest.hexdigest()[:16]}…): it "
+            f"was changed, or the two come from different runs; {rerun}",
+            "mismatch",
+        )
+    return header
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _flock(fd: int, operation: int) -> None:
+    """Take a lock, or go on without one on a file system that has no locks (some network and
+    FUSE file systems): the plan's digest still tells a reader a torn pair, and a stale staging
+    folder is then left alone rather than removed."""
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
+@contextlib.contextmanager
+def _locked(plan: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold the plan's lock file: exclusive to commit a plan, shared to read one."""
+    path = lock_file(plan)
+    fd = _open_lock(path, create=exclusive)
+    try:
+        if fd is not None and fcntl is not None:
+            _flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _open_lock(path: Path, *, create: bool) -> int | None:
+    """The lock file, opened without following a symbolic link planted at its name and without
+    ever writing to it. A reader that may not create it goes without: the digest still tells a
+    torn pair, only a writer racing it can then make it fail where it would have waited."""
+    flags = _O_NOFOLLOW | _O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO cannot hang us
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o666)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            fd = os.open(path, os.O_RDONLY | flags)  # another user's lock: flock needs no write
+    except FileNotFoundError:
+        if create:
+            raise OutputError(f"{path}: cannot create the lock file") from None
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OutputError(
+                f"{path} is a symbolic link; the plan's lock file is never followed: remove it"
+            ) from None
+        if not create and error.errno in (errno.EACCES, errno.EPERM):
+            return None
+        raise OutputError(f"{path}: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputError(f"{path}: the plan's lock file is not a regular file: remove it")
+    return fd
+
+
+# ---------------------------------------------------------------- staging and files
+
+
+class _Staging:
+    """A private folder beside an output for the files being written.
+
+    `mkdtemp` gives it an unpredictable name and mode 0700, so no one can plant a symbolic link
+    at the names written in it (DuckDB follows links); being beside the output, it is on the same
+    file system, so the final rename is atomic. Its name carries the process id and the process
+    holds a lock on it while in use: a run killed with -9 leaves it behind, and the next write in
+    the same folder removes it (its process is gone and nobody holds the lock).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path: Path | None = None
+        self.fd: int | None = None
+
+    def open(self) -> Path:
+        """Make the folder. Register `close` before calling this: an interrupt right after the
+        folder is made must still remove it."""
+        remove_stale(self.folder)
+        prefix = f"{_STAGING_PREFIX}{os.getpid()}-"
+        try:
+            with _interrupts_deferred():  # between mkdir and knowing the name, Ctrl-C waits
+                self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=self.folder))
+        except OSError as error:
+            raise OutputError(f"{self.folder}: cannot write here: {error.strerror}") from None
+        if fcntl is not None:
+            self.fd = os.open(self.path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+            _flock(self.fd, fcntl.LOCK_EX)
+        return self.path
+
+    def close(self) -> None:
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for a few statements that must not be cut in two; it is raised
+    when they are done. Only the main thread receives signals in Python."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append((number, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if callable(previous):
+                previous(*caught[0])  # the default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove the staging folders that killed runs left in `folder`; return them.
+
+    Only folders with our name pattern, owned by this user, whose process is gone and whose lock
+    nobody holds (the lock also covers a process in another pid namespace sharing the folder).
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _STAGING_NAME.match(entry.name)
+        if match is None or _alive(int(match[1])):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # locked: in use
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _open_new(path: Path, mode: int = 0o666) -> IO[bytes]:
+    """A new file, created here and now: fails if anything (a planted link too) has the name."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, mode)
+    return os.fdopen(fd, "wb")
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    with _open_new(path) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system syncs folders
+        fd = os.open(folder, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _rename(staged: Path, path: Path) -> None:
+    try:
+        os.replace(staged, path)
+    except OSError as error:
+        raise OutputError(f"{path}: {error.strerror or error}") from None
+    _fsync_dir(path.parent)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def replace_text(path: Path, text: str) -> Path:
+    """Rewrite a text file in one step (for `fmt`): staged beside it and renamed over it, with
+    the file's permission bits (and owner and group, where the user may set them).
+
+    A symbolic link is kept: the file it points to is rewritten, in its own folder. A file with
+    several hard links is replaced under this name only (the others keep the old text).
+    Returns the file rewritten.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        st = os.stat(target)
+    except OSError as error:
+        raise OutputError(f"{path}: {error.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{path}: not a regular file")
+    staging = _Staging(target.parent)
+    try:
+        staged = staging.open() / (target.name + _PART)
+        with _reported(path), _open_new(staged, 0o600) as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            with contextlib.suppress(OSError):
+                os.fchown(handle.fileno(), st.st_uid, st.st_gid)
+            os.fchmod(handle.fileno(), stat.S_IMODE(st.st_mode))
+            os.fsync(handle.fileno())
+        _rename(staged, target)
+    finally:
+        staging.close()
+    return target
+
+
+# ---------------------------------------------------------------- JSON and digests
+
+
+def json_text(data: object, *, indent: int | None = 2, sort_keys: bool = False) -> str:
+    """JSON as we print and write it: UTF-8 text kept as is, and never NaN or Infinity (Python
+    writes them by default; most JSON readers reject them)."""
+    try:
+        return json.dumps(
+            data, ensure_ascii=False, indent=indent, sort_keys=sort_keys, allow_nan=False
+        )
+    except ValueError:
+        where = _nonfinite(data, "")
+        raise OutputError(
+            f"JSON cannot hold {where or 'a value'}: it is not a finite number (too large, or "
+            "not a number); check the numbers in the configuration"
+        ) from None
+
+
+def _nonfinite(data: object, where: str) -> str | None:
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{where or 'the value'} = {data}"
+    items: Iterable[tuple[str, object]] = ()
+    if isinstance(data, Mapping):
+        items = ((f"{where}.{k}" if where else str(k), v) for k, v in data.items())
+    elif isinstance(data, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(data))
+    for key, value in items:
+        found = _nonfinite(value, key)
+        if found:
+            return found
+    return None
 
 
 def digest_files(paths: Iterable[Path]) -> str:

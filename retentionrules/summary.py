@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
+from .output import json_text
 from .policies import COLUMNS
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def plan_json(result: PlanResult) -> str:
         "notes": result.plan.notes,
         "written": [str(p) for p in result.written],
     }
-    return json.dumps(payload, ensure_ascii=False, indent=2)
+    return json_text(payload)
 
 
 def print_plan(result: PlanResult, console: Console) -> None:
@@ -75,7 +75,7 @@ def print_plan(result: PlanResult, console: Console) -> None:
 
 
 def explain_json(explanations: list[Explanation]) -> str:
-    return json.dumps(
+    return json_text(
         [
             {
                 "customer": e.customer,
@@ -93,9 +93,7 @@ def explain_json(explanations: list[Explanation]) -> str:
                 ],
             }
             for e in explanations
-        ],
-        ensure_ascii=False,
-        indent=2,
+        ]
     )
 
 
@@ -113,7 +111,7 @@ def print_explanation(explanation: Explanation, console: Console) -> None:
 
 
 def score_json(result: ScoreResult) -> str:
-    return json.dumps(
+    return json_text(
         {
             "config": result.config,
             "customers": result.stats.customers,
@@ -121,9 +119,7 @@ def score_json(result: ScoreResult) -> str:
             "distribution": [
                 {"tier": t, "stage": s, "customers": n} for t, s, n in result.distribution
             ],
-        },
-        ensure_ascii=False,
-        indent=2,
+        }
     )
 
 
@@ -220,7 +216,7 @@ def print_impact(impact: Impact, console: Console) -> None:
 
 
 def impact_json(impact: Impact) -> str:
-    return json.dumps(
+    return json_text(
         {
             "as_of": impact.as_of.isoformat(),
             "customers": impact.customers,
@@ -232,7 +228,5 @@ def impact_json(impact: Impact) -> str:
                 }
                 for r in impact.rules
             ],
-        },
-        ensure_ascii=False,
-        indent=2,
+        }
     )

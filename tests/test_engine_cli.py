@@ -74,7 +74,7 @@ def test_score_writes_derived_fields_and_prints_distribution(run_cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "customers by tier and stage" in result.output
-    with out.open() as handle:
+    with out.open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 300
     with (SHOP / "customers.csv").open() as handle:

@@ -47,7 +47,7 @@ def plan(tmp_path, rules: str, rows: list[dict], config: str | None = None, **kw
         **kwargs,
     )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    with suppressed.open() as handle:
+    with suppressed.open(encoding="utf-8-sig") as handle:
         removed = {(r["customer_id"], r["rule"]): r["reason"] for r in csv.DictReader(handle)}
     return result, rows, removed
 
@@ -191,7 +191,7 @@ def test_csv_and_parquet_plans(tmp_path):
     for name in ("plan.csv", "plan.parquet"):
         run_plan([folder], Inputs(customers), AS_OF, out=tmp_path / name)
         assert (tmp_path / name).stat().st_size > 0
-    with (tmp_path / "plan.csv").open() as handle:
+    with (tmp_path / "plan.csv").open(encoding="utf-8-sig") as handle:
         assert next(csv.DictReader(handle))["rule"] == "w"
 
 
@@ -230,7 +230,7 @@ def test_plan_keeps_input_order_across_threads(tmp_path, policy):
     )
     out = tmp_path / "plan.csv"
     run_plan([folder], Inputs(customers), AS_OF, out=out)
-    with customers.open() as given, out.open() as planned:
+    with customers.open() as given, out.open(encoding="utf-8-sig") as planned:
         expected = [row["customer_id"] for row in csv.DictReader(given)]
         assert [row["customer_id"] for row in csv.DictReader(planned)] == expected
 
