@@ -79,6 +79,12 @@ PathsArgument = Annotated[
 ]
 
 
+def _interrupted(error: Exception) -> bool:
+    """Whether `error` is DuckDB's report of a Ctrl-C (known by name: importing DuckDB to ask
+    would slow every command's start)."""
+    return type(error).__name__ == "InterruptException" or str(error) == "Query interrupted"
+
+
 def _guarded(command: Callable[P, R]) -> Callable[P, R]:
     """Map failures to exit codes with a message: bad rules or data 1, usage or internal 2."""
 
@@ -103,9 +109,15 @@ def _guarded(command: Callable[P, R]) -> Callable[P, R]:
             typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
             typer.echo("retentionrules: the rules have errors; nothing was run", err=True)
             raise typer.Exit(1) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:
+            typer.echo("retentionrules: interrupted", err=True)
+            raise typer.Exit(130) from None
         except Exception as error:
+            if _interrupted(error):  # Ctrl-C inside a DuckDB query arrives as its own error
+                typer.echo("retentionrules: interrupted", err=True)
+                raise typer.Exit(130) from None
             typer.echo(f"retentionrules: internal error: {type(error).__name__}: {error}", err=True)
             typer.echo("please report this with the command and input that caused it", err=True)
             raise typer.Exit(2) from None
@@ -547,5 +559,6 @@ def _write_atomically(path: Path, text: str) -> None:
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:  # pragma: no cover - interactive only
+    except KeyboardInterrupt:
+        print("retentionrules: interrupted", file=sys.stderr)
         sys.exit(130)

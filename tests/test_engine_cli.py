@@ -99,3 +99,32 @@ def test_bad_as_of_is_a_usage_error(run_cli):
         "22/11/2026",
     )
     assert result.exit_code == 2 and "--as-of" in result.output
+
+
+def test_ctrl_c_during_a_plan_exits_130_without_an_internal_error(tmp_path):
+    """Ctrl-C inside a DuckDB query reaches us as DuckDB's own error, not KeyboardInterrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import customer, write_csv
+
+    rows = [
+        customer(f"C{i:07d}", last_order_date="2026-01-01", orders_12m=1) for i in range(200_000)
+    ]
+    data = write_csv(tmp_path / "c.csv", rows)
+    command = [sys.executable, "-m", "retentionrules", "plan", "--rules", SHOP / "rules",
+               "--customers", data, "--as-of", "2026-11-22", "--out", tmp_path / "p.csv"]  # fmt: skip
+    for delay in (0.3, 0.6, 0.9):
+        run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+        if run.returncode == 0:
+            continue  # finished before the signal: nothing to see
+        assert "internal error" not in err and "Traceback" not in err
+        if run.returncode == -signal.SIGINT:
+            continue  # still starting Python: it died of the signal, as a shell expects
+        assert run.returncode == 130, err
+        assert "interrupted" in err
