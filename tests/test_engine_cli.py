@@ -114,8 +114,8 @@ def test_ctrl_c_during_a_plan_exits_130_without_an_internal_error(tmp_path):
         customer(f"C{i:07d}", last_order_date="2026-01-01", orders_12m=1) for i in range(200_000)
     ]
     data = write_csv(tmp_path / "c.csv", rows)
-    command = [sys.executable, "-m", "retentionrules", "plan", "--rules", SHOP / "rules",
-               "--customers", data, "--as-of", "2026-11-22", "--out", tmp_path / "p.csv"]  # fmt: skip
+    command = [sys.executable, "-m", "retentionrules", "plan", "--rules", SHOP / "rules"]
+    command += ["--customers", data, "--as-of", "2026-11-22", "--out", tmp_path / "p.csv"]
     for delay in (0.3, 0.6, 0.9):
         run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
