@@ -6,6 +6,8 @@ A project without a configuration file gets the standard customer export's schem
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +26,11 @@ CONFIG_NAME = "retentionrules.toml"
 
 
 def _duration(value: Any) -> Duration:
-    return value if isinstance(value, Duration) else Duration.parse(str(value))
+    if isinstance(value, Duration):
+        return value
+    if isinstance(value, dict):  # as a plan's header carries it: {"amount": 2, "unit": "day"}
+        return Duration(int(value["amount"]), str(value["unit"]))
+    return Duration.parse(str(value))
 
 
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
@@ -68,6 +74,8 @@ STANDARD_FIELDS: dict[str, Any] = {
     "sms_opt_in": "bool",
     "email_opt_in": "bool",
     "last_contacted": "date",
+    "phone": "string",  # contact details: read by `send` only, never written to a plan
+    "email": "string",
 }
 
 
@@ -82,6 +90,7 @@ class CustomerSchema(_Model):
     id: str = "customer_id"
     household: OptionalName = "household_id"  # "" when customers have no household
     birthday: OptionalName = "birthday"  # "" when there is no birthday
+    timezone: OptionalName = None  # a field with each customer's time zone, for send windows
     fields: dict[str, Any] = Field(default_factory=lambda: dict(STANDARD_FIELDS))
 
     @model_validator(mode="after")
@@ -109,24 +118,47 @@ class ContactCap(_Model):
     per: DurationField
 
 
+_WINDOW = re.compile(r"^\s*([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-4]):([0-5]\d)\s*$")
+
+
+def parse_window(text: str) -> tuple[dt.time, dt.time | None]:
+    """`"09:00-21:00"` -> (09:00, 21:00); an end of 24:00 is None (midnight, the day's end). A
+    window whose end is before its start runs over midnight (`"21:00-09:00"`)."""
+    match = _WINDOW.match(text)
+    if match is None or match.group(3) == "24" and match.group(4) != "00":
+        raise ValueError(f"send_window {text!r} is not a window like \"09:00-21:00\"")
+    start = dt.time(int(match.group(1)), int(match.group(2)))
+    end = None if match.group(3) == "24" else dt.time(int(match.group(3)), int(match.group(4)))
+    if end == start:
+        raise ValueError(f"send_window {text!r} is empty; leave it out to send at any time")
+    return start, end
+
+
 class Channel(_Model):
     consent: str | None = None  # the bool field that records the customer's opt-in
     requires_consent: bool = True  # false only for staff tasks such as service callbacks
     cost: float = Field(default=0.0, ge=0)
     cap: ContactCap | None = None
+    address: OptionalName = None  # the customer field `send` delivers to (phone, e-mail)
+    send_window: str | None = None  # local time of the customer, e.g. "09:00-21:00"
 
     @model_validator(mode="after")
     def _consent_named(self) -> Channel:
         if self.requires_consent and not self.consent:
             raise ValueError("name the consent field, or set requires_consent = false")
+        if self.send_window is not None:
+            parse_window(self.send_window)
         return self
+
+    def window(self) -> tuple[dt.time, dt.time | None] | None:
+        return None if self.send_window is None else parse_window(self.send_window)
 
 
 def _default_channels() -> dict[str, Channel]:
     return {
-        "sms": Channel(consent="sms_opt_in", cost=0.1),
-        "email": Channel(consent="email_opt_in", cost=0.02),
-        "phone": Channel(requires_consent=False, cost=2.0),
+        "sms": Channel(consent="sms_opt_in", cost=0.1, address="phone"),
+        "email": Channel(consent="email_opt_in", cost=0.02, address="email"),
+        "phone": Channel(requires_consent=False, cost=2.0, address="phone"),
     }
 
 
@@ -180,6 +212,18 @@ class Contacts(_Model):
     sent_at: str = "sent_at"
 
 
+class LedgerSettings(_Model):
+    """Where the contact ledger lives: relative to this configuration file's folder."""
+
+    path: str = "retentionrules-ledger.sqlite"
+
+
+class Approval(_Model):
+    """How long after its as-of date a plan may still be approved."""
+
+    max_age: DurationField = Duration(2, "day")
+
+
 class Config(_Model):
     timezone: str = "Asia/Shanghai"
     default_channel: OptionalName = "sms"  # "" for none: every `send` must then say `via`
@@ -192,6 +236,8 @@ class Config(_Model):
     orders: Orders = Orders()
     contacts: Contacts = Contacts()
     holdout_salt: str = "retentionrules"  # change it to draw a new control group
+    ledger: LedgerSettings = LedgerSettings()
+    approval: Approval = Approval()
     source: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -203,6 +249,23 @@ class Config(_Model):
                     f"channels.{name}.consent names {channel.consent!r}, "
                     "which must be a bool field in customers.fields"
                 )
+        for name, channel in self.channels.items():
+            if channel.address is None or declared.get(channel.address) == t.STRING:
+                continue
+            if "channels" not in self.model_fields_set and channel.address not in declared:
+                # a built-in channel whose address field this schema does not have
+                self.channels[name] = channel.model_copy(update={"address": None})
+                continue
+            raise ValueError(
+                f"channels.{name}.address names {channel.address!r}, "
+                "which must be a string field in customers.fields"
+            )
+        zone = self.customers.timezone
+        if zone is not None and declared.get(zone) != t.STRING:
+            raise ValueError(
+                f"customers.timezone names {zone!r}, which must be a string field in "
+                "customers.fields holding time zone names such as Asia/Shanghai"
+            )
         for setting in ("default_channel", "staff_channel"):
             channel = getattr(self, setting)
             if channel is None or channel in self.channels:
