@@ -6,10 +6,11 @@ Heavy modules are imported inside the commands so that `--help` starts fast.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
@@ -538,6 +539,202 @@ def diff_rules(
             )
         if over:
             raise typer.Exit(1)
+
+
+def _timestamp(value: str | None, option: str = "--now") -> dt.datetime | None:
+    """An ISO 8601 moment; without an offset it is taken in the shop's time zone."""
+    from .errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {value!r} is not a moment such as 2026-11-22T10:00 or "
+            "2026-11-22T10:00:00+08:00"
+        ) from None
+
+
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        metavar="TIMESTAMP",
+        help="Pin the clock (ISO 8601; without an offset, the shop's time zone): for tests and "
+        "replays.",
+    ),
+]
+
+
+@app.command(short_help="Approve a plan for sending, after checking it.")
+@_guarded
+def approve(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan to approve.")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="Who approves (default: your user name).")
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, or what was checked.")] = None,
+    now: NowOption = None,
+    output_format: OutputFormatOption = Output.text,
+) -> None:
+    """Approve PLAN: check that the plan, its header and their digests agree and that the plan
+    is recent enough, show what it will send, and record the approval in PLAN.approval.json.
+
+    Exit 0 when approved; 1 when the plan cannot be approved (edited, torn, too old).
+    """
+    import getpass
+
+    from .send import approve as run_approve
+    from .summary import approval_json, print_approval
+
+    result = run_approve(plan_file, by or getpass.getuser(), note, _timestamp(now))
+    _emit(output_format is Output.json, result, approval_json, print_approval)
+
+
+@app.command(short_help="Send an approved plan, exactly once, inside send windows.")
+@_guarded
+def send(
+    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The approved plan.")],
+    customers: Annotated[
+        Path,
+        typer.Option(
+            "--customers",
+            help="Today's customer export: addresses and consent are read from it at send time.",
+        ),
+    ],
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="URL", help="POST batches to this webhook.")
+    ] = None,
+    outbox: Annotated[
+        Path | None,
+        typer.Option(
+            "--outbox", metavar="DIR", help="Write batches as files into this folder instead."
+        ),
+    ] = None,
+    now: NowOption = None,
+    batch: Annotated[int, typer.Option("--batch", metavar="N", help="Messages per batch.")] = 100,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; send and record nothing.")
+    ] = False,
+    output_format: OutputFormatOption = Output.text,
+) -> None:
+    """Send an approved plan to a webhook (--to) or an outbox folder (--outbox).
+
+    Holdouts are never sent; consent is checked again against today's export; messages outside
+    their channel's send window are deferred to a later run; every acknowledged message is
+    recorded in the contact ledger and never sent again. Exit 0 when everything due was sent
+    (deferred messages included), 1 when some could not be (the summary says which and why).
+    """
+    from .delivery import Outbox, Transport, Webhook
+    from .errors import UsageError
+    from .send import FAILED
+    from .send import send as run_send
+    from .summary import print_send, send_json
+
+    if not dry_run and (to is None) == (outbox is None):
+        raise UsageError("give one of --to URL or --outbox DIR (or --dry-run)")
+    if to is not None:
+        Webhook(to)  # a bad URL is a usage error before any work
+    if outbox is not None and not outbox.is_dir():
+        raise UsageError(f"--outbox {outbox}: no such folder")
+
+    def transport(plan_id: str) -> Transport:
+        if to is not None:
+            return Webhook(to)
+        assert outbox is not None
+        return Outbox(outbox, plan_id)
+
+    with _progress("sending") as progress:
+        report = run_send(
+            plan_file,
+            customers,
+            None if dry_run else transport,
+            now=_timestamp(now),
+            batch=batch,
+            dry_run=dry_run,
+            progress=progress,
+        )
+    _emit(output_format is Output.json, report, send_json, print_send)
+    if report.problems or report.total(FAILED):
+        raise typer.Exit(1)
+
+
+def _progress(what: str) -> AbstractContextManager[Callable[[int, int], None] | None]:
+    """A progress bar on stderr for people at a terminal; none in pipes and CI logs."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    return _progress_bar(what)
+
+
+@contextmanager
+def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as shown:
+        task = shown.add_task(what, total=None)
+        yield lambda done, total: shown.update(task, completed=done, total=total)
+
+
+ledger_app = typer.Typer(
+    help="The contact ledger: every message a receiver acknowledged, which plans read as "
+    "contact history. Export it, or import sends made by other systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(ledger_app, name="ledger", short_help="Export or import the contact ledger.")
+
+LedgerConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="retentionrules.toml whose [ledger] to use (default: the nearest one in the "
+        "current folder or above it).",
+        dir_okay=False,
+    ),
+]
+
+
+@ledger_app.command("export", short_help="Write the ledger as a contact-history file.")
+@_guarded
+def ledger_export(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The file: .csv, .jsonl or .parquet.")
+    ],
+    config: LedgerConfigOption = None,
+) -> None:
+    """Write every contact in the ledger as a contact-history file (customer_id, channel, rule,
+    sent_at, template, plan_id, idempotency_key, source): what `plan --contacts` reads."""
+    from .history import export_ledger
+
+    path, count = export_ledger(out, config)
+    typer.echo(f"wrote {count} contacts from {path} to {out}")
+
+
+@ledger_app.command("import", short_help="Record sends made by other systems.")
+@_guarded
+def ledger_import(
+    history: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="A contact-history file (customer_id, channel, rule, sent_at): .csv, .jsonl "
+            "or .parquet.",
+        ),
+    ],
+    config: LedgerConfigOption = None,
+) -> None:
+    """Record the contacts of FILE in the ledger (sends made by other systems), so that plans
+    respect them. Importing the same file again records nothing new."""
+    from .history import import_history
+
+    path, new, total = import_history(history, config)
+    typer.echo(f"recorded {new} new contacts of {total} in {path}")
 
 
 def _text_of(path: Path) -> str:

@@ -125,7 +125,7 @@ def parse_window(text: str) -> tuple[dt.time, dt.time | None]:
     """`"09:00-21:00"` -> (09:00, 21:00); an end of 24:00 is None (midnight, the day's end). A
     window whose end is before its start runs over midnight (`"21:00-09:00"`)."""
     match = _WINDOW.match(text)
-    if match is None or match.group(3) == "24" and match.group(4) != "00":
+    if match is None or (match.group(3) == "24" and match.group(4) != "00"):
         raise ValueError(f"send_window {text!r} is not a window like \"09:00-21:00\"")
     start = dt.time(int(match.group(1)), int(match.group(2)))
     end = None if match.group(3) == "24" else dt.time(int(match.group(3)), int(match.group(4)))

@@ -150,4 +150,6 @@ class Outbox:
             finally:
                 os.close(folder)
         except OSError as error:
-            raise DeliveryError(f"{target}: cannot write the batch: {error.strerror}", False) from None
+            raise DeliveryError(
+                f"{target}: cannot write the batch: {error.strerror}", False
+            ) from None

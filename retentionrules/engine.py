@@ -27,11 +27,12 @@ from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
 from .loader import Inputs, LoadStats, connect, load, rejects_sql
-from .output import Outputs, digest_files, digest_text
+from .output import Outputs, digest_file, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
 
-FORMAT_VERSION = 2  # 2: the header carries the plan's sha256 and is written last
+# 2: the header carries the plan's sha256 and is written last; 3: and the configuration
+FORMAT_VERSION = 3
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
 
 
@@ -61,16 +62,25 @@ def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) ->
 class _Digest(threading.Thread):
     """Hash the input files while DuckDB works (hashing releases the GIL)."""
 
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, inputs: Inputs) -> None:
         super().__init__(daemon=True)
-        self.paths, self.value = paths, ""
+        self.inputs = inputs
+        self.parts: dict[str, str] = {}  # "customers", "orders", "contacts" -> sha256
         self.error: OSError | None = None
 
     def run(self) -> None:
         try:
-            self.value = digest_files(self.paths)
+            for role in ("customers", "orders", "contacts"):
+                path = getattr(self.inputs, role)
+                if path is not None:
+                    self.parts[role] = digest_file(path)
         except OSError as error:
             self.error = error
+
+    @property
+    def value(self) -> str:
+        """All the input files as one digest (the sha256 of their digests, in order)."""
+        return digest_text(*self.parts.values()) if self.parts else ""
 
 
 def prepare(
@@ -109,14 +119,14 @@ def run_plan(
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
         plan="--out",
     )
-    digest = _Digest(inputs.files())
+    digest = _Digest(inputs)
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, as_of, inputs)
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
-    meta = _meta(report, digest.value, as_of, plan, stats)
+    meta = _meta(report, digest, as_of, plan, stats)
     result = PlanResult(plan, stats, meta, report)
     _finite_costs(plan)
     if outputs:
@@ -157,18 +167,23 @@ def _finite_costs(plan: Plan) -> None:
 
 
 def _meta(
-    report: Report, inputs_digest: str, as_of: dt.date, plan: Plan, stats: LoadStats
+    report: Report, inputs: _Digest, as_of: dt.date, plan: Plan, stats: LoadStats
 ) -> dict[str, Any]:
+    """The plan's header. It carries the configuration the rules were checked against, so that
+    `approve` and `send` use exactly that one (consent fields, channels, windows, the ledger)."""
     rules_digest = digest_text(*(report.sources[p] for p in sorted(report.sources)))
     config_digest = digest_text(plan.config.model_dump_json())
-    plan_id = digest_text(rules_digest, config_digest, inputs_digest, as_of.isoformat())[:16]
+    plan_id = digest_text(rules_digest, config_digest, inputs.value, as_of.isoformat())[:16]
     return {
         "format_version": FORMAT_VERSION,
         "plan_id": plan_id,
         "as_of": as_of.isoformat(),
         "rules_digest": rules_digest,
         "config_digest": config_digest,
-        "input_digest": inputs_digest,
+        "input_digest": inputs.value,
+        "input_digests": inputs.parts,
+        "config": plan.config.model_dump(mode="json"),
+        "config_source": plan.config.source,
         "actions": plan.actions,
         "customers": stats.customers,
         "rejected_rows": stats.total_rejected,

@@ -740,14 +740,20 @@ def _nonfinite(data: object, where: str) -> str | None:
     return None
 
 
+def digest_file(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    part = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            part.update(block)
+    return part.hexdigest()
+
+
 def digest_files(paths: Iterable[Path]) -> str:
+    """One digest of several files: the sha256 of their digests, in order."""
     h = hashlib.sha256()
     for path in paths:
-        part = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                part.update(block)
-        h.update(part.digest())
+        h.update(bytes.fromhex(digest_file(path)))
     return h.hexdigest()
 
 

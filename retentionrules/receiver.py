@@ -76,7 +76,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver.lock:
@@ -105,7 +105,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's
+            def log_message(self, format: str, *args: Any) -> None:
                 if receiver.out is not None:  # quiet in tests, which pass no file
                     sys.stderr.write(f"receiver: {format % args}\n")
 

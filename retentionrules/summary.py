@@ -11,6 +11,7 @@ from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
 from .output import json_text
 from .policies import COLUMNS
+from .send import Approval, SendReport
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -230,3 +231,116 @@ def impact_json(impact: Impact) -> str:
             ],
         }
     )
+
+
+# ---------------------------------------------------------------- approve and send
+
+
+def approval_json(approval: Approval) -> str:
+    return json_text(
+        {
+            **approval.record,
+            "as_of": approval.header["as_of"],
+            "channels": {
+                channel: {"messages": count, "cost": round(cost, 2)}
+                for channel, (count, cost) in approval.by_channel.items()
+            },
+            "holdout": approval.holdout,
+            "written": str(approval.written),
+        }
+    )
+
+
+def print_approval(approval: Approval, console: Console) -> None:
+    header = approval.header
+    table = _table(title=f"plan {header['plan_id']} as of {header['as_of']}: what it will send")
+    for name in ("channel", "messages", "cost"):
+        table.add_column(name, justify="left" if name == "channel" else "right")
+    for channel, (count, cost) in sorted(approval.by_channel.items()):
+        table.add_row(channel, str(count), f"{cost:.2f}")
+    console.print(table)
+    console.print(
+        f"{approval.holdout} held out (never sent); "
+        f"{header['customers']} customers planned, {header['rejected_rows']} rows rejected",
+        markup=False,
+    )
+    record = approval.record
+    console.print(
+        f"approved by {record['approved_by']} at {record['approved_at']}"
+        + (f": {record['note']}" if record.get("note") else ""),
+        markup=False,
+    )
+    console.print(f"wrote {approval.written}", markup=False)
+
+
+_SEND_COLUMNS = (
+    ("sent", "sent"),
+    ("would_send", "would send"),
+    ("already_sent", "sent before"),
+    ("deferred", "deferred"),
+    ("consent_withdrawn", "consent withdrawn"),
+    ("customer_missing", "not in export"),
+    ("no_address", "no address"),
+    ("failed", "failed"),
+    ("holdout", "held out"),
+)
+
+
+def send_json(report: SendReport) -> str:
+    return json_text(
+        {
+            "plan_id": report.plan_id,
+            "to": report.transport,
+            "dry_run": report.dry_run,
+            "channels": {
+                channel: {**dict(tally.counts), "cost": round(tally.cost, 2)}
+                for channel, tally in sorted(report.channels.items())
+            },
+            "deferred_until": report.deferred_until.isoformat()
+            if report.deferred_until
+            else None,
+            "not_sent": [
+                {"customer_id": c, "rule": r, "reason": why} for c, r, why in report.not_sent
+            ],
+            "problems": report.problems,
+            "customers_changed": report.customers_changed,
+        }
+    )
+
+
+def print_send(report: SendReport, console: Console) -> None:
+    shown = [
+        (key, title)
+        for key, title in _SEND_COLUMNS
+        if any(t.counts[key] for t in report.channels.values())
+    ]
+    verb = "would send" if report.dry_run else f"sent to {report.transport}"
+    table = _table(title=f"plan {report.plan_id}: {verb}")
+    table.add_column("channel")
+    for _key, title in shown:
+        table.add_column(title, justify="right")
+    table.add_column("cost", justify="right")
+    for channel, tally in sorted(report.channels.items()):
+        table.add_row(
+            channel, *(str(tally.counts[key]) for key, _ in shown), f"{tally.cost:.2f}"
+        )
+    console.print(table)
+    deferred = report.total("deferred")
+    if deferred and report.deferred_until is not None:
+        console.print(
+            f"{deferred} deferred: outside their channel's send window; run send again from "
+            f"{report.deferred_until.isoformat(timespec='minutes')}",
+            markup=False,
+        )
+    if report.customers_changed:
+        console.print(
+            "note: the customer export is not the one the plan was made from; consent and "
+            "addresses were read from it",
+            markup=False,
+        )
+    for customer, rule, reason in report.not_sent[:20]:
+        console.print(f"not sent: {customer} ({rule}): {reason}", markup=False)
+    if len(report.not_sent) > 20:
+        console.print(f"... and {len(report.not_sent) - 20} more (--format json lists all)")
+    for problem in report.problems:
+        console.print(f"stopped: {problem}", markup=False)
