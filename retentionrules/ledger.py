@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,13 +75,18 @@ class Contact:
 def message_key(plan_id: str, customer_id: str, rule: str) -> str:
     """The idempotency key of one planned message: the same in every run of `send` for the
     plan, so a receiver can drop a repeat and the ledger can never hold a message twice."""
-    return hashlib.sha256(f"{plan_id}\x1f{customer_id}\x1f{rule}".encode()).hexdigest()[:32]
+    return _key("message", plan_id, customer_id, rule)
 
 
 def imported_key(customer_id: str, channel: str, rule: str | None, sent_at: dt.datetime) -> str:
     """An imported contact's key: importing the same file twice records it once."""
-    text = "\x1f".join(("import", customer_id, channel, rule or "", _utc(sent_at)))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return _key("import", customer_id, channel.strip().lower(), rule or "", _utc(sent_at))
+
+
+def _key(*parts: str) -> str:
+    """128 bits of the sha256 of the parts, encoded so that no part can pass for another."""
+    text = json.dumps(parts, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _utc(moment: dt.datetime) -> str:
