@@ -88,7 +88,7 @@ def prepare(
     report, config = checked_rules(rule_paths, config_path)
     as_of = as_of or today(config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     return con, report, config, stats, as_of
 
@@ -263,7 +263,7 @@ def score(
     config = resolve_config([inputs.customers], config_path)
     as_of = as_of or today(config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if out is not None:
         write_query(con, f"{fields_sql(config)} ORDER BY __row", out)

@@ -26,7 +26,7 @@ from . import ir
 from .compiler import compile_condition
 from .config import Config
 from .derive import DERIVED
-from .loader import Inputs
+from .loader import Inputs, channel_key, text_key
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
 
@@ -80,16 +80,27 @@ def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
 
 
 def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) -> dict[str, str]:
-    """Count each customer's recent contacts per capped channel and capped rule."""
+    """Count each customer's recent contacts per capped channel and capped rule.
+
+    The contacts table holds normalised ids, channel and rule names (`loader.text_key`,
+    `loader.channel_key`); the configured names go through the same helpers, so `SMS` and
+    ` sms` in the history count against the channel `sms`. Contacts after the as-of date had
+    not happened yet.
+    """
     columns: dict[str, str] = {}
+    day = literal(as_of)
     for name, channel in config.channels.items():
         if channel.cap is not None:
             since = literal(shift(as_of, channel.cap.per, -1))
-            columns[f"channel:{name}"] = f"channel = {literal(name)} AND sent_at >= {since}"
+            columns[f"channel:{name}"] = (
+                f"channel = {channel_key(literal(name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     for rule in ruleset.rules:
         if rule.cap is not None:
             since = literal(shift(as_of, rule.cap[1], -1))
-            columns[f"rule:{rule.name}"] = f"rule = {literal(rule.name)} AND sent_at >= {since}"
+            columns[f"rule:{rule.name}"] = (
+                f"rule = {text_key(literal(rule.name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     aliases = {key: f"n{i}" for i, key in enumerate(columns)}
     selects = ", ".join(
         f"count(*) FILTER (WHERE {cond}) AS {aliases[k]}" for k, cond in columns.items()
@@ -151,10 +162,12 @@ def _match_bits(count: int) -> str:
 
 
 def _quiet_sql(config: Config, as_of: dt.date) -> str:
+    """Contacted within the quiet period: on one of its days, up to the as-of date itself."""
     quiet = config.contacts.quiet_period
     if quiet is None:
         return "FALSE"
-    return f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
+    since = literal(shift(as_of, quiet, -1))
+    return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
 
 
 def _flags(
@@ -266,6 +279,7 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
         )
         + " FROM flags"
     ).fetchone()
+    reached = [n or 0 for n in reached]  # count_if over no customers at all is NULL
     after = {
         idx: counts
         for idx, *counts in con.execute("""

@@ -330,7 +330,7 @@ def _plan_case(case: Case, report: Report, config: Config, folder: Path) -> tupl
                 )
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
-    load(con, config, inputs)
+    load(con, config, inputs, case.as_of)
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
     con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
     types = config.field_types()

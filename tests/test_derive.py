@@ -18,7 +18,7 @@ def derive(tmp_path, rows, as_of=AS_OF, config=None, orders=None, contacts=None)
     config = config or Config()
     inputs = Inputs(write_csv(tmp_path / "c.csv", rows), orders, contacts)
     con = duckdb.connect()
-    load(con, config, inputs)
+    load(con, config, inputs, as_of)
     create_derived(con, config, as_of, orders is not None, contacts is not None)
     cursor = con.execute(f"SELECT * FROM {DERIVED} ORDER BY __row")
     names = [d[0] for d in cursor.description]
@@ -95,7 +95,7 @@ def test_orders_export_gives_the_same_fields_as_totals(tmp_path):
     ]
     path = write_csv(tmp_path / "c.csv", [customer("A"), customer("B"), customer("C")], columns)
     config, con = Config(), duckdb.connect()
-    load(con, config, Inputs(path, orders))
+    load(con, config, Inputs(path, orders), AS_OF)
     create_derived(con, config, AS_OF, orders=True, contacts=False)
     got = con.execute(
         f"SELECT customer_id, first_order_date, last_order_date, orders_12m, "
