@@ -661,9 +661,9 @@ def _from_native(
     column: _Column, cell: str, native: str, raw: str, context: _Context
 ) -> _Converted:
     """A Parquet column, judged by its type: a BIGINT column is never consent."""
-    if native == "VARCHAR":
-        return _from_text(column, cell, raw, context)
     kind = column.type.kind
+    if native == "VARCHAR" and (kind in (t.Kind.STRING, t.Kind.ENUM) or column.type.is_datelike):
+        return _from_text(column, cell, raw, context)  # text, or a date spelled as in CSV
     numeric = native in _INTEGER_TYPES or native in ("FLOAT", "DOUBLE")
     numeric = numeric or native.startswith("DECIMAL")
     value, reason = "NULL", f"{_WRONG[kind]}: the column's type is {native}"
@@ -1034,23 +1034,11 @@ def _check_timezone(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         ) from None
 
 
-def load(
-    con: duckdb.DuckDBPyConnection,
-    config: Config,
-    inputs: Inputs,
-    as_of: dt.date,
-    rejects: Path | None = None,
-    needed: Collection[str] | None = None,
-) -> LoadStats:
-    """Create the tables `customers` and, when given, `orders` and `contacts`.
-
-    `needed` names the customer fields the file must have as columns (None: every declared
-    field); any other declared field may be absent, and is then missing for every customer. The
-    id is always needed. Fields the orders export or the contact history provide never are.
-    """
-    _check_timezone(con, config)
-    context = _Context(config.timezone, as_of)
-    stats = LoadStats()
+def _customer_columns(
+    config: Config, inputs: Inputs, as_of: dt.date, needed: Collection[str] | None
+) -> list[_Column]:
+    """The customer export's columns: every declared field and the activity fields, with the
+    checks their roles ask for."""
     schema = config.customers
     declared = schema.types()
     supplied = set(ORDER_FIELDS) if inputs.orders is not None else set()
@@ -1079,7 +1067,7 @@ def load(
         )
         for name, type_ in declared.items()
     ]
-    columns += [
+    return columns + [
         _Column(
             name,
             name,
@@ -1091,6 +1079,27 @@ def load(
         for name, type_ in t.ACTIVITY_FIELDS.items()
         if name not in declared
     ]
+
+
+def load(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    rejects: Path | None = None,
+    needed: Collection[str] | None = None,
+) -> LoadStats:
+    """Create the tables `customers` and, when given, `orders` and `contacts`.
+
+    `needed` names the customer fields the file must have as columns (None: every declared
+    field); any other declared field may be absent, and is then missing for every customer. The
+    id is always needed. Fields the orders export or the contact history provide never are.
+    """
+    _check_timezone(con, config)
+    context = _Context(config.timezone, as_of)
+    stats = LoadStats()
+    schema = config.customers
+    columns = _customer_columns(config, inputs, as_of, needed)
     _typed_table(con, "customers", inputs.customers, columns, schema.id, rejects, stats, context)
     stats.customers = con.execute("SELECT count(*) FROM customers").fetchone()[0]
     o, c = config.orders, config.contacts
