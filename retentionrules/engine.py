@@ -114,6 +114,10 @@ def run_plan(
     digest.start()
     con, report, config, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, config, as_of, inputs)
+    if stats.future_contacts:  # not an error, but never silent
+        plan.notes.append(
+            f"{stats.future_contacts} contacts dated after the as-of date were left out"
+        )
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")

@@ -38,6 +38,7 @@ REASONS = {
     CHANNEL_CAP: "channel_cap",
     RULE_CAP: "rule_cap",
 }
+COUNTED = "__counted"  # contact_counts: whose contacts a row counts
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
@@ -105,8 +106,10 @@ def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) ->
     selects = ", ".join(
         f"count(*) FILTER (WHERE {cond}) AS {aliases[k]}" for k, cond in columns.items()
     )
+    # The key is not called customer_id: a rule may name that field, and the flags query
+    # joins these counts beside the customers.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id"
+        f"CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id AS {COUNTED}"
         + (f", {selects}" if selects else "")
         + " FROM contacts GROUP BY customer_id"
     )
@@ -194,7 +197,7 @@ def _flags(
     winner = " ".join(
         f"WHEN m{i} AND {rule_gates[i]} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset)
     )
-    join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
+    join = f"LEFT JOIN contact_counts cc ON cc.{COUNTED} = d.{key}" if counts is not None else ""
     kept = _match_bits(len(rule_gates)) + "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS

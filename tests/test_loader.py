@@ -422,13 +422,17 @@ def test_ids_channels_and_rules_match_however_they_are_spelled(tmp_path):
 
 
 def test_configured_channel_names_match_the_history_in_any_case(tmp_path):
-    rules = "rule winback\n  when stage = sleeping\n  then send winback_coupon via SMS\n"
-    config = '[channels.SMS]\nconsent = "sms_opt_in"\ncap = { count = 1, per = "7 days" }\n'
     customers = write_csv(tmp_path / "c.csv", [customer("C1", **WINBACK)])
     contacts = tmp_path / "contacts.csv"
-    contacts.write_text("customer_id,channel,rule,sent_at\nC1,sms,other,2026-11-21\n")
-    ids, removed = planned(tmp_path, customers, rules, config, contacts=contacts)
-    assert ids == [] and removed == {("C1", "channel_cap")}
+    for configured, written in (("SMS", "sms"), ("sms", "SMS"), ("sms", "Sms")):
+        rules = (
+            f"rule winback\n  when stage = sleeping\n  then send winback_coupon via {configured}\n"
+        )
+        cap = '{ count = 1, per = "7 days" }'
+        config = f'[channels.{configured}]\nconsent = "sms_opt_in"\ncap = {cap}\n'
+        contacts.write_text(f"customer_id,channel,rule,sent_at\nC1,{written},other,2026-11-21\n")
+        ids, removed = planned(tmp_path, customers, rules, config, contacts=contacts)
+        assert ids == [] and removed == {("C1", "channel_cap")}, (configured, written)
 
 
 def test_duplicates_are_found_on_the_normalised_id(tmp_path):
