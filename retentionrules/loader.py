@@ -69,6 +69,7 @@ _INTEGER_TYPES = {
 }
 _NAIVE_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME"}
 _ZONED_TIMESTAMPS = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
+_CELL_LIMIT = 1 << 26  # 64 MB: a cell larger than this is not customer data
 _EXACT_DOUBLE = 2**53  # a whole number written as a float is an id only while it is exact
 
 
@@ -189,14 +190,18 @@ def _delimiter(path: Path) -> str:
     return "\t" if path.suffix.lower() == ".tsv" else ","
 
 
-def _csv_read(path: Path, names: list[str], types: dict[str, str] | None = None) -> str:
+def _csv_read(
+    path: Path, names: list[str], types: dict[str, str] | None = None, written: bool = False
+) -> str:
     """DuckDB reading a CSV exactly as RFC 4180 says, every cell as text: no sniffing, no
-    guessing, and a row with too many or too few cells is an error rather than padded."""
+    guessing, and a row with too many or too few cells is an error rather than padded. A file
+    this module `written` itself may have lines as long as Python read them."""
     columns = ", ".join(f"{literal(n)}: {literal((types or {}).get(n, 'VARCHAR'))}" for n in names)
+    longer = f", max_line_size = {_CELL_LIMIT}" if written else ""
     return (
         f"read_csv({literal(str(path))}, header = true, auto_detect = false, "
         f"delim = {literal(_delimiter(path))}, quote = '\"', escape = '\"', "
-        f"strict_mode = true, null_padding = false, columns = {{{columns}}})"
+        f"strict_mode = true, null_padding = false{longer}, columns = {{{columns}}})"
     )
 
 
@@ -347,7 +352,8 @@ def _restructured(
             relation, record = _rewrite_csv(path, clean, bad)
         else:
             relation, record = _rewrite_jsonl(path, clean, columns)
-    table = f"(SELECT * FROM {_csv_read(problems, ['row', 'reason', 'record'], {'row': 'BIGINT'})})"
+    read = _csv_read(problems, ["row", "reason", "record"], {"row": "BIGINT"}, written=True)
+    table = f"(SELECT * FROM {read})"
     if source.kind == "text":
         return _Source(
             path, "text", relation, source.cells, record, row=ROW, problems=table, restructure=False
@@ -371,6 +377,7 @@ def _rewrite_csv(path: Path, clean: Path, bad) -> tuple[str, str]:
     width = len(header)
     names = [_cell_name(i) for i in range(width)]
     row = 0
+    limit = csv.field_size_limit(max(csv.field_size_limit(), _CELL_LIMIT))
     try:
         with (
             path.open(encoding="utf-8-sig", newline="") as handle,
@@ -399,12 +406,14 @@ def _rewrite_csv(path: Path, clean: Path, bad) -> tuple[str, str]:
         raise _not_utf8(path) from None
     except csv.Error as error:
         raise DataError(f"{path}: row {row + 1}: cannot read: {error}") from None
+    finally:
+        csv.field_size_limit(limit)
     record = (
         "CAST(json_object("
         + ", ".join(f"{literal(h)}, {n}" for h, n in zip(header, names, strict=True))
         + ") AS VARCHAR)"
     )
-    return _csv_read(clean, [ROW, *names], {ROW: "BIGINT"}), record
+    return _csv_read(clean, [ROW, *names], {ROW: "BIGINT"}, written=True), record
 
 
 def _rewrite_jsonl(path: Path, clean: Path, columns: list[_Column]) -> tuple[str, str]:
@@ -430,7 +439,7 @@ def _rewrite_jsonl(path: Path, clean: Path, columns: list[_Column]) -> tuple[str
             good.writerow([row, text.rstrip("\r\n")])
     lines = (
         f"(SELECT {ROW}, CASE WHEN json_valid(line) THEN CAST(line AS JSON) END AS json, line "
-        f"FROM {_csv_read(clean, [ROW, 'line'], {ROW: 'BIGINT'})})"
+        f"FROM {_csv_read(clean, [ROW, 'line'], {ROW: 'BIGINT'}, written=True)})"
     )
     keys = list(dict.fromkeys(c.source for c in columns))
     paths = ", ".join(literal(_json_path(k)) for k in keys) or "'/'"
@@ -847,7 +856,7 @@ def _typed_table(
 ) -> None:
     """Create `table` from the file: converted columns, bad rows stopped at or set aside."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     fmt = _format(path)
     with ExitStack() as stack:
         if fmt == "csv":

@@ -781,6 +781,16 @@ def test_a_column_named_twice_in_the_header_is_bad_data(run_cli, tmp_path):
     assert json.loads(out.read_text())["customer_id"] == "C1"
 
 
+def test_a_cell_of_megabytes_beside_a_ragged_row_is_read(tmp_path):
+    """DuckDB refuses lines over 2 MB and Python's csv module cells over 128 kB by default:
+    neither limit may turn a long note into an unreadable file."""
+    path = tmp_path / "c.csv"
+    path.write_text(lines("C1,,x" + "y" * 3_000_000 + ",,,,2026-04-01,1,100,2,true,true,", "C2,,"))
+    assert reasons(path) == {2: "has 3 cells, the header has 13"}
+    con, _ = load_file(path, rejects=tmp_path / "rejects.csv")
+    assert len(table(con)[0]["city"]) == 3_000_001
+
+
 def test_jsonl_lines_that_are_not_json_objects_are_bad_rows(run_cli, tmp_path):
     good = json.dumps(json_customer("C1"))
     content = (
@@ -853,10 +863,14 @@ def test_hostile_files_never_crash_a_real_process(tmp_path):
         "ragged.csv": lines("C1,,").encode(),
         "array.jsonl": b"[1]\n",
         "trunc.parquet": b"PAR1\x00\x00",
+        "folder.csv": None,
     }
     for name, content in files.items():
         path = tmp_path / name
-        path.write_bytes(content)
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
         done = subprocess.run(
             [
                 sys.executable,
