@@ -678,6 +678,8 @@ def _from_native(
     value, reason = "NULL", f"{_WRONG[kind]}: the column's type is {native}"
     if kind is t.Kind.BOOL and native == "BOOLEAN":
         value = cell
+    elif kind is t.Kind.NUMBER and numeric and native not in ("FLOAT", "DOUBLE"):
+        value = f"CAST({cell} AS DOUBLE)"  # integers and decimals are always finite
     elif kind is t.Kind.NUMBER and numeric:
         value = f"CASE WHEN isfinite(CAST({cell} AS DOUBLE)) THEN CAST({cell} AS DOUBLE) END"
         reason = "is not a finite number"
