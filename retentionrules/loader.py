@@ -11,11 +11,13 @@ A bad value is found with its file, row and column. By default the first bad row
 before anything is written; with a rejects file the bad rows go there with their reason and the
 run goes on. Nothing is dropped silently.
 
-Valid data takes one pass per file: the converted columns and a problem column are computed
-together, and row numbers (the table's row ids, in file order) are only materialised when there
-is a problem to report. A file DuckDB cannot parse at all (a ragged row, a broken quote, a line
-that is not JSON) is re-read in Python, which names the rows it cannot use and hands the others
-to the same conversion.
+Valid data takes one cheap pass per file: DuckDB's own casts (which take more than the
+documented spellings) and a per-row flag for anything they might have taken wrongly, then one
+aggregate of minima and maxima. Only a file with a flagged row, a value out of range or a
+repeated id is read again, exactly, with the reason for every bad row and its row number (the
+table's row ids, in file order). A file DuckDB cannot parse at all (a ragged row, a broken
+quote, a line that is not JSON) is re-read in Python into a private temporary folder: the rows
+it cannot use are named, the others go through the same exact conversion.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .errors import DataError, UsageError
 from .sql import ident, literal
 from .timeutil import MAX_DATE, MIN_DATE
 
+_BLANK_CODES = ", ".join(str(ord(c)) for c in BLANKS)
 ORDER_FIELDS = ("first_order_date", "last_order_date", "orders_12m", "spend_12m", "total_orders")
 NON_NEGATIVE = ("orders_12m", "spend_12m", "total_orders")
 # Dates in the customer export that record something that already happened.
@@ -115,10 +118,9 @@ def trimmed(text: str) -> str:
     Trimming a set of characters is slow in DuckDB; most values have no blank at either end,
     which a test of their first and last character shows cheaply.
     """
-    blank_codes = ", ".join(str(ord(c)) for c in BLANKS)
     return (
-        f"CASE WHEN ascii({text}) NOT IN ({blank_codes}) "
-        f"AND ascii(reverse({text})) NOT IN ({blank_codes}) THEN {text} "
+        f"CASE WHEN ascii({text}) NOT IN ({_BLANK_CODES}) "
+        f"AND ascii(reverse({text})) NOT IN ({_BLANK_CODES}) THEN {text} "
         f"ELSE trim({text}, {literal(BLANKS)}) END"
     )
 
@@ -222,11 +224,7 @@ def _csv_source(path: Path, columns: list[_Column]) -> tuple[_Source, list[str]]
             )
         seen.setdefault(name, index)
     names = [_cell_name(i) for i in range(len(header))]
-    record = (
-        "CAST(json_object("
-        + ", ".join(f"{literal(h)}, {n}" for h, n in zip(header, names, strict=True))
-        + ") AS VARCHAR)"
-    )
+    record = _csv_record(header, names)
     source = _Source(
         path,
         "text",
@@ -235,6 +233,12 @@ def _csv_source(path: Path, columns: list[_Column]) -> tuple[_Source, list[str]]
         record,
     )
     return source, header
+
+
+def _csv_record(header: list[str], names: list[str]) -> str:
+    """SQL: a CSV row as a JSON object of the header's names and the cells as text."""
+    pairs = ", ".join(f"{literal(h)}, {n}" for h, n in zip(header, names, strict=True))
+    return f"CAST(json_object({pairs}) AS VARCHAR)"
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -255,9 +259,19 @@ def _json_path(key: str) -> str:
     return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
-def _jsonl_relation(objects: str, keys: list[str]) -> str:
+def _json_keys(columns: list[_Column]) -> list[str]:
+    return list(dict.fromkeys(c.source for c in columns))
+
+
+def _jsonl_relation(objects: str, keys: list[str], extra: str = "") -> str:
+    """Each object (`__obj`) and the values of the keys the engine reads (`__cells`), parsed
+    once per row."""
     paths = ", ".join(literal(_json_path(k)) for k in keys) or "'/'"
-    return f"(SELECT json AS __obj, json_extract(json, [{paths}]) AS __cells FROM {objects})"
+    return f"(SELECT {extra}json AS __obj, json_extract(json, [{paths}]) AS __cells FROM {objects})"
+
+
+def _json_cells(keys: list[str]) -> dict[str, str]:
+    return {key: f"__cells[{i + 1}]" for i, key in enumerate(keys)}
 
 
 _JSON_STRUCTURE = (
@@ -268,13 +282,13 @@ _JSON_STRUCTURE = (
 
 
 def _jsonl_source(path: Path, columns: list[_Column]) -> _Source:
-    keys = list(dict.fromkeys(c.source for c in columns))
+    keys = _json_keys(columns)
     objects = f"read_ndjson_objects({literal(str(path))})"
     return _Source(
         path,
         "json",
         _jsonl_relation(objects, keys),
-        {key: f"__cells[{i + 1}]" for i, key in enumerate(keys)},
+        _json_cells(keys),
         "CAST(__obj AS VARCHAR)",
         structural=_JSON_STRUCTURE,
     )
@@ -358,12 +372,11 @@ def _restructured(
         return _Source(
             path, "text", relation, source.cells, record, row=ROW, problems=table, restructure=False
         )
-    keys = list(dict.fromkeys(c.source for c in columns))
     return _Source(
         path,
         "json",
         relation,
-        {key: f"__cells[{i + 1}]" for i, key in enumerate(keys)},
+        _json_cells(_json_keys(columns)),
         record,
         structural=f"CASE WHEN __obj IS NULL THEN 'is not valid JSON' ELSE {_JSON_STRUCTURE} END",
         row=ROW,
@@ -408,11 +421,7 @@ def _rewrite_csv(path: Path, clean: Path, bad) -> tuple[str, str]:
         raise DataError(f"{path}: row {row + 1}: cannot read: {error}") from None
     finally:
         csv.field_size_limit(limit)
-    record = (
-        "CAST(json_object("
-        + ", ".join(f"{literal(h)}, {n}" for h, n in zip(header, names, strict=True))
-        + ") AS VARCHAR)"
-    )
+    record = _csv_record(header, names)
     return _csv_read(clean, [ROW, *names], {ROW: "BIGINT"}, written=True), record
 
 
@@ -441,12 +450,7 @@ def _rewrite_jsonl(path: Path, clean: Path, columns: list[_Column]) -> tuple[str
         f"(SELECT {ROW}, CASE WHEN json_valid(line) THEN CAST(line AS JSON) END AS json, line "
         f"FROM {_csv_read(clean, [ROW, 'line'], {ROW: 'BIGINT'}, written=True)})"
     )
-    keys = list(dict.fromkeys(c.source for c in columns))
-    paths = ", ".join(literal(_json_path(k)) for k in keys) or "'/'"
-    relation = (
-        f"(SELECT {ROW}, json AS __obj, json_extract(json, [{paths}]) AS __cells, line "
-        f"FROM {lines})"
-    )
+    relation = _jsonl_relation(lines, _json_keys(columns), extra=f"{ROW}, line, ")
     return (
         relation,
         "CASE WHEN __obj IS NULL THEN CAST(to_json(line) AS VARCHAR) "
@@ -531,7 +535,6 @@ _WRONG = {
     t.Kind.ENUM: "is not text",
 }
 _DATE_SPELLING = "YYYY-MM-DD, optionally with a time of day and a UTC offset"
-_BLANK_CODES = ", ".join(str(ord(c)) for c in BLANKS)
 # The spellings the cheap pass takes as they are; anything else goes to the exact pass.
 _QUICK_BOOLS = {
     spelling: value
@@ -641,7 +644,8 @@ def _from_json(column: _Column, cell: str, raw: str, context: _Context) -> _Conv
         number = f"TRY_CAST(CAST({cell} AS VARCHAR) AS DOUBLE)"
         value = f"CASE WHEN isfinite({number}) THEN {number} END"
         reason = (
-            f"CASE WHEN json_type({raw}) IN {_JSON_NUMBER_TYPES} THEN 'is not a finite number' "
+            f"CASE WHEN json_type({raw}) IN ({', '.join(map(literal, _JSON_NUMBER_TYPES))}) "
+            "THEN 'is not a finite number' "
             "ELSE 'is not a number (a JSON number)' END"
         )
     elif column.type.is_datelike:
@@ -892,10 +896,16 @@ def _typed_table(
 
 
 def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
-    missing = [c.source for c in columns if c.required and c.source not in header]
+    missing = list(
+        dict.fromkeys(c.source for c in columns if c.required and c.source not in header)
+    )
     if missing:
-        names = ", ".join(dict.fromkeys(missing))
-        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}")
+        # Names are matched exactly; say so when the header has one spelled differently.
+        near = {h.strip(BLANKS).lower(): h for h in header}
+        hints = [f"`{near[m.lower()]}`" for m in missing if m.lower() in near]
+        hint = f" (the header has {', '.join(hints)}: names must match exactly)" if hints else ""
+        names = ", ".join(missing)
+        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}")
 
 
 def _require_keys(con, table: str, source: _Source, columns: list[_Column]) -> None:

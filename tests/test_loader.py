@@ -93,6 +93,14 @@ def test_missing_required_column(run_cli, shop):
     assert not out.exists()
 
 
+def test_a_column_name_spelled_differently_is_pointed_out(tmp_path):
+    columns = [" SMS_opt_in" if c == "sms_opt_in" else c for c in COLUMNS]
+    path = write_csv(tmp_path / "c.csv", [{**customer("C1"), " SMS_opt_in": "true"}], columns)
+    assert bad_data(path).endswith(
+        "missing column sms_opt_in (the header has ` SMS_opt_in`: names must match exactly)"
+    )
+
+
 def test_missing_file_and_non_utf8_file(run_cli, shop):
     tmp_path, rules, _ = shop
     result, out = plan(run_cli, tmp_path, rules, tmp_path / "nope.csv")
