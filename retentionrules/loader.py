@@ -40,7 +40,8 @@ from .errors import DataError, UsageError
 from .sql import ident, literal
 from .timeutil import MAX_DATE, MIN_DATE
 
-_BLANK_CODES = ", ".join(str(ord(c)) for c in BLANKS)
+# Every blank is a control character or a space (code 32 or below) but these two.
+_WIDE_BLANKS = ", ".join(str(ord(c)) for c in BLANKS if ord(c) > 32)
 ORDER_FIELDS = ("first_order_date", "last_order_date", "orders_12m", "spend_12m", "total_orders")
 NON_NEGATIVE = ("orders_12m", "spend_12m", "total_orders")
 # Dates in the customer export that record something that already happened.
@@ -112,16 +113,31 @@ class LoadStats:
 # ---------------------------------------------------------------- normalisation
 
 
-def trimmed(text: str) -> str:
-    """SQL: `text` without surrounding BLANKS.
+def _blank_end(text: str) -> str:
+    """SQL: whether `text` may start or end with a blank (or is empty), told cheaply by the
+    code of its first and last character.
 
-    Trimming a set of characters is slow in DuckDB; most values have no blank at either end,
-    which a test of their first and last character shows cheaply.
+    Comparisons, not a long `IN` list: DuckDB turns an `IN` list of five or more constants into
+    a join, and a join does not keep the rows in file order.
     """
+    first, last = f"ascii({text})", f"ascii(reverse({text}))"
     return (
-        f"CASE WHEN ascii({text}) NOT IN ({_BLANK_CODES}) "
-        f"AND ascii(reverse({text})) NOT IN ({_BLANK_CODES}) THEN {text} "
-        f"ELSE trim({text}, {literal(BLANKS)}) END"
+        f"({first} <= 32 OR {first} IN ({_WIDE_BLANKS}) "
+        f"OR {last} <= 32 OR {last} IN ({_WIDE_BLANKS}))"
+    )
+
+
+def trimmed(text: str) -> str:
+    """SQL: `text` without surrounding BLANKS. Trimming a set of characters is slow in DuckDB;
+    most values have no blank at either end."""
+    return f"CASE WHEN {_blank_end(text)} THEN trim({text}, {literal(BLANKS)}) ELSE {text} END"
+
+
+def any_of(value: str, options: list[str]) -> str:
+    """SQL: whether `value` equals one of the SQL `options`, as comparisons (see `_blank_end`:
+    an `IN` list may lose the row order)."""
+    return (
+        "(" + " OR ".join(f"{value} = {option}" for option in options) + ")" if options else "FALSE"
     )
 
 
@@ -576,7 +592,7 @@ def _from_text(column: _Column, cell: str, raw: str, context: _Context) -> _Conv
             return _Converted(value, "NULL", raw, given)
         # Most ids have no blank at either end, and are never empty: kept as they are.
         quick = f"lower({cell})" if column.channel else cell
-        ends = f"ascii({raw}) IN (0, {_BLANK_CODES}) OR ascii(reverse({raw})) IN ({_BLANK_CODES})"
+        ends = _blank_end(raw)
         return _Converted(value, "NULL", raw, given, quick, lambda _value: ends)
     if kind is t.Kind.BOOL:
         value = _text_bool(cell)
@@ -644,7 +660,7 @@ def _from_json(column: _Column, cell: str, raw: str, context: _Context) -> _Conv
         number = f"TRY_CAST(CAST({cell} AS VARCHAR) AS DOUBLE)"
         value = f"CASE WHEN isfinite({number}) THEN {number} END"
         reason = (
-            f"CASE WHEN json_type({raw}) IN ({', '.join(map(literal, _JSON_NUMBER_TYPES))}) "
+            f"CASE WHEN {any_of(f'json_type({raw})', [literal(t) for t in _JSON_NUMBER_TYPES])} "
             "THEN 'is not a finite number' "
             "ELSE 'is not a number (a JSON number)' END"
         )
@@ -706,9 +722,9 @@ def _value_checks(column: _Column, value: str) -> list[tuple[str, str]]:
     """(condition over the converted value, what is wrong) for the checks a value must pass."""
     checks = []
     if column.type.kind is t.Kind.ENUM:
-        values = ", ".join(literal(v) for v in column.type.values)
+        values = [literal(v) for v in column.type.values]
         checks.append(
-            (f"{value} NOT IN ({values})", "is not one of " + ", ".join(column.type.values))
+            (f"NOT {any_of(value, values)}", "is not one of " + ", ".join(column.type.values))
         )
     if column.non_negative:
         checks.append((f"{value} < 0", "is negative"))
@@ -823,8 +839,8 @@ def _clean(
     for column in columns:
         name = ident(column.name)
         if column.type.kind is t.Kind.ENUM:
-            values = ", ".join(literal(v) for v in column.type.values)
-            terms.append(f"count(*) FILTER (WHERE {name} NOT IN ({values}))")
+            values = [literal(v) for v in column.type.values]
+            terms.append(f"count(*) FILTER (WHERE NOT {any_of(name, values)})")
             expected.append(0)
         if column.not_empty:
             terms.append(f"count(*) - count({name})")
