@@ -532,6 +532,15 @@ def test_special_misspelled_and_out_of_range_dates_are_bad_data(tmp_path):
     }
 
 
+def test_a_year_past_9999_is_bad_data_not_a_crash(tmp_path):
+    """DuckDB reads `12026-11-18` as a date Python cannot hold; alone in a file it used to
+    reach Python and end in an internal error."""
+    path = write_csv(tmp_path / "c.csv", [customer("C1", birthday="12026-11-18")])
+    assert "row 1: column birthday: `12026-11-18` is not a date" in bad_data(path)
+    path = parquet_customers(tmp_path / "c.parquet", birthday="DATE '12026-11-18'")
+    assert "row 1: column birthday: `12026-11-18` is outside the dates" in bad_data(path)
+
+
 def test_dates_and_timestamps_take_the_shop_time_zone(tmp_path):
     days = {
         "2026-01-05": dt.date(2026, 1, 5),
