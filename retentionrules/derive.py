@@ -50,6 +50,12 @@ def _order_stats(config: Config, as_of: dt.date) -> str:
         FROM orders GROUP BY customer_id"""
 
 
+def _finite(number: str) -> str:
+    """A ratio that cannot be represented (a spend over a vanishing number of orders) is
+    missing, never an infinity."""
+    return f"CASE WHEN isfinite({number}) THEN {number} END"
+
+
 def _scored(thresholds: list[str]) -> str:
     """5 for the first threshold met, 4 for the next, ..., else 0."""
     cases = " ".join(f"WHEN {condition} THEN {5 - i}" for i, condition in enumerate(thresholds))
@@ -160,7 +166,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
             {days_between(day, "first_order_date")} AS days_since_first_order,
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
-            spend_12m / NULLIF(orders_12m, 0) AS avg_order_value{ranks}
+            {_finite("spend_12m / NULLIF(orders_12m, 0)")} AS avg_order_value{ranks}
         FROM ranked"""
 
 

@@ -54,6 +54,10 @@ NUMBER_PATTERN = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
 DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 TIME_PATTERN = r"[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
 OFFSET_PATTERN = r"(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)"
+# Numbers lie strictly between -10^15 and 10^15: sums and ratios of them stay finite, so no
+# derived field or output ever holds an infinity.
+NUMBER_LIMIT = "1e15"
+NUMBER_RANGE = "numbers lie between -10^15 and 10^15"
 BOOL_SPELLINGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 ROW = "__row"
@@ -728,6 +732,8 @@ def _value_checks(column: _Column, value: str) -> list[tuple[str, str]]:
         )
     if column.non_negative:
         checks.append((f"{value} < 0", "is negative"))
+    if column.type.kind is t.Kind.NUMBER:
+        checks.append((f"abs({value}) >= {NUMBER_LIMIT}", f"is out of range ({NUMBER_RANGE})"))
     if column.type.is_datelike:
         checks.append(
             (
@@ -843,6 +849,10 @@ def _clean(
             tests.append(f"count(*) = count({name})")
         if column.non_negative:
             tests.append(f"coalesce(min({name}) >= 0, TRUE)")
+        if column.type.kind is t.Kind.NUMBER:
+            tests.append(
+                f"coalesce(min({name}) > -{NUMBER_LIMIT} AND max({name}) < {NUMBER_LIMIT}, TRUE)"
+            )
         if column.type.is_datelike:
             latest = min(MAX_DATE, column.not_after or MAX_DATE)
             tests.append(

@@ -125,7 +125,7 @@ def interpret(kind: str, fmt: str, value, zone: str, native: str | None = None):
         if not text:
             return None
         value = float(text) if NUMBER.fullmatch(text) else BAD
-        value = value if value == BAD or math.isfinite(value) else BAD
+        value = value if value == BAD or abs(value) < 1e15 else BAD
     else:
         value = text_date(value, zone)
     return _checked(kind, value)
@@ -142,7 +142,7 @@ def _typed(kind, fmt, value, zone, native):
     if kind == "count":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return BAD
-        return float(value) if math.isfinite(value) else BAD
+        return float(value) if abs(value) < 1e15 else BAD  # also NaN and the infinities
     if fmt == "jsonl":
         return BAD  # a JSON date is a string
     if native == "TIMESTAMPTZ":
@@ -207,7 +207,9 @@ TEXT = {
     "bool": mostly(
         ["true", "TRUE", " Yes", "1", "yes", "false", "no", "0", ""], ["t", "2", "maybe"]
     ),
-    "count": mostly(["0", "12", "3.5", " 7 ", "1e3", ""], ["-1", "nan", "inf", "1_000"], 20),
+    "count": mostly(
+        ["0", "12", "3.5", " 7 ", "1e3", ""], ["-1", "nan", "inf", "1_000", "2e15"], 20
+    ),
     "date": mostly(["", "1992-02-29", "1990-05-05"], ["1990-02-29", "2200-01-01"], 20),
     "activity": ACTIVITY,
     "sent": SENT,
@@ -221,7 +223,7 @@ JSON = {
     "id": mostly(["C1", "C2", " C1", "C3", "C4 ", 5, 6.0], [1.5, True, None, "", [1]]),
     "text": mostly([None, "Shanghai", 12], [1.5, True], 20),
     "bool": mostly([True, True, False, None], [2, -1, "true", 1.0, 1, 0], 4),
-    "count": mostly([0, 12, 3.5, None], [-1, "12", NAN, INF], 20),
+    "count": mostly([0, 12, 3.5, None], [-1, "12", NAN, INF, 1e300], 20),
     "date": mostly([None, "1992-02-29"], ["1990-02-29", 19900505], 20),
     "activity": mostly(ACTIVITY, [20261118], 16),
     "sent": mostly(SENT, [None, 20261118], 12),
