@@ -186,3 +186,9 @@ def test_contacts_after_the_as_of_date_are_ignored(tmp_path):
     create_derived(con, config, AS_OF, orders=False, contacts=True)
     got = con.execute(f"SELECT customer_id, last_contacted FROM {DERIVED} ORDER BY 1").fetchall()
     assert got == [("A", None), ("B", AS_OF)]
+
+
+def test_avg_order_value_is_missing_rather_than_infinite(tmp_path):
+    """JSON output never holds Infinity: a spend over a vanishing number of orders."""
+    (row,) = derive(tmp_path, [customer("A", orders_12m="1e-300", spend_12m="1e14")])
+    assert row["avg_order_value"] is None
