@@ -450,7 +450,7 @@ def scenarios(draw):
 
 
 @settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
