@@ -21,6 +21,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "retentionrules.toml"
+# Blanks that never belong to a value in the data: removed around ids, channel names,
+# numbers, dates and booleans (docs/engine.md). ASCII white space, the no-break space and the
+# ideographic (full-width) space that Chinese input methods type.
+BLANKS = " \t\n\v\f\r\u00a0\u3000"
 
 
 def _duration(value: Any) -> Duration:
@@ -31,7 +35,11 @@ DurationField = Annotated[Duration, BeforeValidator(_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # NaN and the infinities (TOML has `nan` and `inf`) are never a cost, a weight or a
+    # threshold: a NaN compares false with everything and would silently disable a rule.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
 
 _SCALAR_TYPES = {
@@ -196,6 +204,19 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        seen: dict[str, str] = {}
+        for name in self.channels:
+            # The contact history's channel names are compared trimmed and lower-cased
+            # (docs/engine.md); two configured names that compare equal would share a cap.
+            key = name.strip(BLANKS).lower()
+            if not key:
+                raise ValueError("channels: a channel name must not be empty")
+            if key in seen:
+                raise ValueError(
+                    f"channels {seen[key]!r} and {name!r} are the same channel "
+                    "(channel names are compared without case and surrounding blanks)"
+                )
+            seen[key] = name
         declared = self.customers.types()
         for name, channel in self.channels.items():
             if channel.consent and declared.get(channel.consent) != t.BOOL:

@@ -85,7 +85,7 @@ def prepare(
     config = report.ruleset.config
     as_of = as_of or today(config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     return con, report, stats, as_of
 
@@ -113,6 +113,10 @@ def run_plan(
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, as_of, inputs)
+    if stats.future_contacts:  # not an error, but never silent
+        plan.notes.append(
+            f"{stats.future_contacts} contacts dated after the as-of date were left out"
+        )
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -278,7 +282,7 @@ def score(
     outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
     as_of = as_of or today(config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}

@@ -26,7 +26,7 @@ from . import ir
 from .compiler import compile_condition
 from .config import Config
 from .derive import DERIVED
-from .loader import Inputs
+from .loader import Inputs, channel_key, text_key
 from .policies import POLICIES, SEND, Reason, RuleCounts
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
@@ -39,6 +39,7 @@ NO_MATCH = 0
 CODE = {reason: i + 1 for i, reason in enumerate(_GATE_REASONS)}
 ELIGIBLE = len(_GATE_REASONS) + 1
 _REMOVED_LATER = (Reason.HOUSEHOLD, Reason.VOLUME)  # statuses of winners removed at steps 5-6
+COUNTED = "__counted"  # contact_counts: whose contacts a row counts
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
@@ -69,22 +70,35 @@ def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
 
 
 def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) -> dict[str, str]:
-    """Count each customer's recent contacts per capped channel and capped rule."""
+    """Count each customer's recent contacts per capped channel and capped rule.
+
+    The contacts table holds normalised ids, channel and rule names (`loader.text_key`,
+    `loader.channel_key`); the configured names go through the same helpers, so `SMS` and
+    ` sms` in the history count against the channel `sms`. Contacts after the as-of date had
+    not happened yet.
+    """
     columns: dict[str, str] = {}
+    day = literal(as_of)
     for name, channel in config.channels.items():
         if channel.cap is not None:
             since = literal(shift(as_of, channel.cap.per, -1))
-            columns[f"channel:{name}"] = f"channel = {literal(name)} AND sent_at >= {since}"
+            columns[f"channel:{name}"] = (
+                f"channel = {channel_key(literal(name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     for rule in ruleset.rules:
         if rule.cap is not None:
             since = literal(shift(as_of, rule.cap[1], -1))
-            columns[f"rule:{rule.name}"] = f"rule = {literal(rule.name)} AND sent_at >= {since}"
+            columns[f"rule:{rule.name}"] = (
+                f"rule = {text_key(literal(rule.name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     aliases = {key: f"n{i}" for i, key in enumerate(columns)}
     selects = ", ".join(
         f"count(*) FILTER (WHERE {cond}) AS {aliases[k]}" for k, cond in columns.items()
     )
+    # The key is not called customer_id: a rule may name that field, and the flags query
+    # joins these counts beside the customers.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id"
+        f"CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id AS {COUNTED}"
         + (f", {selects}" if selects else "")
         + " FROM contacts GROUP BY customer_id"
     )
@@ -142,10 +156,12 @@ def _match_bits(count: int) -> str:
 
 
 def _quiet_sql(config: Config, as_of: dt.date) -> str:
+    """Contacted within the quiet period: on one of its days, up to the as-of date itself."""
     quiet = config.contacts.quiet_period
     if quiet is None:
         return "FALSE"
-    return f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
+    since = literal(shift(as_of, quiet, -1))
+    return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
 
 
 def _flags(
@@ -172,7 +188,7 @@ def _flags(
     winner = " ".join(
         f"WHEN m{i} AND {rule_gates[i]} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset)
     )
-    join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
+    join = f"LEFT JOIN contact_counts cc ON cc.{COUNTED} = d.{key}" if counts is not None else ""
     kept = _match_bits(len(rule_gates)) + "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
@@ -261,6 +277,7 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
         for code in passed
     ]
     reached = con.execute(f"SELECT {', '.join(per_rule + columns)} FROM flags").fetchone()
+    reached = [n or 0 for n in reached]  # count_if over no customers at all is NULL
     household, volume = (literal(r.value) for r in _REMOVED_LATER)
     after = {
         idx: counts

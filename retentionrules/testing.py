@@ -529,7 +529,7 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, Tab
                 )
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
-    load(con, config, inputs)
+    load(con, config, inputs, case.as_of)
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
     override(con, config, case.derived)
     plan = build_plan(con, ruleset, case.as_of, inputs)

@@ -18,7 +18,7 @@ from retentionrules.loader import Inputs
 
 from .conftest import COLUMNS, customer, write_csv, write_rules
 from .test_evaluators import AS_OF as AS_OFS
-from .test_evaluators import DATES, conditions
+from .test_evaluators import DATES, conditions, happened
 from .test_evaluators import customers as customer_rows
 
 AS_OF = dt.date(2026, 11, 22)
@@ -272,7 +272,7 @@ def test_every_matched_pair_is_planned_or_suppressed_once(
         '[channels.email]\nconsent = "email_opt_in"\n'
         "[channels.phone]\nrequires_consent = false\n"
     )
-    rows = [{**row, "customer_id": f"C{i}"} for i, row in enumerate(rows)]
+    rows = happened([{**row, "customer_id": f"C{i}"} for i, row in enumerate(rows)], as_of)
     contacts = [
         (f"C{c}", channel, f"r{r}", day.isoformat()) for c, channel, r, day in sent if c < len(rows)
     ]
