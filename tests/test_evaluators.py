@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retentionrules.api import check_sources
-from retentionrules.compiler import compile_condition
+from retentionrules.compiler import compile_conditions, with_layers
 from retentionrules.config import Config
 from retentionrules.derive import DERIVED, create_derived
 from retentionrules.interpreter import evaluate
@@ -150,11 +150,10 @@ def test_sql_and_interpreter_agree(texts, rows, as_of):
     report = check_sources({"r.rules": source}, CONFIG)
     assert report.ok, (source, report.diagnostics)
     con = derived_rows(rows, as_of)
-    columns = ", ".join(
-        f"{compile_condition(r.condition, as_of)} AS r{i}"
-        for i, r in enumerate(report.ruleset.rules)
-    )
-    cursor = con.execute(f"SELECT *, {columns} FROM {DERIVED} ORDER BY __row")
+    compiled = compile_conditions([r.condition for r in report.ruleset.rules], as_of)
+    columns = ", ".join(f"{sql} AS r{i}" for i, sql in enumerate(compiled.conditions))
+    source = with_layers(DERIVED, compiled.layers)
+    cursor = con.execute(f"SELECT *, {columns} FROM {source} ORDER BY __row")
     names = [d[0] for d in cursor.description]
     for values in cursor.fetchall():
         row = dict(zip(names, values, strict=True))
