@@ -192,9 +192,13 @@ class _Compiler:
         return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
 
     def value(self, expr: ir.Expr) -> _Sql:
-        """`expr` where it leaves arithmetic: NULL when missing or not a finite number. Its SQL
-        appears twice, which is safe only because arithmetic holds no such wrapper inside it."""
+        """`expr` where it is compared: a number as a double (a whole-number column too, so that
+        two counts beyond 2**53 compare as the interpreter's floats do), NULL when missing or
+        not a finite number. Its SQL appears twice then, which is safe only because arithmetic
+        holds no such wrapper inside it."""
         sql = self.sql(expr)
+        if isinstance(expr, ir.Field) and expr.type.kind is t.Kind.NUMBER:
+            return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
         if not _may_be_infinite(expr):
             return sql
         return _combine(f"CASE WHEN isfinite({sql.text}) THEN {sql.text} END", sql)

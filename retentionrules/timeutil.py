@@ -48,7 +48,8 @@ def duration_problem(amount: int, unit: str) -> str | None:
     longest = MAX_DURATION[unit]
     if amount <= longest:
         return None
-    return f"a duration may be at most {longest:,} {unit}s (about 1,000 years)"
+    years = "" if unit == "year" else " (about 1,000 years)"
+    return f"a duration may be at most {longest:,} {unit}s{years}"
 
 
 # The calendar Python and DuckDB share; dates are never moved beyond it.
