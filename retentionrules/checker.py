@@ -7,6 +7,7 @@ problems in one pass; a rule with errors is left out of the rule set, the others
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import sys
@@ -52,11 +53,24 @@ def check(files: list[ast.RuleFile], config: Config) -> CheckResult:
 
 
 def derived_name(rule: ast.Rule) -> str:
-    """A stable name for a one-liner: its action plus a digest of its canonical text."""
+    """A stable name for a one-liner: its action plus a digest of its canonical text.
+
+    Clauses whose number is beyond the limits (an error, RR101) are left out of the text: a
+    whole number of thousands of digits cannot even be printed (Python refuses to)."""
     then = _first(rule, ast.Then)
     stem = f"{then.action.kind}_{then.action.template}" if then else "rule"
-    digest = hashlib.sha256(format_statement(rule).encode("utf-8")).hexdigest()[:6]
-    return f"{stem}_{digest}"
+    printable = tuple(c for c in rule.clauses if _clause_count(c) < 10**NUMBER_DIGITS)
+    text = format_statement(dataclasses.replace(rule, clauses=printable))
+    return f"{stem}_{hashlib.sha256(text.encode('utf-8')).hexdigest()[:6]}"
+
+
+def _clause_count(clause: ast.Clause) -> int:
+    """The whole number a clause holds (its size, for the limits), 0 if none."""
+    if isinstance(clause, ast.Priority):
+        return abs(clause.value)
+    if isinstance(clause, (ast.Cap, ast.MaxPerRun)):
+        return abs(clause.count)
+    return 0
 
 
 class _Checker:
@@ -235,12 +249,8 @@ class _Checker:
         action = self._action(then.action) if then else None
         priority, cap = _first(rule, ast.Priority), _first(rule, ast.Cap)
         holdout, limit = _first(rule, ast.Holdout), _first(rule, ast.MaxPerRun)
-        for clause, count, what in (
-            (priority, priority.value if priority else 0, "a priority"),
-            (cap, cap.count if cap else 0, "a cap"),
-            (limit, limit.count if limit else 0, "a volume limit"),
-        ):
-            if clause is not None and abs(count) >= 10**NUMBER_DIGITS:
+        for clause, what in ((priority, "a priority"), (cap, "a cap"), (limit, "a volume limit")):
+            if clause is not None and _clause_count(clause) >= 10**NUMBER_DIGITS:
                 self._report(
                     "RR101",
                     f"{what} may have at most {NUMBER_DIGITS} digits",

@@ -246,3 +246,12 @@ def test_a_chain_of_a_hundred_segments_is_allowed_and_one_more_is_rr209():
     (diagnostic,) = [d for d in report.diagnostics if d.is_error]
     assert diagnostic.code == "RR209" and diagnostic.span.line == 101
     assert [r.name for r in report.ruleset.rules] == ["r"]
+
+
+def test_a_one_liner_with_a_priority_of_thousands_of_digits_is_rr101_not_a_crash():
+    """Its derived name comes from its printed text, and Python refuses to print a whole
+    number of more than 4,300 digits: the clause beyond the limit is left out of the name."""
+    source = "when tier = G then send x\n  priority " + "9" * 5000 + "\n  max 5 per run"
+    assert codes(source) == ["RR300", "RR101"]
+    capped = "when tier = G then send x\n  cap " + "9" * 5000 + " per 1 day"
+    assert codes(capped) == ["RR300", "RR101"]
