@@ -208,16 +208,27 @@ def fmt(
 
 
 def _as_of(value: str | None):
+    """The --as-of date: a date in [timeutil.MIN_DATE, timeutil.MAX_DATE], the range in which
+    calendar arithmetic (windows, caps, anniversaries) stays inside every evaluator's calendar."""
     import datetime as dt
+    import re
 
     from .errors import UsageError
+    from .timeutil import MAX_DATE, MIN_DATE
 
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError(value)  # Python 3.11 would also take 20261122 and 2026-W47
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise UsageError(
+            f"--as-of {value} is outside the supported range {MIN_DATE} to {MAX_DATE}"
+        )
+    return day
 
 
 def _inputs(customers: Path, orders: Path | None, contacts: Path | None) -> Inputs:

@@ -47,6 +47,7 @@ CODES = _catalogue(
     Code("RR206", E, "duplicate segment name"),
     Code("RR207", E, "duplicate parameter"),
     Code("RR208", E, "no channel"),
+    Code("RR209", E, "segment chain too long"),
     Code("RR300", W, "unnamed rule"),
     Code("RR301", W, "condition can never hold"),
     Code("RR302", W, "rule is shadowed"),

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
 from .diagnostics import Diagnostic
+from .limits import MAX_NESTING, allow_nesting
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
     statements: list[ast.Statement] = []
     comments: list[ast.Comment] = []
     diagnostics: list[Diagnostic] = []
+    allow_nesting()
     for chunk in _split_statements(normalize(source)):
         comments.extend(_comments(chunk))
         if not chunk.is_statement:
@@ -96,6 +98,10 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
         except UnexpectedInput as error:
             diagnostics.append(_syntax_diagnostic(error, chunk, path))
             continue
+        too_deep = _too_deep(tree, chunk, path)
+        if too_deep is not None:
+            diagnostics.append(too_deep)
+            continue
         builder = _Builder(chunk, path)
         statement = builder.transform(tree)
         diagnostics.extend(builder.diagnostics)
@@ -103,6 +109,43 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
             statements.append(statement)
     rule_file = ast.RuleFile(path, tuple(statements), tuple(comments))
     return ParseResult(rule_file, tuple(diagnostics))
+
+
+# Operators: each nests its operands one level deeper (limits.MAX_NESTING). Parentheses and the
+# literals, names and lists under operators are not levels of their own, and neither is an `and`
+# directly inside an `and` (nor an `or` inside an `or`): the syntax tree makes them one chain.
+_OPERATORS = frozenset(
+    {
+        *("or_expr", "and_expr", "not_", "compare", "in_", "not_in", "between", "is_missing"),
+        *("is_present", "contains", "starts_with", "within", "before_after"),
+        *("add", "sub", "mul", "div", "neg"),
+    }
+)
+_CHAINS = frozenset({"or_expr", "and_expr"})
+
+
+def _too_deep(tree: Tree, chunk: _Chunk, path: str) -> Diagnostic | None:
+    """RR100 for a statement whose operators nest deeper than limits.MAX_NESTING, measured
+    before anything recurses over it (a loop with its own stack, so any depth is measured)."""
+    deepest = 0
+    pending: list[tuple[Tree, int, str]] = [(tree, 0, "")]
+    while pending:
+        node, depth, parent = pending.pop()
+        if node.data in _OPERATORS and not (node.data in _CHAINS and node.data == parent):
+            depth += 1
+        deepest = max(deepest, depth)
+        pending.extend((c, depth, node.data) for c in node.children if isinstance(c, Tree))
+    if deepest <= MAX_NESTING:
+        return None
+    line = chunk.first_line + _first_code_line(chunk) - 1
+    width = len(chunk.text.split("\n")[_first_code_line(chunk) - 1].rstrip())
+    return Diagnostic(
+        "RR100",
+        f"this statement nests {deepest:,} levels deep; at most {MAX_NESTING:,} are allowed",
+        path,
+        ast.Span(line, 1, line, width + 1),
+        "name parts of the condition as segments (`segment part = ...`) and use their names",
+    )
 
 
 # ---------------------------------------------------------------- splitting into statements

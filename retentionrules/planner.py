@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from . import ir
-from .compiler import compile_condition
+from .compiler import LAYERS_PER_QUERY, Compiled, compile_conditions, with_layers
 from .config import Config
 from .derive import DERIVED
 from .loader import Inputs, channel_key, text_key
@@ -164,6 +164,20 @@ def _quiet_sql(config: Config, as_of: dt.date) -> str:
     return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
 
 
+def _with_columns(con, relation: str, compiled: Compiled) -> str:
+    """`relation` with the columns the compiled conditions read (segments, deep parts). A long
+    chain of them, segments built on segments, is stored every LAYERS_PER_QUERY layers, as
+    DuckDB limits how deeply one query may nest. Each step reads one table, so rows keep their
+    input order."""
+    layers, size = compiled.layers, LAYERS_PER_QUERY
+    blocks = [layers[start : start + size] for start in range(0, len(layers), size)]
+    for n, block in enumerate(blocks[:-1]):
+        query = with_layers(relation, block)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE columns{n} AS SELECT * FROM {query}")
+        relation = f"columns{n}"
+    return with_layers(relation, blocks[-1]) if blocks else relation
+
+
 def _flags(
     con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool
 ) -> list[str]:
@@ -180,9 +194,10 @@ def _flags(
         gates.setdefault(_gate_sql(rule, config, counts), f"g{len(gates)}")
         for rule in ruleset.rules
     ]
-    matches = "".join(
-        f", {compile_condition(rule.condition, as_of)} AS m{i}"
-        for i, rule in enumerate(ruleset.rules)
+    compiled = compile_conditions([rule.condition for rule in ruleset.rules], as_of)
+    matches = "".join(f", {sql} AS m{i}" for i, sql in enumerate(compiled.conditions))
+    customers = _with_columns(
+        con, f"(SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED})", compiled
     )
     gate_columns = "".join(f", {sql} AS {column}" for sql, column in gates.items())
     winner = " ".join(
@@ -198,7 +213,7 @@ def _flags(
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score{matches}{gate_columns}
-            FROM (SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
+            FROM {customers} d {join}
         )
     """)
     stages = "".join(
