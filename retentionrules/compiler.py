@@ -214,8 +214,11 @@ class _Compiler:
         if not expr.items:
             return _combine(f"({value.text} IS NOT NULL)" if expr.negated else "FALSE", value)
         items = [self.ordered(item) for item in expr.items]
-        listed = ", ".join(item.text for item in items)
-        test = f"{value.text} {'NOT ' if expr.negated else ''}IN ({listed})"
+        # `x IN (a, b)` is by definition `x = a OR x = b`, NULLs included. Written out, because
+        # DuckDB plans an IN list of five or more constants as a join, which loses the input
+        # order of the rows (and with it the plan's order and byte-identical reruns).
+        either = " OR ".join(f"{value.text} = {item.text}" for item in items)
+        test = f"NOT ({either})" if expr.negated else f"({either})"
         return self.total(test, (expr.value, *expr.items), value, *items)
 
     def ordered(self, expr: ir.Expr) -> _Sql:
