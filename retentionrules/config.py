@@ -7,10 +7,19 @@ A project without a configuration file gets the standard customer export's schem
 from __future__ import annotations
 
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import types as t
 from .timeutil import Duration
@@ -202,6 +211,18 @@ class Config(_Model):
     holdout_salt: str = "retentionrules"  # change it to draw a new control group
     source: str | None = Field(default=None, exclude=True)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Caught when the configuration is read (by `check` too), not at plan time."""
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as Asia/Shanghai or UTC"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         seen: dict[str, str] = {}
@@ -218,6 +239,13 @@ class Config(_Model):
                 )
             seen[key] = name
         declared = self.customers.types()
+        for role in ("id", "household"):  # keys are text, however they look (docs/engine.md)
+            column = getattr(self.customers, role)
+            if column is not None and declared[column] != t.STRING:
+                raise ValueError(
+                    f"customers.{role} names {column!r}, declared {declared[column]}; "
+                    f'keys are compared as text: declare {column} = "string"'
+                )
         for name, channel in self.channels.items():
             if channel.consent and declared.get(channel.consent) != t.BOOL:
                 raise ValueError(

@@ -22,7 +22,7 @@ import duckdb
 from . import ir
 from .api import Report, check_paths, config_for_data, rule_files
 from .ast import Span
-from .config import Config, find_config
+from .config import BLANKS, Config, find_config
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
@@ -30,6 +30,7 @@ from .loader import Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_files, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
+from .timeutil import MAX_DATE, MIN_DATE
 
 FORMAT_VERSION = 2  # 2: the header carries the plan's sha256 and is written last
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
@@ -47,6 +48,16 @@ class PlanResult:
 def today(config: Config) -> dt.date:
     """Today in the configured time zone: the default as-of date."""
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
+
+
+def _as_of(given: dt.date | None, config: Config) -> dt.date:
+    """The as-of date: given, or today; inside the range calendar arithmetic is defined for."""
+    as_of = given or today(config)
+    if not MIN_DATE <= as_of <= MAX_DATE:
+        raise UsageError(
+            f"as-of date {as_of} is outside the supported range {MIN_DATE} to {MAX_DATE}"
+        )
+    return as_of
 
 
 def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
@@ -83,7 +94,7 @@ def prepare(
     """Check the rules, load and validate the data, derive every field: ready to plan or score."""
     report = checked_rules(rule_paths, config_path)
     config = report.ruleset.config
-    as_of = as_of or today(config)
+    as_of = _as_of(as_of, config)
     con = connect()
     stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
@@ -209,10 +220,11 @@ def explain(
     con, report, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
     plan = build_plan(con, report.ruleset, as_of, inputs)
     found = []
-    for customer in customers:
+    for given in customers:
+        customer = given.strip(BLANKS)  # ids are compared as the export's are (docs/engine.md)
         fields = customer_fields(con, plan.config, customer)
         if fields is None:
-            raise UsageError(f"customer {customer!r} is not in {inputs.customers}")
+            raise UsageError(f"customer {given!r} is not in {inputs.customers}")
         found.append(
             Explanation(customer, fields, rule_traces(plan, report, fields, customer, as_of))
         )
@@ -280,7 +292,7 @@ def score(
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
     outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
-    as_of = as_of or today(config)
+    as_of = _as_of(as_of, config)
     con = connect()
     stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)

@@ -24,6 +24,8 @@ from . import ast
 from .diagnostics import Diagnostic
 from .limits import MAX_NESTING, allow_nesting
 
+allow_nesting()  # at import too: raised mid-run, it surprises tools that save and restore it
+
 
 @dataclass(frozen=True, slots=True)
 class ParseResult:

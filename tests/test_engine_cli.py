@@ -128,3 +128,26 @@ def test_ctrl_c_during_a_plan_exits_130_without_an_internal_error(tmp_path):
             continue  # still starting Python: it died of the signal, as a shell expects
         assert run.returncode == 130, err
         assert "interrupted" in err
+
+
+def test_explain_finds_an_id_typed_with_blanks_around_it(run_cli):
+    result = run_cli("explain", " C0000003 ", *DEMO)
+    assert result.exit_code == 0, result.output
+    assert "customer C0000003" in result.output
+
+
+def test_an_as_of_date_outside_the_range_is_a_usage_error_from_python_too(tmp_path):
+    import datetime as dt
+
+    import pytest
+
+    from retentionrules.engine import run_plan, score
+    from retentionrules.errors import UsageError
+    from retentionrules.loader import Inputs
+
+    inputs = Inputs(SHOP / "customers.csv")
+    for day in (dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1899, 12, 31)):
+        with pytest.raises(UsageError, match="outside the supported range"):
+            run_plan([SHOP / "rules"], inputs, day)
+        with pytest.raises(UsageError, match="outside the supported range"):
+            score(inputs, day)
