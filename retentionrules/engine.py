@@ -26,7 +26,7 @@ from .config import BLANKS, Config, find_config
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
-from .loader import Inputs, LoadStats, connect, load, rejects_sql
+from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_files, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
@@ -84,6 +84,30 @@ class _Digest(threading.Thread):
             self.error = error
 
 
+def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
+    """The declared customer fields the export must have as columns: the id, what the rules read
+    (through their segments and derived fields), the consent fields of the channels they use,
+    the household when a rule is once per household, and what scoring reads (unless an orders
+    export gives it). Any other declared field may be absent: it is missing for every customer,
+    so an orders-only shop need not invent empty columns."""
+    config = ruleset.config
+    schema = config.customers
+    declared = set(schema.fields)
+    used = ir.fields_used(rule.condition for rule in ruleset.rules)
+    needed = {schema.id, *(used & declared)}
+    if "days_to_birthday" in used and schema.birthday:
+        needed.add(schema.birthday)
+    for rule in ruleset.rules:
+        channel = config.channels.get(rule.action.channel or "")
+        if channel is not None and channel.requires_consent and channel.consent:
+            needed.add(channel.consent)
+        if rule.once_per_household and schema.household:
+            needed.add(schema.household)
+    if inputs.orders is None:
+        needed |= set(ORDER_FIELDS) & declared
+    return needed
+
+
 def prepare(
     rule_paths: Sequence[str | Path],
     inputs: Inputs,
@@ -96,7 +120,7 @@ def prepare(
     config = report.ruleset.config
     as_of = _as_of(as_of, config)
     con = connect()
-    stats = load(con, config, inputs, as_of, rejects)
+    stats = load(con, config, inputs, as_of, rejects, needed_fields(report.ruleset, inputs))
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     return con, report, stats, as_of
 

@@ -201,6 +201,19 @@ def subexpressions(expr: Expr) -> tuple[Expr, ...]:
             assert_never(expr)
 
 
+def fields_used(exprs: Iterable[Expr]) -> set[str]:
+    """The names of the fields the expressions read, through the segments they use."""
+    roots = list(exprs)
+    pending = [*roots, *(ref.condition for ref in segments_used(roots))]
+    names: set[str] = set()
+    while pending:  # a loop, not recursion (see `direct_segments`)
+        node = pending.pop()
+        if isinstance(node, Field):
+            names.add(node.name)
+        pending.extend(subexpressions(node))
+    return names
+
+
 def segment_key(ref: SegmentRef) -> int:
     """What identifies a segment to the evaluators: its one definition object. Unlike the name,
     this never confuses two segments of the same name from rule sets checked apart."""

@@ -83,13 +83,39 @@ def test_duplicate_ids_name_the_first_row(run_cli, shop):
 
 
 def test_missing_required_column(run_cli, shop):
+    """The rule sends e-mail: the e-mail consent column is needed."""
     tmp_path, rules, rows = shop
     customers = write_csv(
-        tmp_path / "customers.csv", rows, [c for c in COLUMNS if c != "sms_opt_in"]
+        tmp_path / "customers.csv", rows, [c for c in COLUMNS if c != "email_opt_in"]
     )
     result, out = plan(run_cli, tmp_path, rules, customers)
-    assert result.exit_code == 1 and f"{customers}: missing column sms_opt_in" in result.output
+    assert result.exit_code == 1 and f"{customers}: missing column email_opt_in" in result.output
     assert not out.exists()
+
+
+def test_declared_columns_no_rule_needs_may_be_absent(run_cli, shop):
+    """SMS consent, city, household, birthday: declared, but nothing of this plan reads them."""
+    tmp_path, rules, rows = shop
+    unread = {"sms_opt_in", "city", "household_id", "birthday", "category", "last_contacted"}
+    customers = write_csv(tmp_path / "customers.csv", rows, [c for c in COLUMNS if c not in unread])
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count('"rule":"winback"') == 4
+
+
+def test_an_orders_only_shop_needs_no_invented_columns(run_cli, tmp_path):
+    rules = write_rules(tmp_path / "rules", RULES + "  once per household\n")
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,email_opt_in,household_id\nC1,true,H1\nC2,true,H2\n")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("customer_id,order_date,amount\nC1,2026-04-01,100\nC2,2025-01-01,50\n")
+    result, out = plan(run_cli, tmp_path, rules, customers, "--orders", orders)
+    assert result.exit_code == 0, result.output
+    assert [line.split('"customer_id":"')[1][:2] for line in out.read_text().splitlines()] == ["C1"]
+    without = tmp_path / "no_household.csv"
+    without.write_text("customer_id,email_opt_in\nC1,true\n")
+    result, _ = plan(run_cli, tmp_path, rules, without, "--orders", orders)
+    assert result.exit_code == 1 and "missing column household_id" in result.output
 
 
 def test_a_column_name_spelled_differently_is_pointed_out(tmp_path):
