@@ -108,6 +108,7 @@ def run_plan(
         _named_inputs(rule_paths, inputs, [config_path]),
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
         plan="--out",
+        json_text={"--rejects": ["record"]},
     )
     digest = _Digest(inputs.files())
     digest.start()
@@ -275,7 +276,11 @@ def score(
     """The derived-field table for every customer, and the tier x stage distribution."""
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
-    outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
+    outputs = Outputs(
+        _named_inputs([], inputs, configs),
+        {"--out": out, "--rejects": rejects},
+        json_text={"--rejects": ["record"]},
+    )
     as_of = as_of or today(config)
     con = connect()
     stats = load(con, config, inputs, rejects)
