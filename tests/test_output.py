@@ -970,6 +970,50 @@ def test_ctrl_c_while_writing_leaves_no_temporary_files(racing_shops, tmp_path):
     assert check_pair(out, pairs) in ("no plan", "plan without header", "pair")
 
 
+def test_sigterm_while_writing_cleans_up_like_ctrl_c_and_exits_143(racing_shops, tmp_path):
+    """SIGTERM (`timeout`, a CI cancel) ended the run silently with 143 and left its private
+    folder behind until the next run in that folder."""
+    shops, _, _ = racing_shops
+    out = tmp_path / "plan.csv"
+    suppressed = tmp_path / "s.csv"
+    process = subprocess.Popen(
+        [*command(shops[0], out), "--suppressed", str(suppressed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(functools.partial(writing, tmp_path, (f"{STAGING}{process.pid}-",)), [process])
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "retentionrules: terminated"
+    assert staging_folders(tmp_path) == []
+
+
+def test_sigterm_inside_a_query_exits_143_not_as_an_internal_error(racing_shops, tmp_path):
+    """DuckDB reports the signal as its own interruption: still 143. Whenever the signal comes, the
+    plan is absent or whole with its header; a run that had finished may still die of it while
+    Python shuts down (-15)."""
+    shops, _, duration = racing_shops
+    rng = random.Random(143)
+    for attempt in range(3):
+        out = tmp_path / f"plan{attempt}.jsonl"
+        process = subprocess.Popen(
+            command(shops[1], out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(rng.uniform(0.3, max(0.4, duration * 0.8)))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert staging_folders(tmp_path) == []
+        if out.exists() or process.returncode in (0, -signal.SIGTERM):
+            assert read_plan_header(out)["customers"] == 2_500  # it had been written
+        if process.returncode in (0, -signal.SIGTERM):
+            continue
+        assert process.returncode == 143, err
+        assert err.strip().splitlines()[-1] == "retentionrules: terminated"
+
+
 def test_two_runs_racing_to_one_out_leave_a_consistent_pair(racing_shops, tmp_path):
     """Different inputs, one --out, twice over; a reader polling meanwhile always gets a
     whole plan with its own header: it waits on the lock while a run commits."""
