@@ -136,8 +136,9 @@ def _is_the_command() -> bool:
     spec = getattr(main, "__spec__", None)
     if spec is not None:
         return spec.name == "retentionrules.__main__"
-    script = os.path.basename(getattr(main, "__file__", None) or "")
-    return script.split(".")[0].removesuffix("-script") == "retentionrules"
+    script = getattr(main, "__file__", None) or ""
+    names = {os.path.basename(script), os.path.basename(os.path.realpath(script))}
+    return any(name.split(".")[0].removesuffix("-script") == "retentionrules" for name in names)
 
 
 if _is_the_command():

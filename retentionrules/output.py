@@ -229,7 +229,9 @@ def _check_name(path: Path, role: str) -> None:
         raise OutputError(f"{role} {path} is not a regular file")
 
 
-def _check_replaceable(path: Path, role: str) -> None:
+def _check_replaceable(
+    path: Path, role: str, remedy: str = "choose another output, or have its owner remove it"
+) -> None:
     """A file already at an output's name must be one this process may replace. In a folder with
     the sticky bit (`/tmp`, a shared drop folder) only the file's owner, the folder's owner or a
     process allowed to override it (CAP_FOWNER) may rename over a file: found out at the rename,
@@ -245,9 +247,21 @@ def _check_replaceable(path: Path, role: str) -> None:
         return
     raise OutputError(
         f"{role} {path} belongs to another user (uid {st.st_uid}), and in {path.parent} only a "
-        "file's owner may replace it (the folder's sticky bit is set); nothing was written: "
-        "choose another output, or have its owner remove it"
+        f"file's owner may replace it (the folder's sticky bit is set); nothing was written: "
+        f"{remedy}"
     )
+
+
+def _check_lock(path: Path, role: str) -> None:
+    """A lock file already there must be one this process may open (a writer opens another
+    user's read-only: flock needs no more); found out at the commit, it would stop the run after
+    the other outputs were replaced."""
+    effective = os.access in os.supports_effective_ids
+    if os.path.lexists(path) and not os.access(path, os.R_OK, effective_ids=effective):
+        raise OutputError(
+            f"{role} {path} is another user's and may not be opened (permission denied); "
+            "nothing was written: have its owner make it readable, or choose another output"
+        )
 
 
 def _has_capability(bit: int) -> bool:
@@ -316,6 +330,7 @@ class Outputs:
             _check_name(sidecar(path), role)
             _check_replaceable(sidecar(path), role)
             _check_name(lock_file(path), f"{self.plan}'s lock")
+            _check_lock(lock_file(path), f"{self.plan}'s lock")
 
     def write(
         self,
@@ -381,8 +396,8 @@ class Outputs:
                     _rename(staged[role], path)
                     written.append(path)
             except _PlanWithoutHeader as error:
-                left = [sidecar(path)]
-                raise OutputError(_partly_written(error, [*written, path], left)) from None
+                also = f"; the other outputs were written: {_names(written)}" if written else ""
+                raise OutputError(f"{error}{also}") from None
             except OutputError as error:
                 left = [self.targets[r] for r in order[done:]]
                 raise OutputError(_partly_written(error, written, left)) from None
@@ -394,10 +409,11 @@ def _partly_written(error: OutputError, written: list[Path], left: list[Path]) -
     are new and which are as they were."""
     if not written:
         return f"{error}; nothing was written (every output is as it was)"
-    return (
-        f"{error}; written: {', '.join(map(str, written))}; not written, left as they were: "
-        f"{', '.join(map(str, left))}"
-    )
+    return f"{error}; written: {_names(written)}; not written, left as they were: {_names(left)}"
+
+
+def _names(paths: Iterable[Path]) -> str:
+    return ", ".join(map(str, paths))
 
 
 def _keep_mode(staged: Path, path: Path) -> None:
@@ -578,7 +594,8 @@ def _finite_json_sql(value: str) -> str:
 
 
 class _PlanWithoutHeader(OutputError):
-    """The plan was renamed into place but its header could not be: readers refuse it."""
+    """The commit of a plan broke between its steps: the plan at the name (the new one, or the
+    old one) has no header, and readers refuse it. The message says which."""
 
 
 def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
@@ -590,7 +607,8 @@ def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
     The old header is moved aside into the staging folder rather than deleted: if the plan then
     cannot be renamed, it is put back, and the old pair is left exactly as it was."""
     header = sidecar(path)
-    aside = staged_header.with_name(staged_header.name + ".old")
+    aside: Path | None = staged_header.with_name(staged_header.name + ".old")
+    rerun = "readers refuse it; run plan again"
     with _locked(path, exclusive=True):
         try:
             os.replace(header, aside)
@@ -602,18 +620,24 @@ def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
         try:
             os.replace(staged_plan, path)
         except OSError as error:
+            problem = f"{path}: {error.strerror or error}"
             if aside is not None:
-                with contextlib.suppress(OSError):
+                try:
                     os.replace(aside, header)
-                    _fsync_dir(path.parent)
-            raise OutputError(f"{path}: {error.strerror or error}") from None
+                except OSError:
+                    raise _PlanWithoutHeader(
+                        f"{problem}; the old header could not be put back either: the old plan "
+                        f"is left without its header, and {rerun}"
+                    ) from None
+                _fsync_dir(path.parent)
+            raise OutputError(problem) from None
         _fsync_dir(path.parent)
         try:
             os.replace(staged_header, header)
         except OSError as error:
             raise _PlanWithoutHeader(
                 f"{header}: {error.strerror or error}: the plan {path} was replaced but its "
-                "header could not be written, so readers refuse the plan; run plan again"
+                f"header could not be written, and {rerun}"
             ) from None
         _fsync_dir(path.parent)
 
@@ -983,6 +1007,7 @@ def replace_text(path: Path, text: str, expected: bytes | None = None) -> Path:
     effective = os.access in os.supports_effective_ids
     if not os.access(target, os.W_OK, effective_ids=effective):
         raise OutputError(f"{path}: you may not write this file; left as it is")
+    _check_replaceable(target, "rule file", "have its owner format it")
     staging = _Staging(target.parent)
     try:
         staged = staging.open() / f"0{_PART}"

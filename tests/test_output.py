@@ -41,6 +41,7 @@ from retentionrules.output import (
     read_plan_header,
     refuse_aliases,
     remove_stale,
+    replace_text,
     sidecar,
     undefuse,
 )
@@ -366,6 +367,30 @@ def test_an_output_another_user_owns_in_a_sticky_folder_is_refused_before_any_wo
         assert "only a file's owner may replace it" in message
         assert sorted(p.name for p in drop.iterdir()) == ["suppressed.csv"]
         assert theirs.read_text() == "someone else's\n"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_lock_file_the_run_may_not_open_is_refused_before_any_work():
+    """Another user's PLAN.lock with mode 0600: the writer could not open it, and found out only
+    when committing the plan, after the other outputs were replaced."""
+    base = public_shop(BROKEN_RULES)
+    try:
+        drop = base / "drop"
+        drop.mkdir()
+        drop.chmod(0o1777)
+        plan, suppressed = drop / "plan.jsonl", drop / "s.csv"
+        lock_file(plan).write_text("")
+        lock_file(plan).chmod(0o600)
+
+        def run() -> None:
+            run_plan(
+                [base / "rules"], Inputs(base / "customers.csv"), out=plan, suppressed=suppressed
+            )
+
+        message = as_nobody(run)
+        assert "--out's lock" in message and "may not be opened" in message, message
+        assert sorted(p.name for p in drop.iterdir()) == ["plan.jsonl.lock"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -1145,6 +1170,22 @@ def test_an_empty_csv_output_has_its_bom_and_header(tmp_path):
         assert (tmp_path / name).read_bytes() == expected
 
 
+@pytest.mark.parametrize("first", ["customer_id", "a,b", 'say "hi"', "two\nlines", "上海"])
+def test_a_csv_starts_with_its_mark_whatever_its_first_column_is_called(tmp_path, first):
+    """DuckDB writes the mark as the start of the first column's name; a name it puts in quotes
+    would put a quote first, so the mark then goes in front of the file in place (here over more
+    than one block of the in-place move)."""
+    con = duckdb.connect()
+    query = f"SELECT 'C' || i AS {ident(first)}, i AS n FROM range(150000) t(i)"
+    out = tmp_path / "o.csv"
+    Outputs([], {"o": out}).write(con, {"o": query})
+    plain = tmp_path / "plain.csv"
+    con.execute(f"COPY ({query}) TO {literal(str(plain))} (FORMAT CSV, HEADER)")
+    assert plain.stat().st_size > 1 << 20
+    assert out.read_bytes() == BOM.encode("utf-8") + plain.read_bytes()
+    assert read_csv(out)[0] == {first: "C0", "n": "0"}
+
+
 @pytest.mark.parametrize("kind", ["DOUBLE", "FLOAT"])
 def test_non_finite_numbers_never_reach_an_output(tmp_path, kind):
     con = duckdb.connect()
@@ -1264,3 +1305,19 @@ def test_fmt_never_follows_a_link_planted_at_a_temporary_name(run_cli, tmp_path)
     assert run_cli("fmt", folder).exit_code == 0
     assert not victim.exists() and (folder / "r.rules").read_text() == FORMATTED
 
+
+def test_fmt_leaves_another_users_rule_file_in_a_sticky_folder_alone():
+    """Writable by all, but in a sticky folder only its owner may replace it: refused up front,
+    with a message, rather than failing at the rename."""
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o1777)
+        theirs = base / "r.rules"
+        theirs.write_text(UNFORMATTED)
+        theirs.chmod(0o666)
+        message = as_nobody(lambda: replace_text(theirs, FORMATTED, UNFORMATTED.encode()))
+        assert "rule file" in message and "belongs to another user" in message, message
+        assert "have its owner format it" in message
+        assert theirs.read_text() == UNFORMATTED and staging_folders(base) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
