@@ -76,26 +76,38 @@ class Diagnostic:
         return (self.path, self.span.line, self.span.column, self.code)
 
 
-# A marker is `noqa` right after a `#` (blanks between allowed), bare or with a colon and codes
-# (`RR300, RR302`, commas or blanks between), in any letter case, anywhere in a comment (so that
-# the comments fmt joins into one keep their markers).
-_NOQA = re.compile(
-    r"#\s*noqa\b(?P<colon>\s*:\s*(?P<codes>[A-Z]+\d+(?:[\s,]+[A-Z]+\d+)*)?)?", re.IGNORECASE
+_CODE = r"[A-Z]+[0-9]+"
+_MARKER = re.compile(
+    rf"\s*noqa(?:\s*:\s*(?P<codes>{_CODE}(?:(?:\s*,\s*|\s+){_CODE})*))?\s*", re.IGNORECASE
 )
 EVERY_CODE = frozenset({"*"})  # a bare marker; "*" is no code, so unions keep it
 
 
 def noqa_codes(comment: str) -> frozenset[str]:
-    """The codes a comment's `noqa` markers silence: `EVERY_CODE` for a bare marker; nothing for
-    a comment without one, or for a colon not followed by codes (a typo such as `RR3OO` after the
-    colon silences nothing rather than everything)."""
+    """The codes a comment's `noqa` markers silence: `EVERY_CODE` for a bare marker, nothing for a
+    comment without a marker. This is the one definition of what a comment silences: the checker
+    applies it, and `fmt` keeps beside its line every comment for which it is not empty.
+
+    The grammar, in any letter case. The comment is cut at each `#` into parts (so that the
+    comments fmt joins into one keep their markers); a part is a marker when it is exactly
+
+        noqa                     (blanks around it allowed): every warning, or
+        noqa: CODE[, CODE...]    (blanks around `:` and `,`; blanks alone also separate codes):
+                                 those codes,
+
+    each CODE a whole code (letters then digits: `RR301`, not `RR301x`). Anything else after
+    `noqa` (a code without the colon, `=`, a reason, a typo in a code) makes the part no marker:
+    it silences nothing, rather than everything. A reason goes in a comment of its own, after
+    the marker."""
     codes: set[str] = set()
-    for match in _NOQA.finditer(comment):
-        if match.group("colon") is None:
-            return EVERY_CODE
+    for part in comment.split("#")[1:]:
+        match = _MARKER.fullmatch(part)
+        if match is None:
+            continue
         listed = match.group("codes")
-        if listed:
-            codes.update(code.upper() for code in re.split(r"[\s,]+", listed))
+        if listed is None:
+            return EVERY_CODE
+        codes.update(code.upper() for code in re.split(r"[\s,]+", listed))
     return frozenset(codes)
 
 

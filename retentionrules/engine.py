@@ -143,6 +143,7 @@ def run_plan(
         _named_inputs(rule_paths, inputs, [config_path]),
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
         plan="--out",
+        json_text={"--rejects": ["record"]},
     )
     digest = _Digest(inputs.files())
     digest.start()
@@ -315,7 +316,11 @@ def score(
     """The derived-field table for every customer, and the tier x stage distribution."""
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
-    outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
+    outputs = Outputs(
+        _named_inputs([], inputs, configs),
+        {"--out": out, "--rejects": rejects},
+        json_text={"--rejects": ["record"]},
+    )
     as_of = _as_of(as_of, config)
     con = connect()
     stats = load(con, config, inputs, as_of, rejects)

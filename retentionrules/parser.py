@@ -190,7 +190,7 @@ def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
     """Code in the indented lines before the first statement would continue nothing: it is an
     error, not text to skip (the parser once dropped such a rule, and fmt deleted it)."""
     for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
-        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), line))
+        code = _code(line)
         if code.strip():
             column = len(code) - len(code.lstrip()) + 1
             word = code.split()[0]
@@ -206,20 +206,25 @@ def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
     return []
 
 
-_COMMENT = re.compile(r"#[^\n]*")
 _STRING = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+
+
+def _code(line: str) -> str:
+    """The code of one line: its quoted text masked (with `x`, so that columns and the presence of
+    code stay) and its comment cut off. The one place that decides where a comment starts: a `#`
+    inside quotes (`"a#noqa"`) is text, not a comment."""
+    masked = _STRING.sub(lambda m: "x" * len(m.group()), line)
+    return masked.split("#", 1)[0]
 
 
 def _comments(chunk: _Chunk) -> list[ast.Comment]:
     found = []
     for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
-        code = _STRING.sub(lambda m: " " * len(m.group()), line)
-        match = _COMMENT.search(code)
-        if match:
-            column = match.start() + 1
-            span = ast.Span(number, column, number, len(line) + 1)
-            own_line = not line[: match.start()].strip()
-            found.append(ast.Comment(line[match.start() :].rstrip(), own_line, span=span))
+        start = len(_code(line))
+        if start < len(line):
+            span = ast.Span(number, start + 1, number, len(line) + 1)
+            own_line = not line[:start].strip()
+            found.append(ast.Comment(line[start:].rstrip(), own_line, span=span))
     return found
 
 
@@ -358,7 +363,7 @@ def _first_code_line(chunk: _Chunk) -> int:
 def _end_position(chunk: _Chunk) -> tuple[int, int]:
     lines = chunk.text.split("\n")
     for i in range(len(lines) - 1, -1, -1):
-        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), lines[i])).rstrip()
+        code = _code(lines[i]).rstrip()
         if code:
             return chunk.first_line + i, len(code) + 1
     return chunk.first_line, 1

@@ -217,7 +217,8 @@ def test_diff_plans_an_old_revision_with_the_configuration_it_had(run_cli, tmp_p
     [
         ('timezone = "Mars/Olympus"', "unknown time zone 'Mars/Olympus'"),
         (
-            '[customers]\nhousehold = ""\nbirthday = ""\n[customers.fields]\ncustomer_id = "number"',
+            '[customers]\nhousehold = ""\nbirthday = ""\n'
+            '[customers.fields]\ncustomer_id = "number"',
             'declare customer_id = "string"',
         ),
     ],
