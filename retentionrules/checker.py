@@ -19,7 +19,7 @@ from typing import NoReturn, TypeVar
 from . import ast, ir
 from . import types as t
 from .config import Config
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
 from .formatter import format_statement
 from .limits import MAX_SEGMENT_CHAIN, NUMBER_DIGITS
 from .lints import lint_rules
@@ -116,7 +116,7 @@ class _Checker:
         if segment.name in self.segment_defs:
             first_path, first = self.segment_defs[segment.name]
             self._report(
-                "RR206",
+                Code.RR206,
                 f"segment `{segment.name}` is defined twice",
                 segment.span,
                 f"the first definition is at {first_path}:{first.span.line}",
@@ -124,7 +124,7 @@ class _Checker:
             return
         if segment.name in self.fields:
             self._report(
-                "RR206",
+                Code.RR206,
                 f"segment `{segment.name}` has the name of a customer field",
                 segment.span,
                 "give the segment a name of its own",
@@ -172,7 +172,7 @@ class _Checker:
             self.path = path
             if chain[name] == MAX_SEGMENT_CHAIN + 1:
                 self._report(
-                    "RR209",
+                    Code.RR209,
                     f"segment `{name}` ends a chain of {chain[name]} segments, each built on the "
                     f"one before; at most {MAX_SEGMENT_CHAIN} are allowed",
                     segment.span,
@@ -198,7 +198,7 @@ class _Checker:
         path, segment = self.segment_defs[cycle[0]]
         saved, self.path = self.path, path
         self._report(
-            "RR204",
+            Code.RR204,
             f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
             segment.span,
             "a segment cannot be defined in terms of itself",
@@ -212,7 +212,7 @@ class _Checker:
             if name not in self.used_segments:
                 self.path = path
                 self._report(
-                    "RR303",
+                    Code.RR303,
                     f"segment `{name}` is not used by any rule",
                     segment.span,
                     "use it in a condition or delete it",
@@ -227,7 +227,7 @@ class _Checker:
         name = rule.name or derived_name(rule)
         if rule.name is None:
             self._report(
-                "RR300",
+                Code.RR300,
                 f"this rule has no name; it is called `{name}` in plans",
                 rule.span,
                 f"name it: `rule {name}` with `when ...` and `then ...` on indented lines",
@@ -235,7 +235,7 @@ class _Checker:
         if name in seen:
             first_path, first = seen[name]
             self._report(
-                "RR203",
+                Code.RR203,
                 f"rule `{name}` is defined twice",
                 rule.span,
                 f"the first definition is at {first_path}:{first.span.line}; "
@@ -252,13 +252,13 @@ class _Checker:
         for clause, what in ((priority, "a priority"), (cap, "a cap"), (limit, "a volume limit")):
             if clause is not None and _clause_count(clause) >= 10**NUMBER_DIGITS:
                 self._report(
-                    "RR101",
+                    Code.RR101,
                     f"{what} may have at most {NUMBER_DIGITS} digits",
                     clause.span,
                     "no rule needs more, and longer numbers are not counted exactly",
                 )
         if holdout is not None and (problem := _number_problem(holdout.percent)) is not None:
-            self._report("RR101", f"this holdout {problem}", holdout.span)
+            self._report(Code.RR101, f"this holdout {problem}", holdout.span)
         try:
             cap_per = self._duration(cap.per) if cap else None
         except _Invalid:
@@ -287,7 +287,7 @@ class _Checker:
         for clause in rule.clauses:
             if type(clause) in seen:
                 self._report(
-                    "RR102",
+                    Code.RR102,
                     f"rule `{name}` has more than one `{_clause_word(clause)}` clause",
                     clause.span,
                     "combine them into one",
@@ -296,7 +296,7 @@ class _Checker:
         for kind, word in ((ast.When, "when"), (ast.Then, "then")):
             if kind not in seen:
                 self._report(
-                    "RR103",
+                    Code.RR103,
                     f"rule `{name}` has no `{word}` clause",
                     rule.span,
                     "a rule needs `when CONDITION` and `then ACTION`",
@@ -313,7 +313,7 @@ class _Checker:
             if channel is None:
                 setting = "staff_channel" if action.kind == "call" else "default_channel"
                 self._report(
-                    "RR208",
+                    Code.RR208,
                     f"`{action.kind} {action.template}` names no channel",
                     action.span,
                     f"add `via CHANNEL` ({', '.join(self.config.channels)}) or set {setting}",
@@ -321,7 +321,7 @@ class _Checker:
                 return None
         if channel is not None and channel not in self.config.channels:
             self._report(
-                "RR205",
+                Code.RR205,
                 f"unknown channel `{channel}`",
                 action.span,
                 _did_you_mean(channel, self.config.channels)
@@ -332,7 +332,7 @@ class _Checker:
         valid = True
         for param in action.params:
             if any(name == param.name for name, _ in params):
-                self._report("RR207", f"parameter `{param.name}` is given twice", param.span)
+                self._report(Code.RR207, f"parameter `{param.name}` is given twice", param.span)
                 continue
             try:
                 params.append((param.name, self._param_value(param.value)))
@@ -451,7 +451,7 @@ class _Checker:
         problem = _number_problem(node.value)
         if problem is not None:
             self._report(
-                "RR101",
+                Code.RR101,
                 f"this number {problem}",
                 node.span,
                 "numbers are compared as 64-bit floating point, exact to "
@@ -464,7 +464,7 @@ class _Checker:
         problem = duration_problem(node.amount, node.unit)
         if problem is not None:
             self._report(
-                "RR101",
+                Code.RR101,
                 problem,
                 node.span,
                 "for any time at all, test `is present` instead of a date window",
@@ -489,7 +489,7 @@ class _Checker:
         if expected is not None and expected.kind is t.Kind.ENUM:
             return self._enum_value(node.id, expected, node.span)
         self._report(
-            "RR200",
+            Code.RR200,
             f"unknown field or segment `{node.id}`",
             node.span,
             _did_you_mean(node.id, [*self.fields, *self.segment_defs]),
@@ -500,7 +500,7 @@ class _Checker:
         if value not in enum.values:
             hint = _did_you_mean(value, enum.values) or ""
             self._report(
-                "RR201",
+                Code.RR201,
                 f"`{value}` is not a {enum.enum}; valid values: {', '.join(enum.values)}",
                 span,
                 hint or None,
@@ -615,7 +615,7 @@ class _Checker:
         return ir.Compare(op, value, point, span=node.span)
 
     def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> NoReturn:
-        self._report("RR202", message, node.span, hint)
+        self._report(Code.RR202, message, node.span, hint)
         raise _Invalid
 
 

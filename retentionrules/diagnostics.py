@@ -20,45 +20,54 @@ class Severity(str, Enum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True, slots=True)
-class Code:
-    code: str
+E, W = Severity.ERROR, Severity.WARNING
+
+
+class Code(str, Enum):
+    """Every diagnostic code, its severity and its title: the one catalogue. The docs and the
+    golden tests are checked against it. A member is its code as text (`Code.RR100 == "RR100"`)."""
+
     severity: Severity
     title: str
 
+    def __new__(cls, code: str, severity: Severity, title: str) -> Code:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.severity = severity
+        member.title = title
+        return member
 
-def _catalogue(*codes: Code) -> dict[str, Code]:
-    return {c.code: c for c in codes}
+    def __str__(self) -> str:
+        return str(self.value)
 
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
-E, W = Severity.ERROR, Severity.WARNING
-CODES = _catalogue(
-    Code("RR001", E, "file cannot be read"),
-    Code("RR100", E, "syntax error"),
-    Code("RR101", E, "invalid number"),
-    Code("RR102", E, "duplicate clause"),
-    Code("RR103", E, "missing clause"),
-    Code("RR200", E, "unknown field or segment"),
-    Code("RR201", E, "unknown enumeration value"),
-    Code("RR202", E, "type mismatch"),
-    Code("RR203", E, "duplicate rule name"),
-    Code("RR204", E, "segment cycle"),
-    Code("RR205", E, "unknown channel"),
-    Code("RR206", E, "duplicate segment name"),
-    Code("RR207", E, "duplicate parameter"),
-    Code("RR208", E, "no channel"),
-    Code("RR209", E, "segment chain too long"),
-    Code("RR300", W, "unnamed rule"),
-    Code("RR301", W, "condition can never hold"),
-    Code("RR302", W, "rule is shadowed"),
-    Code("RR303", W, "unused segment"),
-    Code("RR400", E, "invalid test file"),
-)
+    RR001 = ("RR001", E, "file cannot be read")
+    RR100 = ("RR100", E, "syntax error")
+    RR101 = ("RR101", E, "invalid number")
+    RR102 = ("RR102", E, "duplicate clause")
+    RR103 = ("RR103", E, "missing clause")
+    RR200 = ("RR200", E, "unknown field or segment")
+    RR201 = ("RR201", E, "unknown enumeration value")
+    RR202 = ("RR202", E, "type mismatch")
+    RR203 = ("RR203", E, "duplicate rule name")
+    RR204 = ("RR204", E, "segment cycle")
+    RR205 = ("RR205", E, "unknown channel")
+    RR206 = ("RR206", E, "duplicate segment name")
+    RR207 = ("RR207", E, "duplicate parameter")
+    RR208 = ("RR208", E, "no channel")
+    RR209 = ("RR209", E, "segment chain too long")
+    RR300 = ("RR300", W, "unnamed rule")
+    RR301 = ("RR301", W, "condition can never hold")
+    RR302 = ("RR302", W, "rule is shadowed")
+    RR303 = ("RR303", W, "unused segment")
+    RR400 = ("RR400", E, "invalid test file")
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    code: str
+    code: Code
     message: str
     path: str = ""
     span: Span = NO_SPAN
@@ -66,7 +75,7 @@ class Diagnostic:
 
     @property
     def severity(self) -> Severity:
-        return CODES[self.code].severity
+        return self.code.severity
 
     @property
     def is_error(self) -> bool:

@@ -25,7 +25,7 @@ from typing import Literal, Union
 from . import ir
 from . import types as t
 from .config import Config
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -326,7 +326,7 @@ def lint_rules(rules: list[ir.Rule], config: Config) -> list[Diagnostic]:
         if mine.never_holds():
             found.append(
                 Diagnostic(
-                    "RR301",
+                    Code.RR301,
                     f"the condition of rule `{rule.name}` can never hold",
                     rule.path,
                     rule.condition.span,
@@ -348,7 +348,7 @@ def lint_rules(rules: list[ir.Rule], config: Config) -> list[Diagnostic]:
         if shadow is not None:
             found.append(
                 Diagnostic(
-                    "RR302",
+                    Code.RR302,
                     f"rule `{rule.name}` never fires: every customer it matches is taken by "
                     f"`{shadow.name}` first",
                     rule.path,

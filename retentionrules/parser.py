@@ -21,7 +21,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
 from .limits import MAX_NESTING, allow_nesting
 
 allow_nesting()  # at import too: raised mid-run, it surprises tools that save and restore it
@@ -142,7 +142,7 @@ def _too_deep(tree: Tree, chunk: _Chunk, path: str) -> Diagnostic | None:
     line = chunk.first_line + _first_code_line(chunk) - 1
     width = len(chunk.text.split("\n")[_first_code_line(chunk) - 1].rstrip())
     return Diagnostic(
-        "RR100",
+        Code.RR100,
         f"this statement nests {deepest:,} levels deep; at most {MAX_NESTING:,} are allowed",
         path,
         ast.Span(line, 1, line, width + 1),
@@ -196,7 +196,7 @@ def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
             word = code.split()[0]
             return [
                 Diagnostic(
-                    "RR100",
+                    Code.RR100,
                     "this line is indented, but no statement comes before it to continue",
                     path,
                     ast.Span(number, column, number, column + len(word)),
@@ -324,7 +324,7 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
     else:  # pragma: no cover - lark raises only the three above
         message = str(error)
     width = len(str(getattr(error, "token", " "))) or 1
-    return Diagnostic("RR100", message, path, ast.Span(line, column, line, column + width), hint)
+    return Diagnostic(Code.RR100, message, path, ast.Span(line, column, line, column + width), hint)
 
 
 def _show_char(char: str) -> str:
@@ -419,7 +419,7 @@ class _Builder(Transformer):
                 )
             self.diagnostics.append(
                 Diagnostic(
-                    "RR100",
+                    Code.RR100,
                     f"`{word}` is a reserved word and cannot be {what}",
                     self._path,
                     self._span(token),
@@ -448,7 +448,7 @@ class _Builder(Transformer):
         if value != value.to_integral_value() or value < minimum:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"{what} must be a whole number of at least {minimum}, not {token}",
                     self._path,
                     self._span(token),
@@ -493,7 +493,7 @@ class _Builder(Transformer):
         if percent > 100:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"a holdout is a share from 0% to 100%, not {percent}%",
                     self._path,
                     self._span(children[0]),
@@ -546,7 +546,7 @@ class _Builder(Transformer):
         except ValueError:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"`{text}` is not a calendar date",
                     self._path,
                     self._span(meta),
