@@ -107,7 +107,7 @@ class _Checker:
         ruleset = ir.RuleSet(tuple(rules), self.config)
         return CheckResult(ruleset, tuple(sorted(self.diagnostics, key=Diagnostic.sort_key)))
 
-    def _report(self, code: str, message: str, span: ast.Span, hint: str | None = None) -> None:
+    def _report(self, code: Code, message: str, span: ast.Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, self.path, span, hint))
 
     # ------------------------------------------------------------ segments
@@ -577,6 +577,7 @@ class _Checker:
         window = self._value(node)
         if window.type != t.DURATION or not isinstance(window, ir.Const):  # only literals are
             self._mismatch(node, f"expected a duration such as `30 days`, not {_a(window.type)}")
+        assert isinstance(window.value, Duration)
         return window.value
 
     def _within(self, node: ast.Within) -> ir.Expr:
@@ -669,6 +670,6 @@ def _clause_word(clause: ast.Clause) -> str:
     }[type(clause)]
 
 
-def _did_you_mean(word: str, candidates) -> str | None:
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import interrupts  # first: a Ctrl-C while the modules below load ends quietly
 
 # isort: split
+import datetime
 import functools
 import sys
 from collections.abc import Callable
@@ -232,7 +233,7 @@ def _unified_diff(before: str, after: str, path: str) -> str:
     )
 
 
-def _as_of(value: str | None):
+def _as_of(value: str | None) -> datetime.date | None:
     """The --as-of date: a date in [timeutil.MIN_DATE, timeutil.MAX_DATE], the range in which
     calendar arithmetic (windows, caps, anniversaries) stays inside every evaluator's calendar."""
     import datetime as dt

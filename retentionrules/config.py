@@ -153,7 +153,7 @@ class Weights(_Model):
     monetary: float = 4
 
 
-def _five(values: list) -> list:
+def _five(values: list[Any]) -> list[Any]:
     if len(values) != 5:
         raise ValueError("give five thresholds, for scores 5, 4, 3, 2 and 1")
     return values
@@ -204,7 +204,9 @@ class Config(_Model):
     customers: CustomerSchema = CustomerSchema()
     channels: dict[str, Channel] = Field(default_factory=_default_channels)
     scoring: Scoring = Scoring()
-    tiers: dict[str, float] = Field(default_factory=lambda: {"B": 1, "S": 17, "G": 26, "P": 36})
+    tiers: dict[str, float] = Field(
+        default_factory=lambda: {"B": 1.0, "S": 17.0, "G": 26.0, "P": 36.0}
+    )
     stages: Stages = Stages()
     orders: Orders = Orders()
     contacts: Contacts = Contacts()

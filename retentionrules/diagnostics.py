@@ -24,17 +24,17 @@ E, W = Severity.ERROR, Severity.WARNING
 
 
 class Code(str, Enum):
-    """Every diagnostic code, its severity and its title: the one catalogue. The docs and the
+    """Every diagnostic code, its severity and its description: the one catalogue. The docs and the
     golden tests are checked against it. A member is its code as text (`Code.RR100 == "RR100"`)."""
 
     severity: Severity
-    title: str
+    description: str
 
     def __new__(cls, code: str, severity: Severity, title: str) -> Code:
         member = str.__new__(cls, code)
         member._value_ = code
         member.severity = severity
-        member.title = title
+        member.description = title
         return member
 
     def __str__(self) -> str:

@@ -135,7 +135,7 @@ def _is_the_command() -> bool:
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None:
-        return spec.name == "retentionrules.__main__"
+        return bool(spec.name == "retentionrules.__main__")
     script = getattr(main, "__file__", None) or ""
     names = {os.path.basename(script), os.path.basename(os.path.realpath(script))}
     return any(name.split(".")[0].removesuffix("-script") == "retentionrules" for name in names)

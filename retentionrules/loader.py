@@ -27,10 +27,14 @@ import csv
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _csv import Writer as _Writer
 
 import duckdb
 
@@ -87,6 +91,16 @@ def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     return con
+
+
+def one(
+    con: duckdb.DuckDBPyConnection, query: str, parameters: Sequence[object] = ()
+) -> tuple[Any, ...]:
+    """The single row of a query that always has one (an aggregate without GROUP BY)."""
+    row = con.execute(query, parameters).fetchone()
+    if row is None:  # pragma: no cover - an aggregate always returns its row
+        raise AssertionError(f"no row from {query[:80]}")
+    return row
 
 
 @dataclass(frozen=True)
@@ -405,7 +419,7 @@ def _restructured(
     )
 
 
-def _rewrite_csv(path: Path, clean: Path, bad) -> tuple[str, str]:
+def _rewrite_csv(path: Path, clean: Path, bad: _Writer) -> tuple[str, str]:
     header = _csv_header(path)
     width = len(header)
     names = [_cell_name(i) for i in range(width)]
@@ -861,7 +875,7 @@ def _clean(
             )
     if key is not None:
         tests.append(f"count({ident(key)}) = count(DISTINCT {ident(key)})")
-    (clean,) = con.execute(f"SELECT {' AND '.join(tests)} FROM {ident(table)}").fetchone()
+    (clean,) = one(con, f"SELECT {' AND '.join(tests)} FROM {ident(table)}")
     return bool(clean)
 
 
@@ -923,27 +937,31 @@ def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
         raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}")
 
 
-def _require_keys(con, table: str, source: _Source, columns: list[_Column]) -> None:
+def _require_keys(
+    con: duckdb.DuckDBPyConnection, table: str, source: _Source, columns: list[_Column]
+) -> None:
     """JSON lines have no header: a required key is missing when no object has it (a key may
     be left out of some objects: the value is missing there). An empty file has no rows to
     miss anything."""
     required = [c for c in columns if c.required]
     if not required:
         return
-    counts = con.execute(
+    counts = one(
+        con,
         f"SELECT count(*), {', '.join(f'count({ident(c.name)})' for c in required)} "
-        f"FROM {ident(table)}"
-    ).fetchone()
+        f"FROM {ident(table)}",
+    )
     if not counts[0]:
         return
     unsure = [c for c, n in zip(required, counts[1:], strict=True) if n == 0]
     if not unsure:
         return
-    present = con.execute(
+    present = one(
+        con,
         "SELECT "
         + ", ".join(f"count({source.cells[c.source]})" for c in unsure)
-        + f" FROM {source.relation}"
-    ).fetchone()
+        + f" FROM {source.relation}",
+    )
     missing = [c.source for c, n in zip(unsure, present, strict=True) if n == 0]
     if missing:
         names = ", ".join(dict.fromkeys(missing))
@@ -965,12 +983,12 @@ def _settle(
     first or set them aside; leave only the converted columns."""
     name = ident(table)
     keyed = f"count({ident(key)}) - count(DISTINCT {ident(key)})" if key else "0"
-    bad, repeats = con.execute(
-        f"SELECT count(*) FILTER (WHERE {PROBLEM} IS NOT NULL), {keyed} FROM {name}"
-    ).fetchone()
+    bad, repeats = one(
+        con, f"SELECT count(*) FILTER (WHERE {PROBLEM} IS NOT NULL), {keyed} FROM {name}"
+    )
     structural = 0
     if source.problems is not None:
-        structural = con.execute(f"SELECT count(*) FROM {source.problems}").fetchone()[0]
+        structural = one(con, f"SELECT count(*) FROM {source.problems}")[0]
     if bad or repeats or structural:
         if source.row is None:  # row numbers: the table is in file order
             con.execute(
@@ -1010,11 +1028,9 @@ def _reject(
     found = f"SELECT {ROW} AS row, {PROBLEM} AS reason FROM {name} WHERE {PROBLEM} IS NOT NULL"
     if source.problems is not None:
         found += f" UNION ALL SELECT row, reason FROM {source.problems}"
-    count, first_row = con.execute(f"SELECT count(*), min(row) FROM ({found})").fetchone()
+    count, first_row = one(con, f"SELECT count(*), min(row) FROM ({found})")
     if rejects is None:
-        (reason,) = con.execute(
-            f"SELECT reason FROM ({found}) WHERE row = ? LIMIT 1", [first_row]
-        ).fetchone()
+        (reason,) = one(con, f"SELECT reason FROM ({found}) WHERE row = ? LIMIT 1", [first_row])
         more = f" (and {count - 1} more bad row{'s' * (count > 2)})" if count > 1 else ""
         raise DataError(
             f"{path}: row {first_row}: {reason}{more}; nothing was written. "
@@ -1059,9 +1075,7 @@ def rejects_sql(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def _check_timezone(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     try:
-        con.execute(
-            "SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", [config.timezone]
-        ).fetchone()
+        one(con, "SELECT timezone(?, TIMESTAMPTZ '2000-01-01 00:00:00+00')", [config.timezone])
     except duckdb.Error:
         where = config.source or "the configuration"
         raise UsageError(
@@ -1137,7 +1151,7 @@ def load(
     schema = config.customers
     columns = _customer_columns(config, inputs, as_of, needed)
     _typed_table(con, "customers", inputs.customers, columns, schema.id, rejects, stats, context)
-    stats.customers = con.execute("SELECT count(*) FROM customers").fetchone()[0]
+    stats.customers = one(con, "SELECT count(*) FROM customers")[0]
     o, c = config.orders, config.contacts
     histories = {
         "orders": (
@@ -1161,11 +1175,11 @@ def load(
     for table, (path, table_columns) in histories.items():
         if path is not None:
             _typed_table(con, table, path, table_columns, None, rejects, stats, context)
-            setattr(stats, table, con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+            setattr(stats, table, one(con, f"SELECT count(*) FROM {table}")[0])
     if inputs.contacts is not None:
-        (stats.future_contacts,) = con.execute(
-            f"SELECT count(*) FROM contacts WHERE sent_at > {literal(as_of)}"
-        ).fetchone()
+        (stats.future_contacts,) = one(
+            con, f"SELECT count(*) FROM contacts WHERE sent_at > {literal(as_of)}"
+        )
         if stats.future_contacts:
             con.execute(f"DELETE FROM contacts WHERE sent_at > {literal(as_of)}")
     return stats

@@ -607,11 +607,12 @@ def _commit_plan(staged_plan: Path, staged_header: Path, path: Path) -> None:
     The old header is moved aside into the staging folder rather than deleted: if the plan then
     cannot be renamed, it is put back, and the old pair is left exactly as it was."""
     header = sidecar(path)
-    aside: Path | None = staged_header.with_name(staged_header.name + ".old")
+    old = staged_header.with_name(staged_header.name + ".old")
+    aside: Path | None = old
     rerun = "readers refuse it; run plan again"
     with _locked(path, exclusive=True):
         try:
-            os.replace(header, aside)
+            os.replace(header, old)
         except FileNotFoundError:
             aside = None
         except OSError as error:
@@ -716,7 +717,7 @@ def _verified_header(plan: Path, header_path: Path, handle: IO[bytes]) -> dict[s
             f"{header_path}: not a plan header: more than {MAX_HEADER_BYTES:,} bytes", "bad header"
         )
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        header: dict[str, Any] = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise UnverifiedPlan(f"{header_path}: not a plan header: {error}", "bad header") from None
     expected = header.get("plan_sha256") if isinstance(header, dict) else None
@@ -874,19 +875,19 @@ def _interrupts_deferred() -> Iterator[None]:
     def hold(number: int, frame: Any) -> None:
         caught.append((number, frame))
 
-    previous = {number: signal.signal(number, hold) for number in _STOPS}
+    previous: dict[int, Any] = {number: signal.signal(number, hold) for number in _STOPS}
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
         if caught:
-            number, frame = caught[0]
-            handler = previous[number]
+            first, frame = caught[0]
+            handler = previous[first]
             if callable(handler):
-                handler(number, frame)  # Python's own SIGINT handler raises KeyboardInterrupt
+                handler(first, frame)  # Python's own SIGINT handler raises KeyboardInterrupt
             elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), number)
+                os.kill(os.getpid(), first)
 
 
 def remove_stale(folder: Path) -> list[Path]:

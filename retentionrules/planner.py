@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -26,7 +27,7 @@ from . import ir
 from .compiler import LAYERS_PER_QUERY, Compiled, compile_conditions, with_layers
 from .config import Config
 from .derive import DERIVED
-from .loader import Inputs, channel_key, text_key
+from .loader import Inputs, channel_key, one, text_key
 from .policies import POLICIES, SEND, Reason, RuleCounts
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
@@ -69,7 +70,9 @@ def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
     return sorted(enumerate(ruleset.rules), key=lambda item: (-item[1].priority, item[1].order))
 
 
-def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) -> dict[str, str]:
+def _contact_counts(
+    con: duckdb.DuckDBPyConnection, ruleset: ir.RuleSet, config: Config, as_of: dt.date
+) -> dict[str, str]:
     """Count each customer's recent contacts per capped channel and capped rule.
 
     The contacts table holds normalised ids, channel and rule names (`loader.text_key`,
@@ -105,7 +108,7 @@ def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) ->
     return aliases
 
 
-def _per_rule(values: list[object]) -> str:
+def _per_rule(values: Sequence[object]) -> str:
     """Each row's value for its rule (column `idx`): plan rows keep the input order this way."""
     return pick(values, "idx")
 
@@ -120,6 +123,7 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
     channel = config.channels.get(channel_name) if channel_name else None
     if channel is not None:
         if channel.requires_consent:
+            assert channel.consent is not None  # the configuration requires it
             consent = ident(channel.consent)
             cases.append(f"WHEN NOT coalesce({consent}, FALSE) THEN {CODE[Reason.CONSENT]}")
         if config.contacts.quiet_period is not None:
@@ -164,7 +168,7 @@ def _quiet_sql(config: Config, as_of: dt.date) -> str:
     return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
 
 
-def _with_columns(con, relation: str, compiled: Compiled) -> str:
+def _with_columns(con: duckdb.DuckDBPyConnection, relation: str, compiled: Compiled) -> str:
     """`relation` with the columns the compiled conditions read (segments, deep parts). A long
     chain of them, segments built on segments, is stored every LAYERS_PER_QUERY layers, as
     DuckDB limits how deeply one query may nest. Each step reads one table, so rows keep their
@@ -179,7 +183,11 @@ def _with_columns(con, relation: str, compiled: Compiled) -> str:
 
 
 def _flags(
-    con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool
+    con: duckdb.DuckDBPyConnection,
+    ruleset: ir.RuleSet,
+    config: Config,
+    as_of: dt.date,
+    has_contacts: bool,
 ) -> list[str]:
     """Steps 1-4 in one pass: per rule whether it matches (bits in `matched0`...) and the gate
     code its channel and caps give (`g0`...), then the winner. The stage codes are a view over
@@ -224,7 +232,9 @@ def _flags(
     return rule_gates
 
 
-def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> None:
+def _planned(
+    con: duckdb.DuckDBPyConnection, ruleset: ir.RuleSet, config: Config, flags_in_order: bool
+) -> None:
     """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason.
 
     A window or a hash that no rule asks for is left out: most rule sets use few of them.
@@ -274,7 +284,7 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
 _IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"  # sent or held out
 
 
-def _count(con, plan: Plan, gates: list[str]) -> None:
+def _count(con: duckdb.DuckDBPyConnection, plan: Plan, gates: list[str]) -> None:
     """Per rule, how many customers are left after each policy (POLICIES order).
 
     Steps 1-3 count from the flags (count_if is far cheaper than grouping stage codes), steps
@@ -291,8 +301,8 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
         for i, gate in enumerate(gates)
         for code in passed
     ]
-    reached = con.execute(f"SELECT {', '.join(per_rule + columns)} FROM flags").fetchone()
-    reached = [n or 0 for n in reached]  # count_if over no customers at all is NULL
+    # count_if over no customers at all is NULL
+    reached = [n or 0 for n in one(con, f"SELECT {', '.join(per_rule + columns)} FROM flags")]
     household, volume = (literal(r.value) for r in _REMOVED_LATER)
     after = {
         idx: counts

@@ -95,8 +95,8 @@ def render_sarif(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> 
     rules = [
         {
             "id": c.value,
-            "name": c.title,
-            "shortDescription": {"text": c.title},
+            "name": c.description,
+            "shortDescription": {"text": c.description},
             "defaultConfiguration": {"level": c.severity.value},
         }
         for c in Code
