@@ -15,7 +15,7 @@ from pathlib import Path
 from . import ast, ir, parser
 from .ast import Span
 from .checker import check
-from .config import Config, ConfigError, find_config, load_config
+from .config import Config, ConfigError, find_config, load_config, shown_path
 from .diagnostics import Code, Diagnostic, apply_noqa, noqa_codes
 from .errors import UsageError
 from .formatter import Layout, format_file, logical_lines
@@ -53,12 +53,7 @@ class Project:
     def name(self) -> str:
         """The configuration file as a person would type it (relative to the current folder
         when it is below it), or "the built-in defaults"."""
-        if self.config_path is None:
-            return "the built-in defaults"
-        try:
-            return str(self.config_path.resolve().relative_to(Path.cwd().resolve()))
-        except ValueError:
-            return str(self.config_path)
+        return shown_path(self.config_path)
 
     def config(self) -> Config:
         try:

@@ -274,6 +274,10 @@ class Config(_Model):
             raise ValueError("customers.birthday must name a date or anniversary field")
         return self
 
+    def where(self) -> str:
+        """Where this configuration came from, as a person would type it."""
+        return shown_path(self.source)
+
     def tier_type(self) -> t.Type:
         ordered = sorted(self.tiers, key=lambda name: self.tiers[name])
         return t.Type(t.Kind.ENUM, "tier", tuple(ordered))
@@ -281,6 +285,17 @@ class Config(_Model):
     def field_types(self) -> dict[str, t.Type]:
         """Every field a rule can name: declared, activity and derived."""
         return {**t.ACTIVITY_FIELDS, **self.customers.types(), **t.derived_fields(self.tier_type())}
+
+
+def shown_path(path: str | Path | None) -> str:
+    """A configuration file relative to the current folder when it is below it, else as given;
+    "the built-in defaults" for none."""
+    if path is None:
+        return "the built-in defaults"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 class ConfigError(Exception):

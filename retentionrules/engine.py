@@ -328,5 +328,4 @@ def score(
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
         outputs.write(con, queries)
-    used = config.source or "the built-in defaults"
-    return ScoreResult(stats, distribution(con), config.tier_type().values, used)
+    return ScoreResult(stats, distribution(con), config.tier_type().values, config.where())

@@ -52,7 +52,7 @@ def _row(table: Table, *cells: object) -> None:
 def plan_json(result: PlanResult) -> str:
     payload = {
         **result.meta,
-        "config": result.plan.config.source or "the built-in defaults",
+        "config": result.plan.config.where(),
         "rules": [c.as_dict() for c in result.plan.counts],
         "rejected": result.stats.rejected,
         "notes": result.plan.notes,
@@ -84,7 +84,7 @@ def print_plan(result: PlanResult, console: Console) -> None:
         markup=False,
     )
     console.print(
-        f"configuration: {result.plan.config.source or 'the built-in defaults'}", markup=False
+        f"configuration: {result.plan.config.where()}", markup=False
     )
     for note in result.plan.notes:
         console.print(f"note: {note}", markup=False)
