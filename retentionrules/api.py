@@ -15,8 +15,8 @@ from pathlib import Path
 from . import ast, ir, parser
 from .ast import Span
 from .checker import check
-from .config import Config, ConfigError, find_config, load_config
-from .diagnostics import Diagnostic, apply_noqa, noqa_codes
+from .config import Config, ConfigError, find_config, load_config, shown_path
+from .diagnostics import Code, Diagnostic, apply_noqa, noqa_codes
 from .errors import UsageError
 from .formatter import Layout, format_file, logical_lines
 
@@ -53,12 +53,7 @@ class Project:
     def name(self) -> str:
         """The configuration file as a person would type it (relative to the current folder
         when it is below it), or "the built-in defaults"."""
-        if self.config_path is None:
-            return "the built-in defaults"
-        try:
-            return str(self.config_path.resolve().relative_to(Path.cwd().resolve()))
-        except ValueError:
-            return str(self.config_path)
+        return shown_path(self.config_path)
 
     def config(self) -> Config:
         try:
@@ -135,11 +130,12 @@ def read_sources(files: Sequence[Path]) -> tuple[dict[str, str], list[Diagnostic
     for path in files:
         try:
             if not stat.S_ISREG(path.stat().st_mode):  # a folder, FIFO, device: may never end
-                problems.append(Diagnostic("RR001", "cannot read: not a regular file", str(path)))
+                problem = "cannot read: not a regular file"
+                problems.append(Diagnostic(Code.RR001, problem, str(path)))
                 continue
             data = path.read_bytes()
         except OSError as error:
-            problems.append(Diagnostic("RR001", f"cannot read: {error.strerror}", str(path)))
+            problems.append(Diagnostic(Code.RR001, f"cannot read: {error.strerror}", str(path)))
             continue
         try:
             sources[str(path)] = data.decode("utf-8")
@@ -165,7 +161,7 @@ def _not_utf8(path: str, data: bytes, index: int) -> Diagnostic:
     encoding = next((name for bom, name in _OTHER_BOMS if data.startswith(bom)), None)
     saved_as = encoding or "another encoding, such as GBK"
     return Diagnostic(
-        "RR001",
+        Code.RR001,
         f"not UTF-8 text: byte 0x{data[index]:02X} here is not part of a valid UTF-8 character "
         f"(the file looks saved as {saved_as})",
         path,

@@ -7,20 +7,31 @@ problems in one pass; a rule with errors is left out of the rule set, the others
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NoReturn, TypeVar
 
 from . import ast, ir
 from . import types as t
 from .config import Config
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
 from .formatter import format_statement
+from .limits import MAX_SEGMENT_CHAIN, NUMBER_DIGITS
 from .lints import lint_rules
-from .timeutil import Duration
+from .timeutil import Duration, duration_problem
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import assert_never
 
 _TODAY = Duration(0, "day")
+_Node = TypeVar("_Node", bound=ast.Node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +53,24 @@ def check(files: list[ast.RuleFile], config: Config) -> CheckResult:
 
 
 def derived_name(rule: ast.Rule) -> str:
-    """A stable name for a one-liner: its action plus a digest of its canonical text."""
-    action = rule.clause(ast.Then)
-    stem = f"{action.action.kind}_{action.action.template}" if action else "rule"
-    digest = hashlib.sha256(format_statement(rule).encode("utf-8")).hexdigest()[:6]
-    return f"{stem}_{digest}"
+    """A stable name for a one-liner: its action plus a digest of its canonical text.
+
+    Clauses whose number is beyond the limits (an error, RR101) are left out of the text: a
+    whole number of thousands of digits cannot even be printed (Python refuses to)."""
+    then = _first(rule, ast.Then)
+    stem = f"{then.action.kind}_{then.action.template}" if then else "rule"
+    printable = tuple(c for c in rule.clauses if _clause_count(c) < 10**NUMBER_DIGITS)
+    text = format_statement(dataclasses.replace(rule, clauses=printable))
+    return f"{stem}_{hashlib.sha256(text.encode('utf-8')).hexdigest()[:6]}"
+
+
+def _clause_count(clause: ast.Clause) -> int:
+    """The whole number a clause holds (its size, for the limits), 0 if none."""
+    if isinstance(clause, ast.Priority):
+        return abs(clause.value)
+    if isinstance(clause, (ast.Cap, ast.MaxPerRun)):
+        return abs(clause.count)
+    return 0
 
 
 class _Checker:
@@ -56,8 +80,8 @@ class _Checker:
         self.diagnostics: list[Diagnostic] = []
         self.path = ""
         self.segment_defs: dict[str, tuple[str, ast.Segment]] = {}
-        self.segment_ir: dict[str, ir.Expr | None] = {}
-        self.segments_in_progress: list[str] = []
+        self.segment_ir: dict[str, ir.Expr | None] = {}  # None: the segment has errors
+        self.recording: list[str] | None = None  # see `_uses`
         self.used_segments: set[str] = set()
 
     # ------------------------------------------------------------ driver
@@ -68,9 +92,7 @@ class _Checker:
             for statement in rule_file.statements:
                 if isinstance(statement, ast.Segment):
                     self._declare_segment(statement)
-        for name, (path, _segment) in self.segment_defs.items():
-            self.path = path
-            self._segment(name)
+        self._check_segments()
         rules: list[ir.Rule] = []
         seen: dict[str, tuple[str, ast.Rule]] = {}
         for rule_file in files:
@@ -85,7 +107,7 @@ class _Checker:
         ruleset = ir.RuleSet(tuple(rules), self.config)
         return CheckResult(ruleset, tuple(sorted(self.diagnostics, key=Diagnostic.sort_key)))
 
-    def _report(self, code: str, message: str, span: ast.Span, hint: str | None = None) -> None:
+    def _report(self, code: Code, message: str, span: ast.Span, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, self.path, span, hint))
 
     # ------------------------------------------------------------ segments
@@ -94,7 +116,7 @@ class _Checker:
         if segment.name in self.segment_defs:
             first_path, first = self.segment_defs[segment.name]
             self._report(
-                "RR206",
+                Code.RR206,
                 f"segment `{segment.name}` is defined twice",
                 segment.span,
                 f"the first definition is at {first_path}:{first.span.line}",
@@ -102,7 +124,7 @@ class _Checker:
             return
         if segment.name in self.fields:
             self._report(
-                "RR206",
+                Code.RR206,
                 f"segment `{segment.name}` has the name of a customer field",
                 segment.span,
                 "give the segment a name of its own",
@@ -110,37 +132,87 @@ class _Checker:
             return
         self.segment_defs[segment.name] = (self.path, segment)
 
-    def _segment(self, name: str) -> ir.Expr | None:
-        if name in self.segment_ir:
-            return self.segment_ir[name]
-        path, segment = self.segment_defs[name]
-        if name in self.segments_in_progress:
-            cycle = [*self.segments_in_progress[self.segments_in_progress.index(name) :], name]
-            saved, self.path = self.path, path
-            self._report(
-                "RR204",
-                f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
-                segment.span,
-                "a segment cannot be defined in terms of itself",
+    def _check_segments(self) -> None:
+        """Type every segment, each after the segments it uses, and report cycles (RR204).
+
+        Checking a segment then finds the segments it uses already typed, so nothing recurses
+        from one segment into the next: a chain or a cycle of thousands of segments costs a loop,
+        not a stack that deep. The uses come from a dry run of typing (`_uses`), so a name that
+        turns out to be an enumeration value is not taken for a segment.
+        """
+        uses = {name: self._uses(name) for name in self.segment_defs}
+        open_: dict[str, int] = {}  # segments on the walk's stack -> their place in it
+        done: set[str] = set()
+        order: list[str] = []
+        for root in self.segment_defs:
+            if root in done:
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(root, iter(uses[root]))]
+            open_[root] = 0
+            while stack:
+                name, pending = stack[-1]
+                for used in pending:
+                    if used in open_:
+                        self._report_cycle([n for n, _ in stack[open_[used] :]] + [used])
+                    elif used not in done:
+                        open_[used] = len(stack)
+                        stack.append((used, iter(uses[used])))
+                        break
+                else:
+                    stack.pop()
+                    del open_[name]
+                    done.add(name)
+                    order.append(name)
+        chain: dict[str, int] = {}  # the longest chain of segments ending in each segment
+        for name in order:
+            chain[name] = 1 + max((chain.get(used, 0) for used in uses[name]), default=0)
+            if name in self.segment_ir:  # in a cycle
+                continue
+            path, segment = self.segment_defs[name]
+            self.path = path
+            if chain[name] == MAX_SEGMENT_CHAIN + 1:
+                self._report(
+                    Code.RR209,
+                    f"segment `{name}` ends a chain of {chain[name]} segments, each built on the "
+                    f"one before; at most {MAX_SEGMENT_CHAIN} are allowed",
+                    segment.span,
+                    "define some of them from fields directly instead of from other segments",
+                )
+            self.segment_ir[name] = (
+                self._condition(segment.condition) if chain[name] <= MAX_SEGMENT_CHAIN else None
             )
-            self.path = saved
-            for member in cycle:
-                self.segment_ir[member] = None
-            return None
-        self.segments_in_progress.append(name)
+
+    def _uses(self, name: str) -> list[str]:
+        """The segments `name`'s definition uses, in the order typing meets them: typing it with
+        every diagnostic dropped, recording segment names instead of resolving them."""
+        path, segment = self.segment_defs[name]
+        saved = self.diagnostics, self.recording, self.path
+        self.diagnostics, self.recording, self.path = [], [], path
+        try:
+            self._condition(segment.condition)
+            return self.recording
+        finally:
+            self.diagnostics, self.recording, self.path = saved
+
+    def _report_cycle(self, cycle: list[str]) -> None:
+        path, segment = self.segment_defs[cycle[0]]
         saved, self.path = self.path, path
-        condition = self._condition(segment.condition)
+        self._report(
+            Code.RR204,
+            f"segments refer to each other in a cycle: {' -> '.join(cycle)}",
+            segment.span,
+            "a segment cannot be defined in terms of itself",
+        )
         self.path = saved
-        self.segments_in_progress.pop()
-        self.segment_ir.setdefault(name, condition)
-        return self.segment_ir[name]
+        for member in cycle:
+            self.segment_ir[member] = None
 
     def _report_unused_segments(self) -> None:
         for name, (path, segment) in self.segment_defs.items():
             if name not in self.used_segments:
                 self.path = path
                 self._report(
-                    "RR303",
+                    Code.RR303,
                     f"segment `{name}` is not used by any rule",
                     segment.span,
                     "use it in a condition or delete it",
@@ -155,7 +227,7 @@ class _Checker:
         name = rule.name or derived_name(rule)
         if rule.name is None:
             self._report(
-                "RR300",
+                Code.RR300,
                 f"this rule has no name; it is called `{name}` in plans",
                 rule.span,
                 f"name it: `rule {name}` with `when ...` and `then ...` on indented lines",
@@ -163,7 +235,7 @@ class _Checker:
         if name in seen:
             first_path, first = seen[name]
             self._report(
-                "RR203",
+                Code.RR203,
                 f"rule `{name}` is defined twice",
                 rule.span,
                 f"the first definition is at {first_path}:{first.span.line}; "
@@ -172,17 +244,29 @@ class _Checker:
         else:
             seen[name] = (self.path, rule)
         self._check_clauses(rule, name)
-        when, then = rule.clause(ast.When), rule.clause(ast.Then)
+        when, then = _first(rule, ast.When), _first(rule, ast.Then)
         condition = self._condition(when.condition) if when else None
         action = self._action(then.action) if then else None
+        priority, cap = _first(rule, ast.Priority), _first(rule, ast.Cap)
+        holdout, limit = _first(rule, ast.Holdout), _first(rule, ast.MaxPerRun)
+        for clause, what in ((priority, "a priority"), (cap, "a cap"), (limit, "a volume limit")):
+            if clause is not None and _clause_count(clause) >= 10**NUMBER_DIGITS:
+                self._report(
+                    Code.RR101,
+                    f"{what} may have at most {NUMBER_DIGITS} digits",
+                    clause.span,
+                    "no rule needs more, and longer numbers are not counted exactly",
+                )
+        if holdout is not None and (problem := _number_problem(holdout.percent)) is not None:
+            self._report(Code.RR101, f"this holdout {problem}", holdout.span)
+        try:
+            cap_per = self._duration(cap.per) if cap else None
+        except _Invalid:
+            cap_per = None
         if condition is None or action is None:
             return None
         if sum(d.is_error for d in self.diagnostics) > errors_before:
             return None
-        cap = rule.clause(ast.Cap)
-        holdout = rule.clause(ast.Holdout)
-        limit = rule.clause(ast.MaxPerRun)
-        priority = rule.clause(ast.Priority)
         return ir.Rule(
             name=name,
             description=rule.description,
@@ -190,9 +274,9 @@ class _Checker:
             action=action,
             priority=priority.value if priority else 0,
             order=order,
-            cap=(cap.count, _duration(cap.per)) if cap else None,
+            cap=(cap.count, cap_per) if cap and cap_per else None,
             holdout=holdout.percent if holdout else Decimal(0),
-            once_per_household=rule.clause(ast.OncePerHousehold) is not None,
+            once_per_household=_first(rule, ast.OncePerHousehold) is not None,
             max_per_run=limit.count if limit else None,
             path=self.path,
             span=rule.span,
@@ -203,7 +287,7 @@ class _Checker:
         for clause in rule.clauses:
             if type(clause) in seen:
                 self._report(
-                    "RR102",
+                    Code.RR102,
                     f"rule `{name}` has more than one `{_clause_word(clause)}` clause",
                     clause.span,
                     "combine them into one",
@@ -212,7 +296,7 @@ class _Checker:
         for kind, word in ((ast.When, "when"), (ast.Then, "then")):
             if kind not in seen:
                 self._report(
-                    "RR103",
+                    Code.RR103,
                     f"rule `{name}` has no `{word}` clause",
                     rule.span,
                     "a rule needs `when CONDITION` and `then ACTION`",
@@ -229,7 +313,7 @@ class _Checker:
             if channel is None:
                 setting = "staff_channel" if action.kind == "call" else "default_channel"
                 self._report(
-                    "RR208",
+                    Code.RR208,
                     f"`{action.kind} {action.template}` names no channel",
                     action.span,
                     f"add `via CHANNEL` ({', '.join(self.config.channels)}) or set {setting}",
@@ -237,7 +321,7 @@ class _Checker:
                 return None
         if channel is not None and channel not in self.config.channels:
             self._report(
-                "RR205",
+                Code.RR205,
                 f"unknown channel `{channel}`",
                 action.span,
                 _did_you_mean(channel, self.config.channels)
@@ -245,60 +329,62 @@ class _Checker:
             )
             return None
         params: list[tuple[str, object]] = []
+        valid = True
         for param in action.params:
             if any(name == param.name for name, _ in params):
-                self._report("RR207", f"parameter `{param.name}` is given twice", param.span)
+                self._report(Code.RR207, f"parameter `{param.name}` is given twice", param.span)
                 continue
-            params.append((param.name, _param_value(param.value)))
-        return ir.Action(action.kind, action.template, channel, tuple(params))
+            try:
+                params.append((param.name, self._param_value(param.value)))
+            except _Invalid:
+                valid = False
+        return ir.Action(action.kind, action.template, channel, tuple(params)) if valid else None
+
+    def _param_value(self, node: ast.Expr) -> object:
+        """A parameter's literal as plain data for the plan (JSON)."""
+        match node:
+            case ast.Number():
+                value = self._number(node)
+                integral = node.value == node.value.to_integral_value()
+                return int(node.value) if integral else value
+            case ast.Date():
+                return node.value.isoformat()
+            case ast.Name():
+                return node.id
+            case ast.String() | ast.Bool():
+                return node.value
+            case (
+                ast.Duration() | ast.Neg() | ast.Arith() | ast.Compare() | ast.And() | ast.Or()
+                | ast.Not() | ast.In() | ast.Between() | ast.IsMissing() | ast.Contains()
+                | ast.StartsWith() | ast.Within() | ast.BeforeAfter()
+            ):
+                raise TypeError(f"the grammar allows only literals as parameters, not {node!r}")
+            case _:
+                assert_never(node)
 
     # ------------------------------------------------------------ expressions
 
     def _condition(self, node: ast.Expr) -> ir.Expr | None:
         try:
-            typed = self._bool(node)
+            return self._bool(node)
         except _Invalid:
             return None
-        return typed
 
     def _bool(self, node: ast.Expr) -> ir.Expr:
-        """Type `node` as a condition."""
-        if isinstance(node, ast.And):
-            return ir.And(self._all(self._bool, node.operands), span=node.span)
-        if isinstance(node, ast.Or):
-            return ir.Or(self._all(self._bool, node.operands), span=node.span)
-        if isinstance(node, ast.Not):
-            return ir.Not(self._bool(node.operand), span=node.span)
-        if isinstance(node, ast.Name) and node.id in self.segment_defs:
-            self.used_segments.add(node.id)
-            condition = self._segment(node.id)
-            if condition is None:
-                raise _Invalid
-            return ir.SegmentRef(node.id, condition, span=node.span)
-        if isinstance(node, ast.Compare):
-            return self._compare(node)
-        if isinstance(node, ast.In):
-            return self._in(node)
-        if isinstance(node, ast.Between):
-            return self._between(node)
-        if isinstance(node, ast.IsMissing):
-            return ir.IsMissing(self._value(node.value), node.negated, span=node.span)
-        if isinstance(node, (ast.Contains, ast.StartsWith)):
-            return self._text_match(node)
-        if isinstance(node, ast.Within):
-            return self._within(node)
-        if isinstance(node, ast.BeforeAfter):
-            return self._before_after(node)
-        if isinstance(node, ast.Bool):
-            return ir.Const(node.value, t.BOOL, span=node.span)
-        value = self._value(node)
-        if value.type != t.BOOL:
-            self._mismatch(node, f"a condition must be true or false, but this is {_a(value.type)}")
-        return ir.Truth(value, span=node.span)
+        """Type `node` as a condition: true or false, never missing."""
+        typed = self._value(node)
+        if typed.type != t.BOOL:
+            self._mismatch(node, f"a condition must be true or false, but this is {_a(typed.type)}")
+        if isinstance(typed, ir.Field):  # a bool field on its own: true when present and true
+            return ir.Truth(typed, span=node.span)
+        return typed
 
-    def _all(self, typer, nodes) -> tuple[ir.Expr, ...]:
+    def _all(
+        self, typer: Callable[[_Node], ir.Expr], nodes: Iterable[_Node]
+    ) -> tuple[ir.Expr, ...]:
         """Type every node, reporting all failures before giving up."""
-        typed, failed = [], False
+        typed: list[ir.Expr] = []
+        failed = False
         for node in nodes:
             try:
                 typed.append(typer(node))
@@ -309,34 +395,82 @@ class _Checker:
         return tuple(typed)
 
     def _value(self, node: ast.Expr, expected: t.Type | None = None) -> ir.Expr:
-        """Type `node` as a value; `expected` lets a bare name stand for an enumeration value."""
-        if isinstance(node, ast.Name):
-            return self._name(node, expected)
-        if isinstance(node, ast.Number):
-            return ir.Const(float(node.value), t.NUMBER, span=node.span)
-        if isinstance(node, ast.String):
-            if expected is not None and expected.kind is t.Kind.ENUM:
-                return self._enum_value(node.value, expected, node.span)
-            return ir.Const(node.value, t.STRING, span=node.span)
-        if isinstance(node, ast.Bool):
-            return ir.Const(node.value, t.BOOL, span=node.span)
-        if isinstance(node, ast.Date):
-            return ir.Const(node.value, t.DATE, span=node.span)
-        if isinstance(node, ast.Duration):
-            return ir.Const(_duration(node), t.DURATION, span=node.span)
-        if isinstance(node, ast.Neg):
-            operand = self._number(node.operand)
-            return ir.Neg(operand, t.NUMBER, span=node.span)
-        if isinstance(node, ast.Arith):
-            left, right = self._all(self._number, (node.left, node.right))
-            return ir.Arith(node.op, left, right, t.NUMBER, span=node.span)
-        return self._bool(node)
+        """Type `node`, lowering the sugar; `expected` lets a bare name stand for an enumeration
+        value. Every kind of expression is handled here, which the type checker proves."""
+        match node:
+            case ast.Name():
+                return self._name(node, expected)
+            case ast.Number():
+                return ir.Const(self._number(node), t.NUMBER, span=node.span)
+            case ast.String():
+                if expected is not None and expected.kind is t.Kind.ENUM:
+                    return self._enum_value(node.value, expected, node.span)
+                return ir.Const(node.value, t.STRING, span=node.span)
+            case ast.Bool():
+                return ir.Const(node.value, t.BOOL, span=node.span)
+            case ast.Date():
+                return ir.Const(node.value, t.DATE, span=node.span)
+            case ast.Duration():
+                return ir.Const(self._duration(node), t.DURATION, span=node.span)
+            case ast.Neg():
+                return ir.Neg(self._arithmetic(node.operand), t.NUMBER, span=node.span)
+            case ast.Arith():
+                left, right = self._all(self._arithmetic, (node.left, node.right))
+                return ir.Arith(node.op, left, right, t.NUMBER, span=node.span)
+            case ast.And():
+                return ir.And(self._all(self._bool, node.operands), span=node.span)
+            case ast.Or():
+                return ir.Or(self._all(self._bool, node.operands), span=node.span)
+            case ast.Not():
+                return ir.Not(self._bool(node.operand), span=node.span)
+            case ast.Compare():
+                return self._compare(node)
+            case ast.In():
+                return self._in(node)
+            case ast.Between():
+                return self._between(node)
+            case ast.IsMissing():
+                return ir.IsMissing(self._value(node.value), node.negated, span=node.span)
+            case ast.Contains() | ast.StartsWith():
+                return self._text_match(node)
+            case ast.Within():
+                return self._within(node)
+            case ast.BeforeAfter():
+                return self._before_after(node)
+            case _:
+                assert_never(node)
 
-    def _number(self, node: ast.Expr) -> ir.Expr:
+    def _arithmetic(self, node: ast.Expr) -> ir.Expr:
         value = self._value(node)
         if value.type != t.NUMBER:
             self._mismatch(node, f"arithmetic needs numbers, but this is {_a(value.type)}")
         return value
+
+    def _number(self, node: ast.Number) -> float:
+        """A number literal as the double both evaluators compare (limits.NUMBER_DIGITS)."""
+        problem = _number_problem(node.value)
+        if problem is not None:
+            self._report(
+                Code.RR101,
+                f"this number {problem}",
+                node.span,
+                "numbers are compared as 64-bit floating point, exact to "
+                f"{NUMBER_DIGITS} significant digits",
+            )
+            raise _Invalid
+        return float(node.value)
+
+    def _duration(self, node: ast.Duration) -> Duration:
+        problem = duration_problem(node.amount, node.unit)
+        if problem is not None:
+            self._report(
+                Code.RR101,
+                problem,
+                node.span,
+                "for any time at all, test `is present` instead of a date window",
+            )
+            raise _Invalid
+        return Duration(node.amount, node.unit)
 
     def _name(self, node: ast.Name, expected: t.Type | None) -> ir.Expr:
         if expected is not None and expected.kind is t.Kind.ENUM and node.id in expected.values:
@@ -344,11 +478,18 @@ class _Checker:
         if node.id in self.fields:
             return ir.Field(node.id, self.fields[node.id], span=node.span)
         if node.id in self.segment_defs:
-            return self._bool(node)
+            self.used_segments.add(node.id)
+            if self.recording is not None:
+                self.recording.append(node.id)
+                return ir.SegmentRef(node.id, ir.Const(True, t.BOOL), span=node.span)
+            condition = self.segment_ir.get(node.id)
+            if condition is None:  # it has errors, reported at its definition
+                raise _Invalid
+            return ir.SegmentRef(node.id, condition, span=node.span)
         if expected is not None and expected.kind is t.Kind.ENUM:
             return self._enum_value(node.id, expected, node.span)
         self._report(
-            "RR200",
+            Code.RR200,
             f"unknown field or segment `{node.id}`",
             node.span,
             _did_you_mean(node.id, [*self.fields, *self.segment_defs]),
@@ -359,7 +500,7 @@ class _Checker:
         if value not in enum.values:
             hint = _did_you_mean(value, enum.values) or ""
             self._report(
-                "RR201",
+                Code.RR201,
                 f"`{value}` is not a {enum.enum}; valid values: {', '.join(enum.values)}",
                 span,
                 hint or None,
@@ -434,15 +575,16 @@ class _Checker:
 
     def _window(self, node: ast.Expr) -> Duration:
         window = self._value(node)
-        if window.type != t.DURATION:
+        if window.type != t.DURATION or not isinstance(window, ir.Const):  # only literals are
             self._mismatch(node, f"expected a duration such as `30 days`, not {_a(window.type)}")
+        assert isinstance(window.value, Duration)
         return window.value
 
     def _within(self, node: ast.Within) -> ir.Expr:
         value, window = self._value(node.value), self._window(node.window)
         span = node.span
         today = ir.RelativeDate(_TODAY, 0, span=span)
-        if value.type == t.ANNIVERSARY:
+        if value.type == t.ANNIVERSARY and isinstance(value, ir.Field):  # only fields are
             upcoming = ir.NextAnniversary(value, span=span)
             return ir.Compare("<=", upcoming, ir.RelativeDate(window, 1, span=span), span=span)
         if value.type != t.DATE:
@@ -473,28 +615,34 @@ class _Checker:
         op = "<" if node.direction == "before" else ">"
         return ir.Compare(op, value, point, span=node.span)
 
-    def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> None:
-        self._report("RR202", message, node.span, hint)
+    def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> NoReturn:
+        self._report(Code.RR202, message, node.span, hint)
         raise _Invalid
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _duration(node: ast.Duration) -> Duration:
-    return Duration(node.amount, node.unit)
+def _number_problem(value: Decimal) -> str | None:
+    """Why a number literal is beyond limits.NUMBER_DIGITS, or None. Zeros that do not change
+    the value (`0897.50`) are not counted: `fmt` drops them, and must not change a verdict."""
+    digits, exponent = list(value.as_tuple().digits), value.as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    while decimals and len(digits) > 1 and digits[-1] == 0:
+        digits.pop()
+        decimals -= 1
+    while len(digits) > 1 and digits[0] == 0:
+        digits.pop(0)
+    if len(digits) > NUMBER_DIGITS:
+        return f"has {len(digits):,} significant digits; at most {NUMBER_DIGITS} are allowed"
+    if decimals > NUMBER_DIGITS:
+        return f"has {decimals:,} digits after the point; at most {NUMBER_DIGITS} are allowed"
+    return None
 
 
-def _param_value(node: ast.Expr) -> object:
-    if isinstance(node, ast.Number):
-        return (
-            int(node.value) if node.value == node.value.to_integral_value() else float(node.value)
-        )
-    if isinstance(node, ast.Date):
-        return node.value.isoformat()
-    if isinstance(node, ast.Name):
-        return node.id
-    return node.value  # String, Bool
+def _first(rule: ast.Rule, kind: type[_Node]) -> _Node | None:
+    """The rule's first clause of this kind."""
+    return next((c for c in rule.clauses if isinstance(c, kind)), None)
 
 
 def _a(type_: t.Type) -> str:
@@ -522,6 +670,6 @@ def _clause_word(clause: ast.Clause) -> str:
     }[type(clause)]
 
 
-def _did_you_mean(word: str, candidates) -> str | None:
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"did you mean `{close[0]}`?" if close else None

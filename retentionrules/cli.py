@@ -1,12 +1,16 @@
 """The `retentionrules` command: a thin Typer layer over `retentionrules.api`.
 
-Exit codes: 0 ok, 1 findings (rule errors, files that need formatting), 2 usage or internal error.
-Heavy modules are imported inside the commands so that `--help` starts fast.
+Exit codes: 0 ok, 1 findings (rule errors, files that need formatting), 2 usage or internal error,
+130 after Ctrl-C and 143 after SIGTERM (see `interrupts`). Heavy modules are imported inside the
+commands so that `--help` starts fast.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+from . import interrupts  # first: a Ctrl-C while the modules below load ends quietly
+
+# isort: split
+import datetime
 import functools
 import sys
 from collections.abc import Callable, Iterator
@@ -80,50 +84,57 @@ PathsArgument = Annotated[
 ]
 
 
-def _interrupted(error: Exception) -> bool:
+def _interrupted(error: BaseException) -> bool:
     """Whether `error` is DuckDB's report of a Ctrl-C (known by name: importing DuckDB to ask
     would slow every command's start)."""
     return type(error).__name__ == "InterruptException" or str(error) == "Query interrupted"
 
 
 def _guarded(command: Callable[P, R]) -> Callable[P, R]:
-    """Map failures to exit codes with a message: bad rules or data 1, usage or internal 2."""
+    """Map failures to exit codes with a message: bad rules or data 1, usage or internal 2; Ctrl-C
+    130 and SIGTERM 143, once every cleanup ran."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        from .errors import DataError, OutputError, RuleErrors, UsageError
-
         try:
-            return command(*args, **kwargs)
-        except UsageError as error:
-            typer.echo(f"retentionrules: {error}", err=True)
-            raise typer.Exit(2) from None
-        except OutputError as error:
-            typer.echo(f"retentionrules: cannot write: {error}", err=True)
-            raise typer.Exit(2) from None
-        except DataError as error:
-            typer.echo(f"retentionrules: bad data: {error}", err=True)
-            raise typer.Exit(1) from None
-        except RuleErrors as error:
-            from .render import render_text
-
-            typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
-            typer.echo("retentionrules: the rules have errors; nothing was run", err=True)
-            raise typer.Exit(1) from None
-        except (typer.Exit, typer.Abort):
+            with interrupts.command():
+                return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except KeyboardInterrupt:
-            typer.echo("retentionrules: interrupted", err=True)
-            raise typer.Exit(130) from None
-        except Exception as error:
-            if _interrupted(error):  # Ctrl-C inside a DuckDB query arrives as its own error
-                typer.echo("retentionrules: interrupted", err=True)
-                raise typer.Exit(130) from None
-            typer.echo(f"retentionrules: internal error: {type(error).__name__}: {error}", err=True)
-            typer.echo("please report this with the command and input that caused it", err=True)
-            raise typer.Exit(2) from None
+        except BaseException as error:
+            raise typer.Exit(_report(error)) from None
 
     return run
+
+
+def _report(error: BaseException) -> int:
+    """Say what stopped a command, for people; return the exit code. After Ctrl-C or SIGTERM,
+    whatever error the signal caused on its way (DuckDB's own "interrupted", an import cut in
+    two) is the signal's."""
+    from .errors import DataError, OutputError, RuleErrors, UsageError
+
+    if isinstance(error, KeyboardInterrupt) or interrupts.pending() or _interrupted(error):
+        message, code = interrupts.outcome()
+        typer.echo(message, err=True)
+        return code
+    if isinstance(error, UsageError):
+        typer.echo(f"retentionrules: {error}", err=True)
+        return 2
+    if isinstance(error, OutputError):
+        typer.echo(f"retentionrules: cannot write: {error}", err=True)
+        return 2
+    if isinstance(error, DataError):
+        typer.echo(f"retentionrules: bad data: {error}", err=True)
+        return 1
+    if isinstance(error, RuleErrors):
+        from .render import render_text
+
+        typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
+        typer.echo("retentionrules: the rules have errors; nothing was run", err=True)
+        return 1
+    typer.echo(f"retentionrules: internal error: {type(error).__name__}: {error}", err=True)
+    typer.echo("please report this with the command and input that caused it", err=True)
+    return 2
 
 
 @app.command(short_help="Check rule files: syntax, names, types, lints.")
@@ -169,14 +180,14 @@ def fmt(
     ] = False,
 ) -> None:
     """Rewrite rule files into the canonical layout, keeping comments. Idempotent."""
-    import difflib
-
     from .api import format_source, read_sources, rule_files
+    from .errors import OutputError
+    from .output import replace_text
     from .render import render_text
 
     files = rule_files(paths or [Path.cwd()])
     sources, problems = read_sources(files)
-    changed, broken = [], list(problems)
+    changed, broken, unwritten = [], list(problems), 0
     for path, source in sources.items():
         formatted, errors = format_source(source, path)
         if formatted is None:
@@ -186,39 +197,63 @@ def fmt(
             continue
         changed.append(path)
         if diff:
-            typer.echo(
-                "".join(
-                    difflib.unified_diff(
-                        source.splitlines(keepends=True),
-                        formatted.splitlines(keepends=True),
-                        f"a/{path}",
-                        f"b/{path}",
-                    )
-                ),
-                nl=False,
-            )
+            typer.echo(_unified_diff(source, formatted, path), nl=False)
         elif check_only:
             typer.echo(f"would reformat {path}")
         else:
-            _write_atomically(Path(path), formatted)
+            try:  # a file that cannot be rewritten stops only itself
+                replace_text(Path(path), formatted, source.encode("utf-8"))
+            except OutputError as error:
+                typer.echo(f"retentionrules: cannot write: {error}", err=True)
+                unwritten += 1
+                continue
             typer.echo(f"reformatted {path}")
     if broken:
         typer.echo(render_text(broken, sources), err=True)
+    if unwritten:
+        raise typer.Exit(2)
     if broken or ((check_only or diff) and changed):
         raise typer.Exit(1)
 
 
-def _as_of(value: str | None):
-    import datetime as dt
+def _unified_diff(before: str, after: str, path: str) -> str:
+    """A patch `patch` and `git apply` take: lines cut where the parser cuts them (at `\n` only;
+    not at the other line breaks `str.splitlines` knows, such as U+2028 in a comment), and a last
+    line without a line end marked as such."""
+    import difflib
+
+    from .parser import source_lines
+
+    lines = difflib.unified_diff(
+        source_lines(before), source_lines(after), f"a/{path}", f"b/{path}"
+    )
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+        for line in lines
+    )
+
+
+def _as_of(value: str | None) -> datetime.date | None:
+    """The --as-of date: a date in [timeutil.MIN_DATE, timeutil.MAX_DATE], the range in which
+    calendar arithmetic (windows, caps, anniversaries) stays inside every evaluator's calendar."""
+    import re
 
     from .errors import UsageError
+    from .timeutil import MAX_DATE, MIN_DATE
 
     if value is None:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError(value)  # Python 3.11 would also take 20261122 and 2026-W47
+        day = datetime.date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+    if not MIN_DATE <= day <= MAX_DATE:
+        raise UsageError(
+            f"--as-of {value} is outside the supported range {MIN_DATE} to {MAX_DATE}"
+        )
+    return day
 
 
 def _inputs(customers: Path, orders: Path | None, contacts: Path | None) -> Inputs:
@@ -228,10 +263,11 @@ def _inputs(customers: Path, orders: Path | None, contacts: Path | None) -> Inpu
 
 
 def _console() -> Console:
-    """Tables at full width in pipes and CI logs, where no terminal says how wide to be."""
+    """Tables at full width in pipes and CI logs, where no terminal says how wide to be. No markup:
+    paths and data (`[/i]x.csv`, a city named `[bold]`) print as they are."""
     from rich.console import Console
 
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _emit(
@@ -541,14 +577,14 @@ def diff_rules(
             raise typer.Exit(1)
 
 
-def _timestamp(value: str | None, option: str = "--now") -> dt.datetime | None:
+def _timestamp(value: str | None, option: str = "--now") -> datetime.datetime | None:
     """An ISO 8601 moment; without an offset it is taken in the shop's time zone."""
     from .errors import UsageError
 
     if value is None:
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
             f"{option} {value!r} is not a moment such as 2026-11-22T10:00 or "
@@ -745,17 +781,16 @@ def _text_of(path: Path) -> str:
         return ""
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Staged in a private folder beside the file and renamed over it, keeping its permissions; a
-    rule file that is a symbolic link stays one (the file it points to is rewritten)."""
-    from .output import replace_text
-
-    replace_text(path, text)
-
-
 def main() -> None:
+    """The console script. Ctrl-C and SIGTERM are handled from the first import on (see
+    `interrupts`); a command they stopped ends with its message and 130 or 143."""
+    interrupts.install()
     try:
         app()
-    except KeyboardInterrupt:
-        print("retentionrules: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt:  # one that no command caught
+        interrupts.leave()
+    except SystemExit:
+        if not interrupts.stopped():
+            raise
+    if interrupts.stopped():
+        interrupts.finish()

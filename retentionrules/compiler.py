@@ -2,86 +2,232 @@
 
 Field names become quoted identifiers of fields the checker resolved; constants become escaped
 literals (`sql.literal`); relative dates are resolved against the as-of date with the same
-`timeutil` the interpreter uses. Every predicate is wrapped so that a missing value makes it
-false rather than NULL, which keeps `not` and `or` two-valued exactly like the interpreter.
+`timeutil` the interpreter uses. Every condition compiles to a SQL boolean that is never NULL (a
+missing value makes a test false), which keeps `not` and `or` two-valued exactly like the
+interpreter.
+
+The SQL stays linear in the size of the rules and shallow, however they nest:
+
+- Each segment is compiled once, into a column of its own that rules and later segments read:
+  pasting its SQL wherever it is used would double the query for every segment built from a
+  segment used twice.
+- DuckDB copies the operand of NULLIF or CASE once per use, so no expression is wrapped in one
+  of them inside another (a chain of 30 divisions would otherwise be copied 2**30 times).
+- DuckDB limits how deeply an expression may nest (1,000 levels) and takes time that grows
+  faster than the depth to plan a deep one, so a subexpression every `HOIST_DEPTH` levels deep is
+  computed as a column of its own too, like a segment.
+
+Columns come in layers: a column is computed one layer after the last column it reads, so the
+planner adds the layers to the customers one after another (`with_layers`).
+
+Arithmetic is on doubles. An operation whose result is not a finite number (a division by zero,
+an overflow beyond about 1.8e308) gives a missing value, as in the interpreter. Inside arithmetic
+the SQL lets IEEE 754 carry such a result instead of NULL: an infinity or NaN stays one through
+`+ - * /`, except as a divisor (x / inf is 0), so a divisor that may be one goes through
+`% inf` first (NaN for an infinity or NaN, the number itself otherwise). Where a number leaves
+arithmetic (a comparison, `in`, `is missing`) a value that is not finite becomes NULL: missing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from . import ir
 from . import types as t
 from .sql import anniversary_column, ident, literal, rank_column
 from .timeutil import shift
 
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import assert_never
 
-def compile_condition(expr: ir.Expr, as_of: dt.date) -> str:
-    """A SQL boolean that is never NULL."""
-    return _Compiler(as_of).boolean(expr)
+_INFINITY = "CAST('inf' AS DOUBLE)"
+
+# Levels of the typed rule set one SQL expression holds before its inner part becomes a column.
+# DuckDB counts up to four levels of its own per level here (a division by a computed divisor),
+# so an expression stays well within DuckDB's limit of 1,000 and is quick to plan.
+HOIST_DEPTH = 100
+# Layers of columns one query stacks before the planner stores what it has: each layer nests
+# the query one level deeper, and DuckDB's limit counts those levels too.
+LAYERS_PER_QUERY = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """Conditions as SQL booleans (never NULL), and the columns they read."""
+
+    conditions: tuple[str, ...]
+    # Each layer adds columns (`, sql AS "column"`...) computed from the layers before it.
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    text: str
+    height: int  # levels of the typed rule set in `text`, below the columns it reads
+    layer: int  # the last layer of the columns it reads; -1 when it reads none
+
+
+def compile_conditions(conditions: Sequence[ir.Expr], as_of: dt.date) -> Compiled:
+    """Compile `conditions`, and every segment they use once, into SQL and columns."""
+    compiler = _Compiler(as_of)
+    for segment in ir.segments_used(conditions):
+        column = compiler.column(f"segment {segment.name}", compiler.sql(segment.condition))
+        compiler.segments[ir.segment_key(segment)] = column
+    texts = tuple(compiler.sql(condition).text for condition in conditions)
+    return Compiled(texts, tuple("".join(layer) for layer in compiler.layers))
+
+
+def with_layers(relation: str, layers: Sequence[str]) -> str:
+    """`relation` (a table or a parenthesised query) with the columns of `layers` added."""
+    for layer in layers:
+        relation = f"(SELECT *{layer} FROM {relation})"
+    return relation
+
+
+def _may_be_null(expr: ir.Expr) -> bool:
+    """Whether the SQL of `expr` can be NULL. Conditions never are; constants never are."""
+    return isinstance(expr, (ir.Field, ir.NextAnniversary, ir.Arith, ir.Neg))
+
+
+def _may_be_infinite(expr: ir.Expr) -> bool:
+    """Whether the SQL of `expr` can be an infinity or NaN: only arithmetic makes one (input data
+    and number literals are finite)."""
+    while isinstance(expr, ir.Neg):
+        expr = expr.operand
+    return isinstance(expr, ir.Arith)
+
+
+def _combine(text: str, *parts: _Sql) -> _Sql:
+    """The SQL `text` built from `parts`: one level above the highest of them."""
+    return _Sql(
+        text,
+        1 + max((p.height for p in parts), default=0),
+        max((p.layer for p in parts), default=-1),
+    )
 
 
 class _Compiler:
     def __init__(self, as_of: dt.date) -> None:
         self.as_of = as_of
+        self.segments: dict[int, _Sql] = {}  # segment_key -> the column holding its value
+        self.layers: list[list[str]] = []
 
-    def boolean(self, expr: ir.Expr) -> str:
-        if isinstance(expr, ir.And):
-            return "(" + " AND ".join(self.boolean(o) for o in expr.operands) + ")"
-        if isinstance(expr, ir.Or):
-            return "(" + " OR ".join(self.boolean(o) for o in expr.operands) + ")"
-        if isinstance(expr, ir.Not):
-            return f"(NOT {self.boolean(expr.operand)})"
-        if isinstance(expr, ir.SegmentRef):
-            return self.boolean(expr.condition)
-        if isinstance(expr, ir.Truth):
-            return f"coalesce({self.value(expr.value)}, FALSE)"
-        if isinstance(expr, ir.IsMissing):
-            return f"({self.value(expr.value)} IS {'NOT ' if expr.negated else ''}NULL)"
-        if isinstance(expr, ir.Compare):
-            left, right = self.ordered(expr.left), self.ordered(expr.right)
-            return f"coalesce({left} {'<>' if expr.op == '!=' else expr.op} {right}, FALSE)"
-        if isinstance(expr, ir.InSet):
-            return self.in_set(expr)
-        if isinstance(expr, ir.TextMatch):
-            function = "contains" if expr.op == "contains" else "starts_with"
-            return (
-                f"coalesce({function}({self.value(expr.value)}, {self.value(expr.pattern)}), FALSE)"
-            )
-        if isinstance(expr, ir.Const):
-            return literal(bool(expr.value))
-        raise TypeError(f"not a condition: {expr!r}")  # pragma: no cover - the checker types it
+    def column(self, what: str, sql: _Sql) -> _Sql:
+        """`sql` computed as a column of its own, one layer after the columns it reads."""
+        layer = sql.layer + 1
+        if layer == len(self.layers):
+            self.layers.append([])
+        # `#`: no field name can start with it; the number keeps every column apart.
+        name = ident(f"#{sum(map(len, self.layers))} {what}")
+        self.layers[layer].append(f", {sql.text} AS {name}")
+        return _Sql(name, 0, layer)
 
-    def in_set(self, expr: ir.InSet) -> str:
+    def sql(self, expr: ir.Expr) -> _Sql:
+        """`expr` as SQL, as a column of its own when it has grown HOIST_DEPTH levels deep."""
+        sql = self._sql(expr)
+        return self.column("part", sql) if sql.height >= HOIST_DEPTH else sql
+
+    def _sql(self, expr: ir.Expr) -> _Sql:
+        """A boolean that is never NULL for a condition; for a number, a double that is NULL when
+        missing and may be infinite or NaN after arithmetic (see `value`)."""
+        match expr:
+            case ir.Field():
+                return _Sql(ident(expr.name), 0, -1)
+            case ir.Const():
+                return _Sql(literal(expr.value), 0, -1)
+            case ir.RelativeDate():
+                return _Sql(literal(shift(self.as_of, expr.duration, expr.sign)), 0, -1)
+            case ir.NextAnniversary():
+                return _Sql(anniversary_column(expr.field.name), 0, -1)
+            case ir.Arith():
+                left, right = self.operand(expr.left), self.operand(expr.right)
+                divisor = right.text
+                if expr.op == "/" and _may_be_infinite(expr.right):
+                    divisor = f"({divisor} % {_INFINITY})"
+                return _combine(f"({left.text} {expr.op} {divisor})", left, right)
+            case ir.Neg():
+                operand = self.operand(expr.operand)
+                return _combine(f"(-{operand.text})", operand)
+            case ir.And() | ir.Or():
+                operands = [self.sql(o) for o in expr.operands]
+                joiner = " AND " if isinstance(expr, ir.And) else " OR "
+                return _combine("(" + joiner.join(o.text for o in operands) + ")", *operands)
+            case ir.Not():
+                operand = self.sql(expr.operand)
+                return _combine(f"(NOT {operand.text})", operand)
+            case ir.SegmentRef():
+                return self.segments[ir.segment_key(expr)]
+            case ir.Truth():
+                value = self.sql(expr.value)
+                return _combine(f"coalesce({value.text}, FALSE)", value)
+            case ir.IsMissing():
+                value = self.value(expr.value)
+                test = f"({value.text} IS {'NOT ' if expr.negated else ''}NULL)"
+                return _combine(test, value)
+            case ir.Compare():
+                left, right = self.ordered(expr.left), self.ordered(expr.right)
+                op = "<>" if expr.op == "!=" else expr.op
+                test = f"{left.text} {op} {right.text}"
+                return self.total(test, (expr.left, expr.right), left, right)
+            case ir.InSet():
+                return self.in_set(expr)
+            case ir.TextMatch():
+                function = "contains" if expr.op == "contains" else "starts_with"
+                value, pattern = self.sql(expr.value), self.sql(expr.pattern)
+                test = f"{function}({value.text}, {pattern.text})"
+                return self.total(test, (expr.value, expr.pattern), value, pattern)
+            case _:
+                assert_never(expr)
+
+    def operand(self, expr: ir.Expr) -> _Sql:
+        """An operand of arithmetic, as a double: a whole-number column would overflow."""
+        sql = self.sql(expr)
+        if isinstance(expr, (ir.Arith, ir.Neg, ir.Const)):  # doubles already
+            return sql
+        return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
+
+    def value(self, expr: ir.Expr) -> _Sql:
+        """`expr` where it is compared: a number as a double (a whole-number column too, so that
+        two counts beyond 2**53 compare as the interpreter's floats do), NULL when missing or
+        not a finite number. Its SQL appears twice then, which is safe only because arithmetic
+        holds no such wrapper inside it."""
+        sql = self.sql(expr)
+        if isinstance(expr, ir.Field) and expr.type.kind is t.Kind.NUMBER:
+            return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
+        if not _may_be_infinite(expr):
+            return sql
+        return _combine(f"CASE WHEN isfinite({sql.text}) THEN {sql.text} END", sql)
+
+    def total(self, test: str, operands: tuple[ir.Expr, ...], *parts: _Sql) -> _Sql:
+        """`test` made false where it would be NULL (an operand missing)."""
+        if any(_may_be_null(operand) for operand in operands):
+            return _combine(f"coalesce({test}, FALSE)", *parts)
+        return _combine(f"({test})", *parts)
+
+    def in_set(self, expr: ir.InSet) -> _Sql:
         value = self.ordered(expr.value)
         if not expr.items:
-            return f"({value} IS NOT NULL)" if expr.negated else "FALSE"
-        items = ", ".join(self.ordered(item) for item in expr.items)
-        return f"coalesce({value} {'NOT ' if expr.negated else ''}IN ({items}), FALSE)"
+            return _combine(f"({value.text} IS NOT NULL)" if expr.negated else "FALSE", value)
+        items = [self.ordered(item) for item in expr.items]
+        # `x IN (a, b)` is by definition `x = a OR x = b`, NULLs included. Written out, because
+        # DuckDB plans an IN list of five or more constants as a join, which loses the input
+        # order of the rows (and with it the plan's order and byte-identical reruns).
+        either = " OR ".join(f"{value.text} = {item.text}" for item in items)
+        test = f"NOT ({either})" if expr.negated else f"({either})"
+        return self.total(test, (expr.value, *expr.items), value, *items)
 
-    def ordered(self, expr: ir.Expr) -> str:
-        """Enumeration values compare by rank (integers: cheaper than text, and tier and stage
-        are computed as ranks); everything else by value."""
+    def ordered(self, expr: ir.Expr) -> _Sql:
+        """A compared value. Enumeration values compare by rank (integers: cheaper than text, and
+        tier and stage are computed as ranks); everything else by value."""
         if expr.type.kind is not t.Kind.ENUM:
             return self.value(expr)
         if isinstance(expr, ir.Const):
-            return str(expr.type.rank(expr.value))
-        return rank_column(expr.name)  # enumeration values come only from fields and constants
-
-    def value(self, expr: ir.Expr) -> str:
+            return _Sql(str(expr.type.rank(expr.value)), 0, -1)
         if isinstance(expr, ir.Field):
-            return ident(expr.name)
-        if isinstance(expr, ir.Const):
-            return literal(expr.value)
-        if isinstance(expr, ir.RelativeDate):
-            return literal(shift(self.as_of, expr.duration, expr.sign))
-        if isinstance(expr, ir.NextAnniversary):
-            return anniversary_column(expr.field.name)
-        if isinstance(expr, ir.Arith):
-            left, right = self.value(expr.left), self.value(expr.right)
-            if expr.op == "/":
-                return f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))"
-            return f"(CAST({left} AS DOUBLE) {expr.op} CAST({right} AS DOUBLE))"
-        if isinstance(expr, ir.Neg):
-            return f"(-CAST({self.value(expr.operand)} AS DOUBLE))"
-        return self.boolean(expr)
+            return _Sql(rank_column(expr.name), 0, -1)
+        raise TypeError(f"an enumeration value comes from a field or a constant, not {expr!r}")

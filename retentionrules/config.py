@@ -9,10 +9,19 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from . import types as t
 from .timeutil import Duration
@@ -23,6 +32,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "retentionrules.toml"
+# Blanks that never belong to a value in the data: removed around ids, channel names,
+# numbers, dates and booleans (docs/engine.md). ASCII white space, the no-break space and the
+# ideographic (full-width) space that Chinese input methods type.
+BLANKS = " \t\n\v\f\r\u00a0\u3000"
 
 
 def _duration(value: Any) -> Duration:
@@ -37,7 +50,11 @@ DurationField = Annotated[Duration, BeforeValidator(_duration)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    # NaN and the infinities (TOML has `nan` and `inf`) are never a cost, a weight or a
+    # threshold: a NaN compares false with everything and would silently disable a rule.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, arbitrary_types_allowed=True, allow_inf_nan=False
+    )
 
 
 _SCALAR_TYPES = {
@@ -168,7 +185,7 @@ class Weights(_Model):
     monetary: float = 4
 
 
-def _five(values: list) -> list:
+def _five(values: list[Any]) -> list[Any]:
     if len(values) != 5:
         raise ValueError("give five thresholds, for scores 5, 4, 3, 2 and 1")
     return values
@@ -231,7 +248,9 @@ class Config(_Model):
     customers: CustomerSchema = CustomerSchema()
     channels: dict[str, Channel] = Field(default_factory=_default_channels)
     scoring: Scoring = Scoring()
-    tiers: dict[str, float] = Field(default_factory=lambda: {"B": 1, "S": 17, "G": 26, "P": 36})
+    tiers: dict[str, float] = Field(
+        default_factory=lambda: {"B": 1.0, "S": 17.0, "G": 26.0, "P": 36.0}
+    )
     stages: Stages = Stages()
     orders: Orders = Orders()
     contacts: Contacts = Contacts()
@@ -240,9 +259,41 @@ class Config(_Model):
     approval: Approval = Approval()
     source: str | None = Field(default=None, exclude=True)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Caught when the configuration is read (by `check` too), not at plan time."""
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use a name such as Asia/Shanghai or UTC"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        seen: dict[str, str] = {}
+        for name in self.channels:
+            # The contact history's channel names are compared trimmed and lower-cased
+            # (docs/engine.md); two configured names that compare equal would share a cap.
+            key = name.strip(BLANKS).lower()
+            if not key:
+                raise ValueError("channels: a channel name must not be empty")
+            if key in seen:
+                raise ValueError(
+                    f"channels {seen[key]!r} and {name!r} are the same channel "
+                    "(channel names are compared without case and surrounding blanks)"
+                )
+            seen[key] = name
         declared = self.customers.types()
+        for role in ("id", "household"):  # keys are text, however they look (docs/engine.md)
+            column = getattr(self.customers, role)
+            if column is not None and declared[column] != t.STRING:
+                raise ValueError(
+                    f"customers.{role} names {column!r}, declared {declared[column]}; "
+                    f'keys are compared as text: declare {column} = "string"'
+                )
         for name, channel in self.channels.items():
             if channel.consent and declared.get(channel.consent) != t.BOOL:
                 raise ValueError(
@@ -286,6 +337,10 @@ class Config(_Model):
             raise ValueError("customers.birthday must name a date or anniversary field")
         return self
 
+    def where(self) -> str:
+        """Where this configuration came from, as a person would type it."""
+        return shown_path(self.source)
+
     def tier_type(self) -> t.Type:
         ordered = sorted(self.tiers, key=lambda name: self.tiers[name])
         return t.Type(t.Kind.ENUM, "tier", tuple(ordered))
@@ -293,6 +348,17 @@ class Config(_Model):
     def field_types(self) -> dict[str, t.Type]:
         """Every field a rule can name: declared, activity and derived."""
         return {**t.ACTIVITY_FIELDS, **self.customers.types(), **t.derived_fields(self.tier_type())}
+
+
+def shown_path(path: str | Path | None) -> str:
+    """A configuration file relative to the current folder when it is below it, else as given;
+    "the built-in defaults" for none."""
+    if path is None:
+        return "the built-in defaults"
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 class ConfigError(Exception):

@@ -1,4 +1,4 @@
-"""Derived fields: the single definition of scores, tier, stage and day counts (DOMAIN.md).
+"""Derived fields: the single definition of scores, tier, stage and day counts.
 
 One SQL statement builds the table `derived` from `customers` (and the `orders` and `contacts`
 tables when given). Both evaluators read their fields from it, so they can only differ in how
@@ -30,17 +30,31 @@ DERIVED = "derived"
 
 
 def _order_stats(config: Config, as_of: dt.date) -> str:
+    """Per customer, the activity fields from the orders export.
+
+    Orders after the as-of date had not happened yet. A row with a negative amount is a
+    refund: it lowers the spend of the window it falls in (never below 0), is not an order
+    (it counts in neither orders_12m nor total_orders) and moves neither order date. A row
+    without an amount is an order of unknown value.
+    """
     start = literal(shift(as_of, config.scoring.window, -1))
     day = literal(as_of)
     in_window = f"order_date BETWEEN {start} AND {day}"
+    order = "coalesce(amount >= 0, TRUE)"
     return f"""
         SELECT customer_id,
-            min(order_date) FILTER (WHERE order_date <= {day}) AS first_order_date,
-            max(order_date) FILTER (WHERE order_date <= {day}) AS last_order_date,
-            count(*) FILTER (WHERE {in_window}) AS orders_12m,
-            coalesce(sum(amount) FILTER (WHERE {in_window}), 0) AS spend_12m,
-            count(*) FILTER (WHERE order_date <= {day}) AS total_orders
+            min(order_date) FILTER (WHERE order_date <= {day} AND {order}) AS first_order_date,
+            max(order_date) FILTER (WHERE order_date <= {day} AND {order}) AS last_order_date,
+            count(*) FILTER (WHERE {in_window} AND {order}) AS orders_12m,
+            greatest(coalesce(sum(amount) FILTER (WHERE {in_window}), 0), 0) AS spend_12m,
+            count(*) FILTER (WHERE order_date <= {day} AND {order}) AS total_orders
         FROM orders GROUP BY customer_id"""
+
+
+def _finite(number: str) -> str:
+    """A ratio that cannot be represented (a spend over a vanishing number of orders) is
+    missing, never an infinity."""
+    return f"CASE WHEN isfinite({number}) THEN {number} END"
 
 
 def _scored(thresholds: list[str]) -> str:
@@ -153,7 +167,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
             {days_between(day, "first_order_date")} AS days_since_first_order,
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
-            spend_12m / NULLIF(orders_12m, 0) AS avg_order_value{ranks}
+            {_finite("spend_12m / NULLIF(orders_12m, 0)")} AS avg_order_value{ranks}
         FROM ranked"""
 
 

@@ -22,14 +22,15 @@ import duckdb
 from . import ir
 from .api import Report, check_paths, config_for_data, rule_files
 from .ast import Span
-from .config import Config, find_config
+from .config import BLANKS, Config, find_config
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
 from .interpreter import evaluate
-from .loader import Inputs, LoadStats, connect, load, rejects_sql
+from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_file, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
+from .timeutil import MAX_DATE, MIN_DATE
 
 # 2: the header carries the plan's sha256 and is written last; 3: and the configuration
 FORMAT_VERSION = 3
@@ -48,6 +49,16 @@ class PlanResult:
 def today(config: Config) -> dt.date:
     """Today in the configured time zone: the default as-of date."""
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
+
+
+def _as_of(given: dt.date | None, config: Config) -> dt.date:
+    """The as-of date: given, or today; inside the range calendar arithmetic is defined for."""
+    as_of = given or today(config)
+    if not MIN_DATE <= as_of <= MAX_DATE:
+        raise UsageError(
+            f"as-of date {as_of} is outside the supported range {MIN_DATE} to {MAX_DATE}"
+        )
+    return as_of
 
 
 def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
@@ -83,6 +94,30 @@ class _Digest(threading.Thread):
         return digest_text(*self.parts.values()) if self.parts else ""
 
 
+def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
+    """The declared customer fields the export must have as columns: the id, what the rules read
+    (through their segments and derived fields), the consent fields of the channels they use,
+    the household when a rule is once per household, and what scoring reads (unless an orders
+    export gives it). Any other declared field may be absent: it is missing for every customer,
+    so an orders-only shop need not invent empty columns."""
+    config = ruleset.config
+    schema = config.customers
+    declared = set(schema.fields)
+    used = ir.fields_used(rule.condition for rule in ruleset.rules)
+    needed = {schema.id, *(used & declared)}
+    if "days_to_birthday" in used and schema.birthday:
+        needed.add(schema.birthday)
+    for rule in ruleset.rules:
+        channel = config.channels.get(rule.action.channel or "")
+        if channel is not None and channel.requires_consent and channel.consent:
+            needed.add(channel.consent)
+        if rule.once_per_household and schema.household:
+            needed.add(schema.household)
+    if inputs.orders is None:
+        needed |= set(ORDER_FIELDS) & declared
+    return needed
+
+
 def prepare(
     rule_paths: Sequence[str | Path],
     inputs: Inputs,
@@ -93,9 +128,9 @@ def prepare(
     """Check the rules, load and validate the data, derive every field: ready to plan or score."""
     report = checked_rules(rule_paths, config_path)
     config = report.ruleset.config
-    as_of = as_of or today(config)
+    as_of = _as_of(as_of, config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects, needed_fields(report.ruleset, inputs))
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     return con, report, stats, as_of
 
@@ -118,11 +153,16 @@ def run_plan(
         _named_inputs(rule_paths, inputs, [config_path]),
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
         plan="--out",
+        json_text={"--rejects": ["record"]},
     )
     digest = _Digest(inputs)
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, as_of, inputs)
+    if stats.future_contacts:  # not an error, but never silent
+        plan.notes.append(
+            f"{stats.future_contacts} contacts dated after the as-of date were left out"
+        )
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -220,10 +260,11 @@ def explain(
     con, report, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
     plan = build_plan(con, report.ruleset, as_of, inputs)
     found = []
-    for customer in customers:
+    for given in customers:
+        customer = given.strip(BLANKS)  # ids are compared as the export's are (docs/engine.md)
         fields = customer_fields(con, plan.config, customer)
         if fields is None:
-            raise UsageError(f"customer {customer!r} is not in {inputs.customers}")
+            raise UsageError(f"customer {given!r} is not in {inputs.customers}")
         found.append(
             Explanation(customer, fields, rule_traces(plan, report, fields, customer, as_of))
         )
@@ -290,13 +331,16 @@ def score(
     """The derived-field table for every customer, and the tier x stage distribution."""
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
-    outputs = Outputs(_named_inputs([], inputs, configs), {"--out": out, "--rejects": rejects})
-    as_of = as_of or today(config)
+    outputs = Outputs(
+        _named_inputs([], inputs, configs),
+        {"--out": out, "--rejects": rejects},
+        json_text={"--rejects": ["record"]},
+    )
+    as_of = _as_of(as_of, config)
     con = connect()
-    stats = load(con, config, inputs, rejects)
+    stats = load(con, config, inputs, as_of, rejects)
     create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
         outputs.write(con, queries)
-    used = config.source or "the built-in defaults"
-    return ScoreResult(stats, distribution(con), config.tier_type().values, used)
+    return ScoreResult(stats, distribution(con), config.tier_type().values, config.where())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from . import ast
+from .diagnostics import noqa_codes
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -253,15 +254,19 @@ class Layout:
 
 
 def logical_lines(rule_file: ast.RuleFile) -> Layout:
-    """Every logical line of a parsed file, in source order."""
-    return Layout(
-        tuple(
-            sorted(
-                (line for s in rule_file.statements for line in _statement_lines(s)),
-                key=lambda line: line.start,
-            )
-        )
+    """Every logical line of a parsed file, in source order: what a `# noqa` is beside, for the
+    checker (`api._noqa_scopes`) as for `fmt`."""
+    return _laid_out([_statement_lines(s) for s in rule_file.statements])[0]
+
+
+def _laid_out(blocks: list[list[LogicalLine]]) -> tuple[Layout, list[tuple[int, int]]]:
+    """The one construction of a file's Layout, from each statement's logical lines; with, for
+    each line of the layout, where it is in `blocks` (statement, line), which `fmt` prints from."""
+    keys = sorted(
+        ((b, i) for b, block in enumerate(blocks) for i in range(len(block))),
+        key=lambda key: blocks[key[0]][key[1]].start,
     )
+    return Layout(tuple(blocks[b][i] for b, i in keys)), keys
 
 
 # ---------------------------------------------------------------- whole files, with comments
@@ -279,11 +284,7 @@ def format_file(rule_file: ast.RuleFile, source: str) -> str:
     """Canonical text of a parsed file; `source` (normalized, as parsed) tells where blank lines
     separated comments."""
     blocks = [_statement_lines(s) for s in rule_file.statements]
-    keys = sorted(
-        ((b, i) for b, block in enumerate(blocks) for i in range(len(block))),
-        key=lambda key: blocks[key[0]][key[1]].start,
-    )
-    layout = Layout(tuple(blocks[b][i] for b, i in keys))
+    layout, keys = _laid_out(blocks)
     placed = [_Placed() for _ in keys]
     footer = _place_comments(layout, placed, rule_file.comments)
     around = dict(zip(keys, placed, strict=True))
@@ -314,16 +315,16 @@ def _place_comments(
     """Attach each comment to an output line; return those that come after all code.
 
     A trailing comment stays beside its logical line. When several are beside one, the first
-    stays and the others go on their own lines above it, except those holding a `noqa`: they are
-    appended to it, so that they keep covering that line. Own-line comments go above the next
-    line."""
+    stays and the others go on their own lines above it, except those whose `noqa` silences
+    something (`diagnostics.noqa_codes`, the checker's own test): they are appended to it, so
+    that they keep covering that line. Own-line comments go above the next line."""
     footer: list[ast.Comment] = []
     for comment in comments:
         span = comment.span
         owner = None if comment.own_line else layout.beside(span.line, span.column)
         if owner is not None:
             at = placed[owner]
-            if not at.trailing or "noqa" in comment.text.lower():
+            if not at.trailing or noqa_codes(comment.text):
                 at.trailing.append(comment)
             else:
                 at.before.append(comment)

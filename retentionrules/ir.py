@@ -3,13 +3,25 @@
 Sugar is gone: `between`, `within` and `before/after` are lowered to comparisons against dates
 relative to the as-of date, segments are resolved, bare enumeration values are constants. Each
 evaluator therefore implements a handful of node kinds, and they cannot drift apart in meaning.
+
+A condition is a graph, not a tree: every reference to a segment shares the segment's one typed
+definition. Whatever walks conditions must therefore visit each segment once (`segments_used`
+gives the order), or thirty segments each using the previous one twice cost 2**30 visits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Container, Iterable, Iterator
+from dataclasses import dataclass
+from dataclasses import field as _field
 from decimal import Decimal
 from typing import Any, Union
+
+if sys.version_info >= (3, 11):
+    from typing import assert_never
+else:  # pragma: no cover - Python 3.10
+    from typing_extensions import assert_never
 
 from .ast import NO_SPAN, Span
 from .config import Config
@@ -21,14 +33,14 @@ from .types import BOOL, DATE, Type
 class Field:
     name: str
     type: Type
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Const:
     value: Any  # float | str | bool | date | enum value (str)
     type: Type
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +49,7 @@ class RelativeDate:
 
     duration: Duration
     sign: int
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = DATE
 
 
@@ -46,7 +58,7 @@ class NextAnniversary:
     """The next occurrence of an anniversary field's month and day, on or after the as-of date."""
 
     field: Field
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = DATE
 
 
@@ -56,14 +68,14 @@ class Arith:
     left: Expr
     right: Expr
     type: Type
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Neg:
     operand: Expr
     type: Type
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +85,7 @@ class Compare:
     op: str
     left: Expr
     right: Expr
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
@@ -82,7 +94,7 @@ class InSet:
     value: Expr
     items: tuple[Expr, ...]
     negated: bool = False  # still false when the value is missing
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
@@ -90,7 +102,7 @@ class InSet:
 class IsMissing:
     value: Expr
     negated: bool = False
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
@@ -99,7 +111,7 @@ class TextMatch:
     op: str  # contains | starts_with
     value: Expr
     pattern: Expr
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
@@ -108,36 +120,41 @@ class Truth:
     """A bool field used as a condition: true only when present and true."""
 
     value: Expr
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
 @dataclass(frozen=True, slots=True)
 class And:
     operands: tuple[Expr, ...]
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
 @dataclass(frozen=True, slots=True)
 class Or:
     operands: tuple[Expr, ...]
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: Expr
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
+    """A use of a segment. `condition` is the segment's definition, one object shared by every
+    use: it is left out of equality, hashing and repr, which would otherwise walk it once per
+    use (exponentially often for segments built from segments). Segment names are unique in a
+    checked rule set, so the name stands for the segment there."""
+
     name: str
-    condition: Expr
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    condition: Expr = _field(compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = BOOL
 
 
@@ -158,6 +175,91 @@ Expr = Union[  # noqa: UP007 - a runtime alias
     Not,
     SegmentRef,
 ]
+
+
+def subexpressions(expr: Expr) -> tuple[Expr, ...]:
+    """The expressions directly inside `expr`. A segment reference has none: its definition is
+    walked on its own, once (see `segments_used`)."""
+    match expr:
+        case Field() | Const() | RelativeDate() | SegmentRef():
+            return ()
+        case NextAnniversary():
+            return (expr.field,)
+        case Arith() | Compare():
+            return (expr.left, expr.right)
+        case TextMatch():
+            return (expr.value, expr.pattern)
+        case InSet():
+            return (expr.value, *expr.items)
+        case IsMissing() | Truth():
+            return (expr.value,)
+        case Neg() | Not():
+            return (expr.operand,)
+        case And() | Or():
+            return expr.operands
+        case _:
+            assert_never(expr)
+
+
+def fields_used(exprs: Iterable[Expr]) -> set[str]:
+    """The names of the fields the expressions read, through the segments they use."""
+    roots = list(exprs)
+    pending = [*roots, *(ref.condition for ref in segments_used(roots))]
+    names: set[str] = set()
+    while pending:  # a loop, not recursion (see `direct_segments`)
+        node = pending.pop()
+        if isinstance(node, Field):
+            names.add(node.name)
+        pending.extend(subexpressions(node))
+    return names
+
+
+def segment_key(ref: SegmentRef) -> int:
+    """What identifies a segment to the evaluators: its one definition object. Unlike the name,
+    this never confuses two segments of the same name from rule sets checked apart."""
+    return id(ref.condition)
+
+
+def direct_segments(expr: Expr) -> list[SegmentRef]:
+    """The segment references in `expr`, not looking inside the segments themselves."""
+    found: list[SegmentRef] = []
+    pending = [expr]
+    while pending:  # a loop, not recursion: conditions may nest up to limits.MAX_NESTING deep
+        node = pending.pop()
+        if isinstance(node, SegmentRef):
+            found.append(node)
+        else:
+            pending.extend(reversed(subexpressions(node)))
+    return found
+
+
+def segments_used(exprs: Iterable[Expr], known: Container[int] = ()) -> list[SegmentRef]:
+    """Every segment the expressions use, directly or through other segments: each once, and
+    each after the segments it uses, so evaluating or compiling them in this order finds every
+    segment a definition refers to already done. Segments whose `segment_key` is in `known` (done
+    before) are left out, and not looked into.
+
+    A depth-first walk with an explicit stack: a chain of thousands of segments must not recurse.
+    """
+    order: list[SegmentRef] = []
+    seen: set[int] = set()
+    for root in exprs:
+        stack: list[tuple[SegmentRef | None, Iterator[SegmentRef]]] = [
+            (None, iter(direct_segments(root)))
+        ]
+        while stack:
+            segment, pending = stack[-1]
+            for ref in pending:
+                key = segment_key(ref)
+                if key not in seen and key not in known:
+                    seen.add(key)
+                    stack.append((ref, iter(direct_segments(ref.condition))))
+                    break
+            else:
+                stack.pop()
+                if segment is not None:
+                    order.append(segment)
+    return order
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +283,7 @@ class Rule:
     once_per_household: bool = False
     max_per_run: int | None = None
     path: str = ""
-    span: Span = field(default=NO_SPAN, compare=False, repr=False)
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

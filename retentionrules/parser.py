@@ -13,15 +13,21 @@ import itertools
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Literal, cast
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 from . import ast
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
+from .limits import MAX_NESTING, allow_nesting
+
+allow_nesting()  # at import too: raised mid-run, it surprises tools that save and restore it
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
     statements: list[ast.Statement] = []
     comments: list[ast.Comment] = []
     diagnostics: list[Diagnostic] = []
+    allow_nesting()
     for chunk in _split_statements(normalize(source)):
         comments.extend(_comments(chunk))
         if not chunk.is_statement:
@@ -96,6 +103,10 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
         except UnexpectedInput as error:
             diagnostics.append(_syntax_diagnostic(error, chunk, path))
             continue
+        too_deep = _too_deep(tree, chunk, path)
+        if too_deep is not None:
+            diagnostics.append(too_deep)
+            continue
         builder = _Builder(chunk, path)
         statement = builder.transform(tree)
         diagnostics.extend(builder.diagnostics)
@@ -103,6 +114,43 @@ def parse(source: str, path: str = "<string>") -> ParseResult:
             statements.append(statement)
     rule_file = ast.RuleFile(path, tuple(statements), tuple(comments))
     return ParseResult(rule_file, tuple(diagnostics))
+
+
+# Operators: each nests its operands one level deeper (limits.MAX_NESTING). Parentheses and the
+# literals, names and lists under operators are not levels of their own, and neither is an `and`
+# directly inside an `and` (nor an `or` inside an `or`): the syntax tree makes them one chain.
+_OPERATORS = frozenset(
+    {
+        *("or_expr", "and_expr", "not_", "compare", "in_", "not_in", "between", "is_missing"),
+        *("is_present", "contains", "starts_with", "within", "before_after"),
+        *("add", "sub", "mul", "div", "neg"),
+    }
+)
+_CHAINS = frozenset({"or_expr", "and_expr"})
+
+
+def _too_deep(tree: Tree[Token], chunk: _Chunk, path: str) -> Diagnostic | None:
+    """RR100 for a statement whose operators nest deeper than limits.MAX_NESTING, measured
+    before anything recurses over it (a loop with its own stack, so any depth is measured)."""
+    deepest = 0
+    pending: list[tuple[Tree[Token], int, str]] = [(tree, 0, "")]
+    while pending:
+        node, depth, parent = pending.pop()
+        if node.data in _OPERATORS and not (node.data in _CHAINS and node.data == parent):
+            depth += 1
+        deepest = max(deepest, depth)
+        pending.extend((c, depth, node.data) for c in node.children if isinstance(c, Tree))
+    if deepest <= MAX_NESTING:
+        return None
+    line = chunk.first_line + _first_code_line(chunk) - 1
+    width = len(chunk.text.split("\n")[_first_code_line(chunk) - 1].rstrip())
+    return Diagnostic(
+        Code.RR100,
+        f"this statement nests {deepest:,} levels deep; at most {MAX_NESTING:,} are allowed",
+        path,
+        ast.Span(line, 1, line, width + 1),
+        "name parts of the condition as segments (`segment part = ...`) and use their names",
+    )
 
 
 # ---------------------------------------------------------------- splitting into statements
@@ -145,13 +193,13 @@ def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
     """Code in the indented lines before the first statement would continue nothing: it is an
     error, not text to skip (the parser once dropped such a rule, and fmt deleted it)."""
     for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
-        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), line))
+        code = _code(line)
         if code.strip():
             column = len(code) - len(code.lstrip()) + 1
             word = code.split()[0]
             return [
                 Diagnostic(
-                    "RR100",
+                    Code.RR100,
                     "this line is indented, but no statement comes before it to continue",
                     path,
                     ast.Span(number, column, number, column + len(word)),
@@ -161,20 +209,25 @@ def _orphan_lines(chunk: _Chunk, path: str) -> list[Diagnostic]:
     return []
 
 
-_COMMENT = re.compile(r"#[^\n]*")
 _STRING = re.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'")
+
+
+def _code(line: str) -> str:
+    """The code of one line: its quoted text masked (with `x`, so that columns and the presence of
+    code stay) and its comment cut off. The one place that decides where a comment starts: a `#`
+    inside quotes (`"a#noqa"`) is text, not a comment."""
+    masked = _STRING.sub(lambda m: "x" * len(m.group()), line)
+    return masked.split("#", 1)[0]
 
 
 def _comments(chunk: _Chunk) -> list[ast.Comment]:
     found = []
     for number, line in enumerate(chunk.text.split("\n"), start=chunk.first_line):
-        code = _STRING.sub(lambda m: " " * len(m.group()), line)
-        match = _COMMENT.search(code)
-        if match:
-            column = match.start() + 1
-            span = ast.Span(number, column, number, len(line) + 1)
-            own_line = not line[: match.start()].strip()
-            found.append(ast.Comment(line[match.start() :].rstrip(), own_line, span=span))
+        start = len(_code(line))
+        if start < len(line):
+            span = ast.Span(number, start + 1, number, len(line) + 1)
+            own_line = not line[:start].strip()
+            found.append(ast.Comment(line[start:].rstrip(), own_line, span=span))
     return found
 
 
@@ -244,7 +297,8 @@ def _describe_expected(names: set[str]) -> str:
 def _expected(error: UnexpectedToken) -> set[str]:
     """The exact set of acceptable tokens (LALR's own list is widened by default reductions)."""
     try:
-        return set(error.interactive_parser.accepts()) or set(error.expected)
+        accepts = error.interactive_parser.accepts()  # type: ignore[no-untyped-call]
+        return set(accepts) or set(error.expected)
     except Exception:
         return set(error.expected)
 
@@ -274,7 +328,7 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
     else:  # pragma: no cover - lark raises only the three above
         message = str(error)
     width = len(str(getattr(error, "token", " "))) or 1
-    return Diagnostic("RR100", message, path, ast.Span(line, column, line, column + width), hint)
+    return Diagnostic(Code.RR100, message, path, ast.Span(line, column, line, column + width), hint)
 
 
 def _show_char(char: str) -> str:
@@ -313,7 +367,7 @@ def _first_code_line(chunk: _Chunk) -> int:
 def _end_position(chunk: _Chunk) -> tuple[int, int]:
     lines = chunk.text.split("\n")
     for i in range(len(lines) - 1, -1, -1):
-        code = _COMMENT.sub("", _STRING.sub(lambda m: "x" * len(m.group()), lines[i])).rstrip()
+        code = _code(lines[i]).rstrip()
         if code:
             return chunk.first_line + i, len(code) + 1
     return chunk.first_line, 1
@@ -344,7 +398,7 @@ def _unquote(token: str) -> str:
 
 
 @v_args(meta=True)
-class _Builder(Transformer):
+class _Builder(Transformer[Token, ast.Statement]):
     """Turns one statement's Lark tree into AST nodes, shifting positions into file coordinates."""
 
     def __init__(self, chunk: _Chunk, path: str) -> None:
@@ -369,7 +423,7 @@ class _Builder(Transformer):
                 )
             self.diagnostics.append(
                 Diagnostic(
-                    "RR100",
+                    Code.RR100,
                     f"`{word}` is a reserved word and cannot be {what}",
                     self._path,
                     self._span(token),
@@ -381,16 +435,24 @@ class _Builder(Transformer):
         return word
 
     # -- positions
-    def _span(self, meta) -> ast.Span:
+    def _span(self, meta: Meta | Token) -> ast.Span:
+        """Where `meta` (a tree's or a token's position) is in the file; none for an empty
+        rule, or a token Lark made without a position."""
         if getattr(meta, "empty", False):
             return ast.NO_SPAN
+        line, column, end_line, end_column = meta.line, meta.column, meta.end_line, meta.end_column
+        start, end = meta.start_pos, meta.end_pos
+        if None in (line, column, end_line, end_column, start, end):
+            return ast.NO_SPAN
+        assert line is not None and column is not None and end_line is not None
+        assert end_column is not None and start is not None and end is not None
         return ast.Span(
-            meta.line + self._line_shift,
-            meta.column,
-            meta.end_line + self._line_shift,
-            meta.end_column,
-            meta.start_pos + self._offset_shift,
-            meta.end_pos + self._offset_shift,
+            line + self._line_shift,
+            column,
+            end_line + self._line_shift,
+            end_column,
+            start + self._offset_shift,
+            end + self._offset_shift,
         )
 
     def _whole(self, token: Token, what: str, minimum: int = 0) -> int:
@@ -398,7 +460,7 @@ class _Builder(Transformer):
         if value != value.to_integral_value() or value < minimum:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"{what} must be a whole number of at least {minimum}, not {token}",
                     self._path,
                     self._span(token),
@@ -408,42 +470,43 @@ class _Builder(Transformer):
         return int(value)
 
     # -- statements
-    def start(self, meta, children):
-        return children[0]
+    def start(self, meta: Meta, children: Sequence[Any]) -> ast.Statement:
+        statement: ast.Statement = children[0]
+        return statement
 
-    def segment_def(self, meta, children):
+    def segment_def(self, meta: Meta, children: Sequence[Any]) -> ast.Segment:
         name, condition = children
         return ast.Segment(self._name(name, "a segment name"), condition, span=self._span(meta))
 
-    def rule_def(self, meta, children):
+    def rule_def(self, meta: Meta, children: Sequence[Any]) -> ast.Rule:
         name, description, *clauses = children
         text = _unquote(description) if description is not None else None
         name = self._name(name, "a rule name")
         return ast.Rule(name, text, tuple(clauses), span=self._span(meta))
 
-    def oneliner(self, meta, children):
+    def oneliner(self, meta: Meta, children: Sequence[Any]) -> ast.Rule:
         return ast.Rule(None, None, tuple(children), span=self._span(meta))
 
     # -- clauses
-    def when_clause(self, meta, children):
+    def when_clause(self, meta: Meta, children: Sequence[Any]) -> ast.When:
         return ast.When(children[0], span=self._span(meta))
 
-    def then_clause(self, meta, children):
+    def then_clause(self, meta: Meta, children: Sequence[Any]) -> ast.Then:
         return ast.Then(children[0], span=self._span(meta))
 
-    def priority_clause(self, meta, children):
+    def priority_clause(self, meta: Meta, children: Sequence[Any]) -> ast.Priority:
         return ast.Priority(self._whole(children[0], "a priority"), span=self._span(meta))
 
-    def cap_clause(self, meta, children):
+    def cap_clause(self, meta: Meta, children: Sequence[Any]) -> ast.Cap:
         count = self._whole(children[0], "a cap", minimum=1)
         return ast.Cap(count, children[1], span=self._span(meta))
 
-    def holdout_clause(self, meta, children):
+    def holdout_clause(self, meta: Meta, children: Sequence[Any]) -> ast.Holdout:
         percent = Decimal(str(children[0]))
         if percent > 100:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"a holdout is a share from 0% to 100%, not {percent}%",
                     self._path,
                     self._span(children[0]),
@@ -451,52 +514,53 @@ class _Builder(Transformer):
             )
         return ast.Holdout(percent, span=self._span(meta))
 
-    def household_clause(self, meta, children):
+    def household_clause(self, meta: Meta, children: Sequence[Any]) -> ast.OncePerHousehold:
         return ast.OncePerHousehold(span=self._span(meta))
 
-    def max_clause(self, meta, children):
+    def max_clause(self, meta: Meta, children: Sequence[Any]) -> ast.MaxPerRun:
         count = self._whole(children[0], "a volume limit", minimum=1)
         return ast.MaxPerRun(count, span=self._span(meta))
 
     # -- actions
-    def action(self, meta, children):
+    def action(self, meta: Meta, children: Sequence[Any]) -> ast.Action:
         kind, words, channel, params = children
-        return ast.Action(str(kind), words, channel, tuple(params or ()), span=self._span(meta))
+        action = cast(ast.ActionKind, str(kind))  # the grammar's ACTION_KIND
+        return ast.Action(action, words, channel, tuple(params or ()), span=self._span(meta))
 
-    def words(self, meta, children):
+    def words(self, meta: Meta, children: Sequence[Any]) -> str:
         joined = "_".join(str(word) for word in children)
         hint = f"write the template as one word, e.g. `{joined}`" if len(children) > 1 else None
         return "_".join(self._name(word, "part of a template name", hint) for word in children)
 
-    def via(self, meta, children):
+    def via(self, meta: Meta, children: Sequence[Any]) -> str:
         return self._name(children[0], "a channel name")
 
-    def params(self, meta, children):
+    def params(self, meta: Meta, children: Sequence[Any]) -> Sequence[ast.Param]:
         return children
 
-    def param(self, meta, children):
+    def param(self, meta: Meta, children: Sequence[Any]) -> ast.Param:
         name, value = children
         return ast.Param(self._name(name, "a parameter name"), value, span=self._span(meta))
 
     # -- literals
-    def number(self, meta, children):
+    def number(self, meta: Meta, children: Sequence[Any]) -> ast.Number:
         return ast.Number(Decimal(str(children[0])), span=self._span(meta))
 
-    def negative_number(self, meta, children):
+    def negative_number(self, meta: Meta, children: Sequence[Any]) -> ast.Number:
         # copy_negate is exact; unary minus would round to the context's 28 digits
         return ast.Number(Decimal(str(children[0])).copy_negate(), span=self._span(meta))
 
-    def string(self, meta, children):
+    def string(self, meta: Meta, children: Sequence[Any]) -> ast.String:
         return ast.String(_unquote(children[0]), span=self._span(meta))
 
-    def date(self, meta, children):
+    def date(self, meta: Meta, children: Sequence[Any]) -> ast.Date:
         text = str(children[0])
         try:
             value = dt.date.fromisoformat(text)
         except ValueError:
             self.diagnostics.append(
                 Diagnostic(
-                    "RR101",
+                    Code.RR101,
                     f"`{text}` is not a calendar date",
                     self._path,
                     self._span(meta),
@@ -506,86 +570,89 @@ class _Builder(Transformer):
             value = dt.date(1970, 1, 1)
         return ast.Date(value, span=self._span(meta))
 
-    def true(self, meta, children):
+    def true(self, meta: Meta, children: Sequence[Any]) -> ast.Bool:
         return ast.Bool(True, span=self._span(meta))
 
-    def false(self, meta, children):
+    def false(self, meta: Meta, children: Sequence[Any]) -> ast.Bool:
         return ast.Bool(False, span=self._span(meta))
 
-    def name(self, meta, children):
+    def name(self, meta: Meta, children: Sequence[Any]) -> ast.Name:
         what = "a field, segment or value name"
         return ast.Name(self._name(children[0], what), span=self._span(meta))
 
-    def duration(self, meta, children):
+    def duration(self, meta: Meta, children: Sequence[Any]) -> ast.Duration:
         amount = self._whole(children[0], "a duration")
         return ast.Duration(amount, _UNITS[str(children[1])], span=self._span(meta))
 
     # -- expressions
-    def or_expr(self, meta, children):
+    def or_expr(self, meta: Meta, children: Sequence[Any]) -> ast.Or:
         return ast.Or(_flatten(ast.Or, children), span=self._span(meta))
 
-    def and_expr(self, meta, children):
+    def and_expr(self, meta: Meta, children: Sequence[Any]) -> ast.And:
         return ast.And(_flatten(ast.And, children), span=self._span(meta))
 
-    def not_(self, meta, children):
+    def not_(self, meta: Meta, children: Sequence[Any]) -> ast.Not:
         return ast.Not(children[0], span=self._span(meta))
 
-    def compare_op(self, meta, children):
+    def compare_op(self, meta: Meta, children: Sequence[Any]) -> str:
         return str(children[0])
 
-    def compare(self, meta, children):
+    def compare(self, meta: Meta, children: Sequence[Any]) -> ast.Compare:
         left, op, right = children
         return ast.Compare(op, left, right, span=self._span(meta))
 
-    def in_(self, meta, children):
+    def in_(self, meta: Meta, children: Sequence[Any]) -> ast.In:
         return ast.In(children[0], children[1], span=self._span(meta))
 
-    def not_in(self, meta, children):
+    def not_in(self, meta: Meta, children: Sequence[Any]) -> ast.In:
         return ast.In(children[0], children[1], negated=True, span=self._span(meta))
 
-    def list(self, meta, children):
+    def list(self, meta: Meta, children: Sequence[Any]) -> tuple[ast.Expr, ...]:
         return tuple(c for c in children if c is not None)
 
-    def between(self, meta, children):
+    def between(self, meta: Meta, children: Sequence[Any]) -> ast.Between:
         return ast.Between(*children, span=self._span(meta))
 
-    def is_missing(self, meta, children):
+    def is_missing(self, meta: Meta, children: Sequence[Any]) -> ast.IsMissing:
         return ast.IsMissing(children[0], span=self._span(meta))
 
-    def is_present(self, meta, children):
+    def is_present(self, meta: Meta, children: Sequence[Any]) -> ast.IsMissing:
         return ast.IsMissing(children[0], negated=True, span=self._span(meta))
 
-    def contains(self, meta, children):
+    def contains(self, meta: Meta, children: Sequence[Any]) -> ast.Contains:
         return ast.Contains(*children, span=self._span(meta))
 
-    def starts_with(self, meta, children):
+    def starts_with(self, meta: Meta, children: Sequence[Any]) -> ast.StartsWith:
         return ast.StartsWith(*children, span=self._span(meta))
 
-    def within(self, meta, children):
+    def within(self, meta: Meta, children: Sequence[Any]) -> ast.Within:
         value, upcoming, window = children
         return ast.Within(value, window, upcoming is not None, span=self._span(meta))
 
-    def before_after(self, meta, children):
+    def before_after(self, meta: Meta, children: Sequence[Any]) -> ast.BeforeAfter:
         value, direction, point, ago = children
-        return ast.BeforeAfter(value, str(direction), point, ago is not None, span=self._span(meta))
+        way = cast(Literal["before", "after"], str(direction))  # the grammar's BEFORE_AFTER
+        return ast.BeforeAfter(value, way, point, ago is not None, span=self._span(meta))
 
-    def add(self, meta, children):
+    def add(self, meta: Meta, children: Sequence[Any]) -> ast.Arith:
         return ast.Arith("+", children[0], children[1], span=self._span(meta))
 
-    def sub(self, meta, children):
+    def sub(self, meta: Meta, children: Sequence[Any]) -> ast.Arith:
         return ast.Arith("-", children[0], children[1], span=self._span(meta))
 
-    def mul(self, meta, children):
+    def mul(self, meta: Meta, children: Sequence[Any]) -> ast.Arith:
         return ast.Arith("*", children[0], children[1], span=self._span(meta))
 
-    def div(self, meta, children):
+    def div(self, meta: Meta, children: Sequence[Any]) -> ast.Arith:
         return ast.Arith("/", children[0], children[1], span=self._span(meta))
 
-    def neg(self, meta, children):
+    def neg(self, meta: Meta, children: Sequence[Any]) -> ast.Neg:
         return ast.Neg(children[0], span=self._span(meta))
 
 
-def _flatten(kind: type[ast.And] | type[ast.Or], operands: list[ast.Expr]) -> tuple[ast.Expr, ...]:
+def _flatten(
+    kind: type[ast.And] | type[ast.Or], operands: Sequence[ast.Expr]
+) -> tuple[ast.Expr, ...]:
     """`(a and b) and c` means `a and b and c`: keep one n-ary node per chain."""
     flat: list[ast.Expr] = []
     for operand in operands:

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 
 from . import ir
-from .compiler import compile_condition
+from .compiler import LAYERS_PER_QUERY, Compiled, compile_conditions, with_layers
 from .config import Config
 from .derive import DERIVED
-from .loader import Inputs
+from .loader import Inputs, channel_key, one, text_key
 from .policies import POLICIES, SEND, Reason, RuleCounts
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
@@ -39,6 +40,7 @@ NO_MATCH = 0
 CODE = {reason: i + 1 for i, reason in enumerate(_GATE_REASONS)}
 ELIGIBLE = len(_GATE_REASONS) + 1
 _REMOVED_LATER = (Reason.HOUSEHOLD, Reason.VOLUME)  # statuses of winners removed at steps 5-6
+COUNTED = "__counted"  # contact_counts: whose contacts a row counts
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
@@ -68,30 +70,45 @@ def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
     return sorted(enumerate(ruleset.rules), key=lambda item: (-item[1].priority, item[1].order))
 
 
-def _contact_counts(con, ruleset: ir.RuleSet, config: Config, as_of: dt.date) -> dict[str, str]:
-    """Count each customer's recent contacts per capped channel and capped rule."""
+def _contact_counts(
+    con: duckdb.DuckDBPyConnection, ruleset: ir.RuleSet, config: Config, as_of: dt.date
+) -> dict[str, str]:
+    """Count each customer's recent contacts per capped channel and capped rule.
+
+    The contacts table holds normalised ids, channel and rule names (`loader.text_key`,
+    `loader.channel_key`); the configured names go through the same helpers, so `SMS` and
+    ` sms` in the history count against the channel `sms`. Contacts after the as-of date had
+    not happened yet.
+    """
     columns: dict[str, str] = {}
+    day = literal(as_of)
     for name, channel in config.channels.items():
         if channel.cap is not None:
             since = literal(shift(as_of, channel.cap.per, -1))
-            columns[f"channel:{name}"] = f"channel = {literal(name)} AND sent_at >= {since}"
+            columns[f"channel:{name}"] = (
+                f"channel = {channel_key(literal(name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     for rule in ruleset.rules:
         if rule.cap is not None:
             since = literal(shift(as_of, rule.cap[1], -1))
-            columns[f"rule:{rule.name}"] = f"rule = {literal(rule.name)} AND sent_at >= {since}"
+            columns[f"rule:{rule.name}"] = (
+                f"rule = {text_key(literal(rule.name))} AND sent_at BETWEEN {since} AND {day}"
+            )
     aliases = {key: f"n{i}" for i, key in enumerate(columns)}
     selects = ", ".join(
         f"count(*) FILTER (WHERE {cond}) AS {aliases[k]}" for k, cond in columns.items()
     )
+    # The key is not called customer_id: a rule may name that field, and the flags query
+    # joins these counts beside the customers.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id"
+        f"CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id AS {COUNTED}"
         + (f", {selects}" if selects else "")
         + " FROM contacts GROUP BY customer_id"
     )
     return aliases
 
 
-def _per_rule(values: list[object]) -> str:
+def _per_rule(values: Sequence[object]) -> str:
     """Each row's value for its rule (column `idx`): plan rows keep the input order this way."""
     return pick(values, "idx")
 
@@ -106,6 +123,7 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
     channel = config.channels.get(channel_name) if channel_name else None
     if channel is not None:
         if channel.requires_consent:
+            assert channel.consent is not None  # the configuration requires it
             consent = ident(channel.consent)
             cases.append(f"WHEN NOT coalesce({consent}, FALSE) THEN {CODE[Reason.CONSENT]}")
         if config.contacts.quiet_period is not None:
@@ -142,14 +160,34 @@ def _match_bits(count: int) -> str:
 
 
 def _quiet_sql(config: Config, as_of: dt.date) -> str:
+    """Contacted within the quiet period: on one of its days, up to the as-of date itself."""
     quiet = config.contacts.quiet_period
     if quiet is None:
         return "FALSE"
-    return f"coalesce(last_contacted >= {literal(shift(as_of, quiet, -1))}, FALSE)"
+    since = literal(shift(as_of, quiet, -1))
+    return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
+
+
+def _with_columns(con: duckdb.DuckDBPyConnection, relation: str, compiled: Compiled) -> str:
+    """`relation` with the columns the compiled conditions read (segments, deep parts). A long
+    chain of them, segments built on segments, is stored every LAYERS_PER_QUERY layers, as
+    DuckDB limits how deeply one query may nest. Each step reads one table, so rows keep their
+    input order."""
+    layers, size = compiled.layers, LAYERS_PER_QUERY
+    blocks = [layers[start : start + size] for start in range(0, len(layers), size)]
+    for n, block in enumerate(blocks[:-1]):
+        query = with_layers(relation, block)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE columns{n} AS SELECT * FROM {query}")
+        relation = f"columns{n}"
+    return with_layers(relation, blocks[-1]) if blocks else relation
 
 
 def _flags(
-    con, ruleset: ir.RuleSet, config: Config, as_of: dt.date, has_contacts: bool
+    con: duckdb.DuckDBPyConnection,
+    ruleset: ir.RuleSet,
+    config: Config,
+    as_of: dt.date,
+    has_contacts: bool,
 ) -> list[str]:
     """Steps 1-4 in one pass: per rule whether it matches (bits in `matched0`...) and the gate
     code its channel and caps give (`g0`...), then the winner. The stage codes are a view over
@@ -164,15 +202,16 @@ def _flags(
         gates.setdefault(_gate_sql(rule, config, counts), f"g{len(gates)}")
         for rule in ruleset.rules
     ]
-    matches = "".join(
-        f", {compile_condition(rule.condition, as_of)} AS m{i}"
-        for i, rule in enumerate(ruleset.rules)
+    compiled = compile_conditions([rule.condition for rule in ruleset.rules], as_of)
+    matches = "".join(f", {sql} AS m{i}" for i, sql in enumerate(compiled.conditions))
+    customers = _with_columns(
+        con, f"(SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED})", compiled
     )
     gate_columns = "".join(f", {sql} AS {column}" for sql, column in gates.items())
     winner = " ".join(
         f"WHEN m{i} AND {rule_gates[i]} = {ELIGIBLE} THEN {i}" for i, _ in ranked(ruleset)
     )
-    join = f"LEFT JOIN contact_counts cc ON cc.customer_id = d.{key}" if counts is not None else ""
+    join = f"LEFT JOIN contact_counts cc ON cc.{COUNTED} = d.{key}" if counts is not None else ""
     kept = _match_bits(len(rule_gates)) + "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
@@ -182,7 +221,7 @@ def _flags(
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
                 d.rfm_score AS rfm_score{matches}{gate_columns}
-            FROM (SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED}) d {join}
+            FROM {customers} d {join}
         )
     """)
     stages = "".join(
@@ -193,7 +232,9 @@ def _flags(
     return rule_gates
 
 
-def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> None:
+def _planned(
+    con: duckdb.DuckDBPyConnection, ruleset: ir.RuleSet, config: Config, flags_in_order: bool
+) -> None:
     """Steps 5-7 on the winners: household, volume, holdout; each removal with its reason.
 
     A window or a hash that no rule asks for is left out: most rule sets use few of them.
@@ -243,7 +284,7 @@ def _planned(con, ruleset: ir.RuleSet, config: Config, flags_in_order: bool) -> 
 _IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"  # sent or held out
 
 
-def _count(con, plan: Plan, gates: list[str]) -> None:
+def _count(con: duckdb.DuckDBPyConnection, plan: Plan, gates: list[str]) -> None:
     """Per rule, how many customers are left after each policy (POLICIES order).
 
     Steps 1-3 count from the flags (count_if is far cheaper than grouping stage codes), steps
@@ -260,7 +301,8 @@ def _count(con, plan: Plan, gates: list[str]) -> None:
         for i, gate in enumerate(gates)
         for code in passed
     ]
-    reached = con.execute(f"SELECT {', '.join(per_rule + columns)} FROM flags").fetchone()
+    # count_if over no customers at all is NULL
+    reached = [n or 0 for n in one(con, f"SELECT {', '.join(per_rule + columns)} FROM flags")]
     household, volume = (literal(r.value) for r in _REMOVED_LATER)
     after = {
         idx: counts

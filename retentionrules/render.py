@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from . import __version__
-from .diagnostics import CODES, Diagnostic
+from .diagnostics import Code, Diagnostic
 
 
 def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> str:
@@ -94,12 +94,12 @@ def render_github(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) ->
 def render_sarif(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> str:
     rules = [
         {
-            "id": c.code,
-            "name": c.title,
-            "shortDescription": {"text": c.title},
+            "id": c.value,
+            "name": c.description,
+            "shortDescription": {"text": c.description},
             "defaultConfiguration": {"level": c.severity.value},
         }
-        for c in CODES.values()
+        for c in Code
     ]
     results = [
         {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 
 from .timeutil import next_anniversary as next_anniversary_of
@@ -46,7 +47,7 @@ def rank_column(field: str) -> str:
     return ident(f"{field}#rank")
 
 
-def pick(values: list[object], index: str) -> str:
+def pick(values: Sequence[object], index: str) -> str:
     """The value at a 0-based SQL `index` in a constant list: a vectorised lookup per row, cheaper
     than a CASE, and unlike a join with a lookup table it keeps the query's row order."""
     if not values:

@@ -1,4 +1,8 @@
-"""Renderers for plan, explain and score results: rich tables for people, JSON for machines."""
+"""Renderers for plan, explain and score results: rich tables for people, JSON for machines.
+
+Rule names, ids, field values and paths are data: they are printed as they are, never read as
+rich markup (`[/bold]` in a city, `[x]` in a path), whatever console they are printed on.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from .send import Approval, SendReport
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 
 def _plain(value: Any) -> Any:
@@ -27,16 +32,28 @@ def _plain(value: Any) -> Any:
 
 
 def _table(**options: Any) -> Table:
-    """rich is imported only when a table is drawn: machines asking for JSON start faster."""
+    """rich is imported only when a table is drawn: machines asking for JSON start faster.
+    (Titles hold only ids, dates and counts: no data that could read as markup.)"""
     from rich.table import Table
 
     return Table(**options)
 
 
+def _text(value: object, style: str = "") -> Text:
+    """A value as plain text for a table cell or a line: never markup."""
+    from rich.text import Text
+
+    return Text(str(value), style=style)
+
+
+def _row(table: Table, *cells: object) -> None:
+    table.add_row(*(_text(cell) for cell in cells))
+
+
 def plan_json(result: PlanResult) -> str:
     payload = {
         **result.meta,
-        "config": result.plan.config.source or "the built-in defaults",
+        "config": result.plan.config.where(),
         "rules": [c.as_dict() for c in result.plan.counts],
         "rejected": result.stats.rejected,
         "notes": result.plan.notes,
@@ -57,22 +74,23 @@ def print_plan(result: PlanResult, console: Console) -> None:
         values = list(counts.columns().values())
         totals = [a + b for a, b in zip(totals, values, strict=True)]
         cost += counts.cost
-        table.add_row(counts.rule, *map(str, values), f"{counts.cost:.2f}")
+        _row(table, counts.rule, *values, f"{counts.cost:.2f}")
     table.add_section()
-    table.add_row("total", *map(str, totals), f"{cost:.2f}")
+    _row(table, "total", *totals, f"{cost:.2f}")
     console.print(table)
     stats = result.stats
     console.print(
         f"{stats.customers} customers read; {stats.total_rejected} rows rejected"
-        + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items())
+        + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items()),
+        markup=False,
     )
     console.print(
-        f"configuration: {result.plan.config.source or 'the built-in defaults'}", markup=False
+        f"configuration: {result.plan.config.where()}", markup=False
     )
     for note in result.plan.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
     for path in result.written:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", markup=False)
 
 
 def explain_json(explanations: list[Explanation]) -> str:
@@ -99,14 +117,17 @@ def explain_json(explanations: list[Explanation]) -> str:
 
 
 def print_explanation(explanation: Explanation, console: Console) -> None:
-    console.print(f"[bold]customer {explanation.customer}[/bold]")
+    console.print(_text(f"customer {explanation.customer}", "bold"))
     fields = _table(show_header=False, box=None, padding=(0, 2))
     for name, value in explanation.fields.items():
-        fields.add_row(name, "—" if value is None else str(_plain(value)))
+        _row(fields, name, "—" if value is None else _plain(value))
     console.print(fields)
     for trace in explanation.rules:
         mark = "✓" if trace.matched else "✗"
-        console.print(f"\n{mark} [bold]{trace.rule}[/bold]: {trace.outcome}")
+        line = _text(f"\n{mark} ")
+        line.append(trace.rule, style="bold")
+        line.append(f": {trace.outcome}")
+        console.print(line)
         for text, value in trace.conditions:
             console.print(f"    {'true ' if value else 'false'}  {text}", markup=False)
 
@@ -134,10 +155,11 @@ def print_score(result: ScoreResult, console: Console) -> None:
     table.add_column("total", justify="right")
     for tier in (*reversed(result.tiers), None):
         row = [counts.get((tier, s), 0) for s in stages]
-        table.add_row(tier or "(none)", *map(str, row), str(sum(row)))
+        _row(table, tier or "(none)", *row, sum(row))
     console.print(table)
     console.print(
-        f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected"
+        f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected",
+        markup=False,
     )
     console.print(f"configuration: {result.config}", markup=False)
 
@@ -210,9 +232,9 @@ def print_impact(impact: Impact, console: Console) -> None:
         table.add_column(name, justify="left" if i in (0, 5, 6) else "right")
     rows = _impact_rows(impact)
     for row in rows[:-1]:
-        table.add_row(*row)
+        _row(table, *row)
     table.add_section()
-    table.add_row(*rows[-1])
+    _row(table, *rows[-1])
     console.print(table)
 
 

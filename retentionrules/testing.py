@@ -27,7 +27,7 @@ from . import types as t
 from .api import Report
 from .ast import Span
 from .derive import create_derived, customer_fields, override
-from .diagnostics import Diagnostic
+from .diagnostics import Code, Diagnostic
 from .engine import RuleTrace, rule_traces
 from .errors import DataError
 from .loader import Inputs, connect, load
@@ -232,7 +232,8 @@ class _Reader:
         return Span(1, 1, 1, 2)
 
     def problem(self, span: Span, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic("RR400", self.context + message, self.path, span, hint))
+        problem = Diagnostic(Code.RR400, self.context + message, self.path, span, hint)
+        self.diagnostics.append(problem)
 
     def unknown_keys(self, table: Table, key: KeyPath, known: tuple[str, ...], what: str) -> None:
         for name in table:
@@ -529,7 +530,7 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, Tab
                 )
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
-    load(con, config, inputs)
+    load(con, config, inputs, case.as_of)
     create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
     override(con, config, case.derived)
     plan = build_plan(con, ruleset, case.as_of, inputs)
@@ -615,7 +616,7 @@ def run_tests(report: Report, files: list[Path]) -> tuple[TestRun | None, list[D
                 message = str(error).replace(str(Path(folder)), "").lstrip("/")
                 span = Span(case.line, 1, case.line, 2)
                 problem = f"case `{case.name}`: its data is not valid: {message}"
-                return None, [Diagnostic("RR400", problem, case.path, span)]
+                return None, [Diagnostic(Code.RR400, problem, case.path, span)]
             actual, removed = _outcome(plan)
             fired |= {a["rule"] for a in actual}
             failures = _check(case, actual, removed)

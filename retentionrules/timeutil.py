@@ -11,6 +11,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from .limits import MAX_DURATION
+
 # The dates input data may carry and the as-of date may take. Wide enough for birthdays and long
 # warranties; narrow enough that calendar arithmetic on them (a 12-month window, a 10-year cap)
 # stays inside both Python's and DuckDB's date ranges.
@@ -34,20 +36,45 @@ class Duration:
         match = _DURATION.match(text)
         if not match:
             raise ValueError(f"{text!r} is not a duration like '30 days' or '3 months'")
-        return cls(int(match.group(1)), match.group(2))
+        amount, unit = int(match.group(1)), match.group(2)
+        problem = duration_problem(amount, unit)
+        if problem is not None:
+            raise ValueError(problem)
+        return cls(amount, unit)
+
+
+def duration_problem(amount: int, unit: str) -> str | None:
+    """Why `amount unit` is too long to be a duration (limits.MAX_DURATION), or None."""
+    longest = MAX_DURATION[unit]
+    if amount <= longest:
+        return None
+    years = "" if unit == "year" else " (about 1,000 years)"
+    return f"a duration may be at most {longest:,} {unit}s{years}"
+
+
+# The calendar Python and DuckDB share; dates are never moved beyond it.
+_FIRST, _LAST = dt.date.min, dt.date.max
 
 
 def add_months(day: dt.date, months: int) -> dt.date:
     index = day.year * 12 + day.month - 1 + months
+    index = min(max(index, _FIRST.year * 12), _LAST.year * 12 + 11)
     year, month = divmod(index, 12)
     last = calendar.monthrange(year, month + 1)[1]
     return dt.date(year, month + 1, min(day.day, last))
 
 
 def shift(day: dt.date, duration: Duration, sign: int = 1) -> dt.date:
-    """`day` moved by `duration` forward (sign=1) or back (sign=-1)."""
+    """`day` moved by `duration` forward (sign=1) or back (sign=-1).
+
+    Within the limits (an as-of date in [MIN_DATE, MAX_DATE], a duration of at most about 1,000
+    years) the result is always a real date; beyond them it stops at the first or last day of the
+    calendar rather than fail, so calendar arithmetic can never leave the range both evaluators
+    (Python and DuckDB) represent.
+    """
     if duration.unit in _UNIT_DAYS:
-        return day + dt.timedelta(days=sign * duration.amount * _UNIT_DAYS[duration.unit])
+        ordinal = day.toordinal() + sign * duration.amount * _UNIT_DAYS[duration.unit]
+        return dt.date.fromordinal(min(max(ordinal, _FIRST.toordinal()), _LAST.toordinal()))
     months = duration.amount * (12 if duration.unit == "year" else 1)
     return add_months(day, sign * months)
 

@@ -121,3 +121,137 @@ def test_one_liner_names_are_stable_across_layout():
     first = rule("when stage = sleeping and tier >= G then send winback coupon").name
     again = rule("when   stage = sleeping\n    and tier >= G\n  then send winback_coupon").name
     assert first == again and first.startswith("send_winback_coupon_")
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_nesting_is_measured_before_anything_recurses_and_reported_at_the_statement():
+    source = "rule ok\n  when tier = P\n  then tag t\nrule deep\n  when " + "not " * 5000
+    (diagnostic,) = check(source + "tier = G\n  then tag t\n").diagnostics
+    assert (diagnostic.code, diagnostic.span.line, diagnostic.span.column) == ("RR100", 4, 1)
+    assert diagnostic.message == "this statement nests 5,001 levels deep; at most 1,000 are allowed"
+    assert "segment" in diagnostic.hint
+
+
+def test_nesting_counts_operators_not_parentheses_nor_chains_of_one_operator():
+    at_limit = "not " * 999 + "tier = G"  # 999 `not` and one `=`
+    assert codes(f"rule r\n  when {at_limit}\n  then tag t") == []
+    assert codes(f"rule r\n  when not {at_limit}\n  then tag t") == ["RR100"]
+    parenthesised = "(" * 5000 + at_limit + ")" * 5000
+    assert codes(f"rule r\n  when {parenthesised}\n  then tag t") == []
+    one_chain = " and ".join(["(tier = G"] * 3000) + ")" * 3000
+    assert codes(f"rule r\n  when {one_chain}\n  then tag t") == []
+
+
+def test_a_segment_s_levels_do_not_count_where_it_is_used():
+    deep = "not " * 998 + "tier = G"
+    report = check(f"segment s = {deep}\nrule r\n  when not not s\n  then tag t")
+    assert report.ok and report.diagnostics == []
+
+
+@pytest.mark.parametrize(
+    "number, problem",
+    [
+        ("1234567890123456", "has 16 significant digits; at most 15 are allowed"),
+        ("9" * 400, "has 400 significant digits; at most 15 are allowed"),
+        ("0.0000000000000001", "has 16 digits after the point; at most 15 are allowed"),
+        ("1000000000000000", "has 16 significant digits; at most 15 are allowed"),
+    ],
+)
+def test_numbers_beyond_fifteen_digits_are_rr101_where_they_are_written(number, problem):
+    in_condition = f"  when spend_12m > {number}"
+    in_parameter = f"  when tier = P\n  then send x with a = {number}"
+    for line in (in_condition, in_parameter):
+        source = f"rule r\n{line}\n" + ("" if "then" in line else "  then tag t\n")
+        (diagnostic,) = check(source).diagnostics
+        assert diagnostic.code == "RR101" and diagnostic.message == f"this number {problem}"
+        assert diagnostic.span.line == (2 if "when spend" in line else 3)
+
+
+def test_fifteen_digit_numbers_are_kept_exactly():
+    r = rule("rule r\n  when spend_12m > 999999999999999 and spend_12m < 0.000000000000001\n"
+             "  then send x with big = -999999999999999, small = 0.000000000000001")
+    assert [c.right.value for c in r.condition.operands] == [999999999999999.0, 1e-15]
+    assert dict(r.action.params) == {"big": -999999999999999, "small": 1e-15}
+
+
+@pytest.mark.parametrize(
+    "window, limit",
+    [
+        ("365001 days", "365,000 days"),
+        ("52001 weeks", "52,000 weeks"),
+        ("12001 months", "12,000 months"),
+        ("1001 years", "1,000 years"),
+        ("999999999999 days", "365,000 days"),
+        ("9" * 5000 + " days", "365,000 days"),
+    ],
+)
+def test_durations_beyond_about_a_thousand_years_are_rr101(window, limit):
+    for condition in (
+        f"last_order_date within {window}",
+        f"last_order_date within next {window}",
+        f"last_order_date before {window} ago",
+        f"birthday within {window}",
+    ):
+        (diagnostic,) = check(f"rule r\n  when {condition}\n  then tag t").diagnostics
+        assert diagnostic.code == "RR101" and limit in diagnostic.message, condition
+    capped = f"rule r\n  when tier = P\n  then tag t\n  cap 1 per {window}"
+    (diagnostic,) = check(capped).diagnostics
+    assert diagnostic.code == "RR101" and (diagnostic.span.line, diagnostic.span.column) == (4, 13)
+
+
+def test_the_longest_durations_are_accepted():
+    for window in ("365000 days", "52000 weeks", "12000 months", "1000 years"):
+        r = rule(f"rule r\n  when last_order_date within {window}\n  then tag t\n"
+                 f"  cap 1 per {window}")
+        assert r.cap == (1, Duration.parse(window))
+
+
+def test_durations_in_the_configuration_obey_the_same_limit():
+    with pytest.raises(ValueError, match="at most 365,000 days"):
+        Config.model_validate({"contacts": {"quiet_period": "999999999 days"}})
+
+
+def test_segments_are_checked_after_the_ones_they_use_whatever_their_order():
+    lines = [f"segment s{i} = s{i + 1} or tier = G" for i in range(99)] + ["segment s99 = tier = P"]
+    report = check("\n".join(lines) + "\nrule r\n  when s0\n  then tag t")
+    assert report.ok, report.diagnostics
+    condition = report.ruleset.rules[0].condition
+    assert isinstance(condition, ir.SegmentRef) and condition.name == "s0"
+    used = ir.segments_used([condition])
+    assert [s.name for s in used] == [f"s{i}" for i in range(99, -1, -1)]
+
+
+def test_a_segment_named_like_an_enumeration_value_is_not_a_use_of_itself():
+    report = check("segment G = tier = G\nrule r\n  when G and stage = active\n  then tag t")
+    assert report.ok and report.diagnostics == []
+
+
+def test_a_long_cycle_is_reported_once_without_recursing():
+    lines = [f"segment c{i} = c{(i + 1) % 3000} and tier = G" for i in range(3000)]
+    report = check("\n".join(lines) + "\nrule r\n  when c7\n  then tag t")
+    (diagnostic,) = report.diagnostics
+    assert diagnostic.code == "RR204" and diagnostic.span.line == 1
+    assert diagnostic.message.startswith("segments refer to each other in a cycle: c0 -> c1 -> ")
+    assert diagnostic.message.endswith("c2999 -> c0")
+
+
+def test_a_chain_of_a_hundred_segments_is_allowed_and_one_more_is_rr209():
+    lines = ["segment s1 = tier = P"]
+    lines += [f"segment s{i} = s{i - 1} and tier = P" for i in range(2, 102)]
+    rules = "rule r\n  when s100\n  then tag t\nrule q\n  when s101\n  then tag q"
+    source = "\n".join(lines) + "\n" + rules
+    report = check(source)
+    (diagnostic,) = [d for d in report.diagnostics if d.is_error]
+    assert diagnostic.code == "RR209" and diagnostic.span.line == 101
+    assert [r.name for r in report.ruleset.rules] == ["r"]
+
+
+def test_a_one_liner_with_a_priority_of_thousands_of_digits_is_rr101_not_a_crash():
+    """Its derived name comes from its printed text, and Python refuses to print a whole
+    number of more than 4,300 digits: the clause beyond the limit is left out of the name."""
+    source = "when tier = G then send x\n  priority " + "9" * 5000 + "\n  max 5 per run"
+    assert codes(source) == ["RR300", "RR101"]
+    capped = "when tier = G then send x\n  cap " + "9" * 5000 + " per 1 day"
+    assert codes(capped) == ["RR300", "RR101"]

@@ -18,7 +18,7 @@ def derive(tmp_path, rows, as_of=AS_OF, config=None, orders=None, contacts=None)
     config = config or Config()
     inputs = Inputs(write_csv(tmp_path / "c.csv", rows), orders, contacts)
     con = duckdb.connect()
-    load(con, config, inputs)
+    load(con, config, inputs, as_of)
     create_derived(con, config, as_of, orders is not None, contacts is not None)
     cursor = con.execute(f"SELECT * FROM {DERIVED} ORDER BY __row")
     names = [d[0] for d in cursor.description]
@@ -95,7 +95,7 @@ def test_orders_export_gives_the_same_fields_as_totals(tmp_path):
     ]
     path = write_csv(tmp_path / "c.csv", [customer("A"), customer("B"), customer("C")], columns)
     config, con = Config(), duckdb.connect()
-    load(con, config, Inputs(path, orders))
+    load(con, config, Inputs(path, orders), AS_OF)
     create_derived(con, config, AS_OF, orders=True, contacts=False)
     got = con.execute(
         f"SELECT customer_id, first_order_date, last_order_date, orders_12m, "
@@ -119,3 +119,76 @@ def test_contact_history_updates_last_contacted(tmp_path):
         contacts=contacts,
     )
     assert [r["days_since_last_contact"] for r in rows] == [2, 21]
+
+
+ORDER_COLUMNS = [
+    c
+    for c in COLUMNS
+    if c not in ("first_order_date", "last_order_date", "orders_12m", "spend_12m", "total_orders")
+]
+
+
+def order_fields(tmp_path, orders_csv: str, ids=("A",), config=None):
+    orders = tmp_path / "orders.csv"
+    orders.write_text("customer_id,order_date,amount\n" + orders_csv)
+    path = write_csv(tmp_path / "c.csv", [customer(i) for i in ids], ORDER_COLUMNS)
+    config, con = config or Config(), duckdb.connect()
+    load(con, config, Inputs(path, orders), AS_OF)
+    create_derived(con, config, AS_OF, orders=True, contacts=False)
+    cursor = con.execute(
+        f"SELECT customer_id, first_order_date, last_order_date, orders_12m, spend_12m, "
+        f"total_orders FROM {DERIVED} ORDER BY 1"
+    )
+    return cursor.fetchall()
+
+
+def test_a_refund_lowers_spend_but_is_not_an_order_and_moves_no_date(tmp_path):
+    got = order_fields(
+        tmp_path,
+        "A,2026-01-10,300\n"
+        "A,2026-03-01,-120.5\n"  # a refund in the window
+        "A,2026-11-20,-10\n"  # the latest row, but a refund: not the last order
+        "A,2025-01-01,-50\n"  # a refund before the window: spend of the window unchanged
+        "B,2026-02-01,40\nB,2026-02-02,-100\n"  # refunded more than spent: spend is 0
+        "C,2026-05-05,-5\n",  # only a refund: no orders at all
+        ids=("A", "B", "C"),
+    )
+    assert got == [
+        ("A", dt.date(2026, 1, 10), dt.date(2026, 1, 10), 1, 169.5, 1),
+        ("B", dt.date(2026, 2, 1), dt.date(2026, 2, 1), 1, 0, 1),
+        ("C", None, None, 0, 0, 0),
+    ]
+
+
+def test_order_times_are_dated_in_the_shop_time_zone(tmp_path):
+    got = order_fields(
+        tmp_path,
+        "A,2026-11-21T17:00:00Z,10\n"  # 01:00 on the 22nd in Shanghai: the as-of date
+        "A,2026-11-22T17:00:00Z,99\n",  # the 23rd in Shanghai: not yet happened
+    )
+    assert got == [("A", dt.date(2026, 11, 22), dt.date(2026, 11, 22), 1, 10, 1)]
+
+
+def test_contacts_after_the_as_of_date_are_ignored(tmp_path):
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text(
+        "customer_id,channel,rule,sent_at\n"
+        "A,sms,r,2026-11-23\n"  # tomorrow: had not happened on the as-of date
+        "A,sms,r,2026-11-22T16:30:00Z\n"  # also the 23rd, in Shanghai
+        "B,sms,r,2026-11-22T15:30:00Z\n"  # 23:30 on the 22nd in Shanghai
+    )
+    config, con = Config(), duckdb.connect()
+    inputs = Inputs(
+        write_csv(tmp_path / "c.csv", [customer("A"), customer("B")]), contacts=contacts
+    )
+    stats = load(con, config, inputs, AS_OF)
+    assert (stats.contacts, stats.future_contacts) == (3, 2)  # read; left out
+    create_derived(con, config, AS_OF, orders=False, contacts=True)
+    got = con.execute(f"SELECT customer_id, last_contacted FROM {DERIVED} ORDER BY 1").fetchall()
+    assert got == [("A", None), ("B", AS_OF)]
+
+
+def test_avg_order_value_is_missing_rather_than_infinite(tmp_path):
+    """JSON output never holds Infinity: a spend over a vanishing number of orders."""
+    (row,) = derive(tmp_path, [customer("A", orders_12m="1e-300", spend_12m="1e14")])
+    assert row["avg_order_value"] is None

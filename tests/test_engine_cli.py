@@ -128,3 +128,65 @@ def test_ctrl_c_during_a_plan_exits_130_without_an_internal_error(tmp_path):
             continue  # still starting Python: it died of the signal, as a shell expects
         assert run.returncode == 130, err
         assert "interrupted" in err
+
+
+def test_explain_finds_an_id_typed_with_blanks_around_it(run_cli):
+    result = run_cli("explain", " C0000003 ", *DEMO)
+    assert result.exit_code == 0, result.output
+    assert "customer C0000003" in result.output
+
+
+def test_an_as_of_date_outside_the_range_is_a_usage_error_from_python_too(tmp_path):
+    import datetime as dt
+
+    import pytest
+
+    from retentionrules.engine import run_plan, score
+    from retentionrules.errors import UsageError
+    from retentionrules.loader import Inputs
+
+    inputs = Inputs(SHOP / "customers.csv")
+    for day in (dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1899, 12, 31)):
+        with pytest.raises(UsageError, match="outside the supported range"):
+            run_plan([SHOP / "rules"], inputs, day)
+        with pytest.raises(UsageError, match="outside the supported range"):
+            score(inputs, day)
+
+
+def test_paths_and_data_that_look_like_markup_print_as_they_are(run_cli, tmp_path):
+    """Paths and data went through rich markup: `--out '[/i]x.csv'` crashed after the plan was
+    written (MarkupError), `[x]` vanished from a path, a city `[/bold] ...` crashed explain."""
+    (tmp_path / "[").mkdir()
+    out, suppressed = tmp_path / "[/i]x.csv", tmp_path / "[red]s[x].csv"
+    result = run_cli("plan", *DEMO, "--out", out, "--suppressed", suppressed)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}\n" in result.output and f"wrote {suppressed}\n" in result.output
+    rows = list(csv.reader((SHOP / "customers.csv").open(encoding="utf-8")))
+    city = rows[0].index("city")
+    rows[1][city] = "[/bold] [red]Shanghai"
+    customers = tmp_path / "[b]customers.csv"
+    with customers.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    shop = ("--rules", SHOP / "rules", "--customers", customers, "--as-of", "2026-11-22")
+    explained = run_cli("explain", rows[1][0], *shop)
+    assert explained.exit_code == 0, explained.output
+    assert "[/bold] [red]Shanghai" in explained.output
+    bad = list(rows[2])
+    bad[0], bad[rows[0].index("first_order_date")] = "[i]BAD", "soon"
+    with customers.open("a", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerow(bad)  # rejected: the summary names the file it came from
+    planned = run_cli("plan", *shop, "--rejects", tmp_path / "r.csv")
+    assert planned.exit_code == 0 and f"from {customers}" in planned.output
+
+
+def test_a_plan_of_an_export_with_no_rows_prints_zero_counts(run_cli, tmp_path):
+    """A customer export with its header and no rows crashed the summary after the plan was
+    written (TypeError: None + int): DuckDB's count_if over no rows is NULL, not 0."""
+    customers = tmp_path / "c.csv"
+    customers.write_text((SHOP / "customers.csv").read_text().splitlines()[0] + "\n")
+    shop = ("--rules", SHOP / "rules", "--customers", customers, "--as-of", "2026-11-22")
+    result = run_cli("plan", *shop, "--out", tmp_path / "p.jsonl")
+    assert result.exit_code == 0, result.output
+    assert "0 customers read; 0 rows rejected" in result.output
+    summary = json.loads(run_cli("plan", *shop, "--format", "json").output)
+    assert all(value == 0 for r in summary["rules"] for value in r.values() if value != r["rule"])

@@ -223,3 +223,29 @@ def test_fmt_never_deletes_an_indented_rule_at_the_top_of_a_file():
     formatted, errors = format_source("  when tier = G then send x\n")
     assert formatted is None
     assert [(d.code, d.span.line, d.span.column) for d in errors] == [("RR100", 1, 3)]
+
+
+@pytest.mark.parametrize(
+    "second, kept_beside",
+    [
+        ("# noqa: RR301", True),
+        ("# NOQA", True),
+        ("# noqa -- reviewed", False),  # silences nothing: an ordinary comment
+        ("# see the noqa docs", False),
+        ("# noqa: RR301x", False),
+    ],
+)
+def test_fmt_keeps_beside_its_line_exactly_the_comments_the_checker_reads_as_noqa(
+    second, kept_beside
+):
+    """Whether a comment holds a noqa was decided twice: fmt kept every comment containing the
+    word beside its line, the checker read a stricter grammar. Now both ask noqa_codes."""
+    source = f"rule r\n  when tier >= G  # why\n   and tier = B  {second}\n  then send x\n"
+    formatted = fmt(source)
+    clause = "  when tier >= G and tier = B  # why"
+    if kept_beside:
+        assert f"{clause}  {second}\n" in formatted
+    else:
+        assert f"  {second}\n{clause}\n" in formatted
+    assert warnings(source) == warnings(formatted)
+

@@ -1,6 +1,10 @@
 """`# noqa`: it silences warnings only, only as a real comment, only on the logical line it is
 written beside."""
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from retentionrules.api import check_sources
 from retentionrules.config import Config
 from retentionrules.diagnostics import EVERY_CODE, noqa_codes
@@ -104,3 +108,61 @@ def test_noqa_covers_a_segment_and_a_rule_header():
 def test_a_broken_statement_does_not_borrow_the_noqa_scope_of_the_one_before():
     source = "when tier = G then send x\nrule  # noqa\n"
     assert [code for code, _ in reported(source)] == ["RR300", "RR100"]
+
+
+CONTRADICTION = "rule r\n  when tier >= G and tier = B  {}\n  then send x\n"
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "# noqa RR302",  # no colon
+        "# noqa=RR301",
+        "# noqa -- reviewed",
+        "# noqa: RR301x",  # not a whole code
+        "# noqa: RR301,",  # a list that does not end in a code
+        "# noqa: , RR301",
+        "# noqa: RR301 -- reviewed",
+        "# noqa:",
+        "# noqaRR301",
+        "# no qa",
+    ],
+)
+def test_a_noqa_that_is_not_exactly_the_grammar_silences_nothing(marker):
+    """`# noqa RR302`, `# noqa=RR302`, `# noqa -- reviewed` silenced every warning, and
+    `# noqa: RR301x` silenced RR301. A marker is a bare `noqa` or `noqa:` and whole codes."""
+    assert noqa_codes(marker) == frozenset()
+    assert reported(CONTRADICTION.format(marker)) == [("RR301", 2)]
+
+
+@pytest.mark.parametrize(
+    "marker, codes",
+    [
+        ("# noqa", EVERY_CODE),
+        ("#noqa", EVERY_CODE),
+        ("#  NoQA  ", EVERY_CODE),
+        ("# noqa  # reviewed with the team", EVERY_CODE),
+        ("# noqa: RR301", {"RR301"}),
+        ("# noqa:RR301,RR302", {"RR301", "RR302"}),
+        ("# noqa : rr301 , RR302  RR303", {"RR301", "RR302", "RR303"}),
+        ("# noqa: RR301  # reviewed", {"RR301"}),
+        ("# reviewed  # noqa: RR301", {"RR301"}),
+    ],
+)
+def test_noqa_follows_its_grammar_exactly(marker, codes):
+    assert noqa_codes(marker) == codes
+    assert reported(CONTRADICTION.format(marker)) == []
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.sampled_from(list(" \t:,=-Rr0123456789xqoaNn")), max_size=14))
+def test_a_bare_noqa_silences_everything_only_when_nothing_follows_it(tail):
+    """Whatever follows `# noqa` (no further `#` here): every warning only for blanks, listed
+    codes only for a colon and whole codes, else nothing."""
+    codes = noqa_codes("# noqa" + tail)
+    if not tail.strip():
+        assert codes == EVERY_CODE
+    elif codes:
+        assert codes != EVERY_CODE and tail.lstrip().startswith(":")
+        listed = tail.strip().lstrip(":").replace(",", " ").split()
+        assert codes == {code.upper() for code in listed}

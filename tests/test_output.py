@@ -4,10 +4,12 @@ defused formula cells; never NaN or Infinity)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -16,6 +18,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,13 +36,16 @@ from retentionrules.output import (
     UnverifiedPlan,
     defuse,
     json_text,
+    lock_file,
     open_plan,
     read_plan_header,
     refuse_aliases,
     remove_stale,
+    replace_text,
     sidecar,
     undefuse,
 )
+from retentionrules.sql import ident, literal
 
 from .conftest import COLUMNS, ROOT, customer, write_csv, write_rules
 
@@ -299,6 +305,275 @@ def test_out_in_a_folder_you_cannot_write_is_refused_before_any_work():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def as_nobody(function) -> str:
+    """Run `function` in a forked child as the user `nobody` (root may write anywhere, and may
+    replace anyone's file); return the message of the OutputError it raised, or what else
+    happened."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(read)
+        outcome = "no error"
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            function()
+        except OutputError as error:
+            outcome = str(error)
+        except BaseException as error:
+            outcome = f"unexpected {type(error).__name__}: {error}"
+        finally:
+            os.write(write, outcome.encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+def public_shop(rules: str = RULES) -> Path:
+    """A shop in a fresh folder every user may read (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp())
+    base.chmod(0o755)
+    shop(base, rules)
+    for path in base.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return base
+
+
+def test_an_output_another_user_owns_in_a_sticky_folder_is_refused_before_any_work():
+    """In a folder like /tmp (sticky bit) only a file's owner may replace it. Found out at the
+    rename, it came after the plan was replaced: the run exited 2 with a new plan in place. The
+    rules are broken, so a check made after any work would report them instead."""
+    base = public_shop(BROKEN_RULES)
+    try:
+        drop = base / "drop"
+        drop.mkdir()
+        drop.chmod(0o1777)
+        theirs = drop / "suppressed.csv"
+        theirs.write_text("someone else's\n")  # root's: another user, to nobody
+        plan = drop / "plan.jsonl"
+
+        def run() -> None:
+            run_plan(
+                [base / "rules"], Inputs(base / "customers.csv"), out=plan, suppressed=theirs
+            )
+
+        message = as_nobody(run)
+        assert "suppressed.csv belongs to another user" in message, message
+        assert "only a file's owner may replace it" in message
+        assert sorted(p.name for p in drop.iterdir()) == ["suppressed.csv"]
+        assert theirs.read_text() == "someone else's\n"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_lock_file_the_run_may_not_open_is_refused_before_any_work():
+    """Another user's PLAN.lock with mode 0600: the writer could not open it, and found out only
+    when committing the plan, after the other outputs were replaced."""
+    base = public_shop(BROKEN_RULES)
+    try:
+        drop = base / "drop"
+        drop.mkdir()
+        drop.chmod(0o1777)
+        plan, suppressed = drop / "plan.jsonl", drop / "s.csv"
+        lock_file(plan).write_text("")
+        lock_file(plan).chmod(0o600)
+
+        def run() -> None:
+            run_plan(
+                [base / "rules"], Inputs(base / "customers.csv"), out=plan, suppressed=suppressed
+            )
+
+        message = as_nobody(run)
+        assert "--out's lock" in message and "may not be opened" in message, message
+        assert sorted(p.name for p in drop.iterdir()) == ["plan.jsonl.lock"]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_root_without_the_right_to_replace_others_files_is_refused_too(tmp_path):
+    """The review's case: root that gave up CAP_FOWNER (setpriv, a container) is as bound by the
+    sticky bit as anyone; the check asks the kernel's capabilities, not the user id."""
+    files = shop(tmp_path)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    drop.chmod(0o1777)
+    os.chown(drop, 65534, 65534)
+    theirs = drop / "sup.csv"
+    theirs.write_text("x\n")
+    os.chown(theirs, 65534, 65534)
+    (drop / "plan.csv").write_text("old\n")
+    before = snapshot(drop)
+    command = [
+        "setpriv", "--bounding-set", "-dac_override,-fowner,-dac_read_search",
+        sys.executable, "-m", "retentionrules", *map(str, plan_args(files)),
+        "--out", str(drop / "plan.csv"), "--suppressed", str(theirs),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "sup.csv belongs to another user" in result.stderr
+    assert snapshot(drop) == before
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """Mark files immutable (`chattr +i`: nobody, root included, may replace them), the way a
+    rename can still fail after every check passed; undone at the end."""
+    marked: list[Path] = []
+
+    def mark(path: Path) -> None:
+        subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+        marked.append(path)
+
+    yield mark
+    for path in marked:
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+
+
+def test_a_rename_that_fails_late_names_what_was_written_and_never_leaves_a_new_plan(
+    run_cli, tmp_path, immutable
+):
+    files = shop(tmp_path)
+    out, sup, rej = tmp_path / "plan.jsonl", tmp_path / "s.csv", tmp_path / "r.csv"
+    outputs = ["--out", out, "--suppressed", sup, "--rejects", rej]
+    assert run_cli(*plan_args(files), *outputs).exit_code == 0
+    sup.write_text("old suppressed\n")
+    old = {p: p.read_bytes() for p in (out, sidecar(out), sup, rej)}
+    files["customers"].write_text(files["customers"].read_text().replace("C2", "C3"))
+    immutable(rej)
+    result = run_cli(*plan_args(files), *outputs)
+    assert result.exit_code == 2, result.output
+    assert f"{rej}: Operation not permitted" in result.output
+    assert f"written: {sup}; not written, left as they were: {rej}, {out}" in result.output
+    assert sup.read_bytes() == BOM.encode("utf-8") + b"customer_id,rule,reason\n"  # the new one
+    assert {p: p.read_bytes() for p in (out, sidecar(out), rej)} == {
+        p: old[p] for p in (out, sidecar(out), rej)
+    }
+    assert read_plan_header(out)["plan_sha256"] == hashlib.sha256(old[out]).hexdigest()
+    assert staging_folders(tmp_path) == []
+
+
+@pytest.mark.parametrize("which", ["plan", "header"])
+def test_a_plan_that_cannot_be_replaced_keeps_the_old_plan_and_its_header(
+    run_cli, tmp_path, immutable, which
+):
+    """The old header was deleted before the plan's rename: when the rename failed, the old plan
+    was left without a header. Now it is moved aside and put back."""
+    files = shop(tmp_path)
+    out = tmp_path / "plan.jsonl"
+    assert run_cli(*plan_args(files), "--out", out).exit_code == 0
+    old = out.read_bytes(), sidecar(out).read_bytes()
+    files["customers"].write_text(files["customers"].read_text().replace("C2", "C3"))
+    immutable(out if which == "plan" else sidecar(out))
+    result = run_cli(*plan_args(files), "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "Operation not permitted; nothing was written (every output is as it was)" in (
+        result.output
+    )
+    assert (out.read_bytes(), sidecar(out).read_bytes()) == old
+    assert read_plan_header(out) == json.loads(old[1])
+    assert staging_folders(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        (("--out", "Plan.jsonl"), ("--suppressed", "plan.jsonl")),
+        (("--suppressed", "S.CSV"), ("--rejects", "s.csv")),
+        (("--out", "p.jsonl"), ("--rejects", "P.JSONL.META.JSON")),
+        (("--out", "stra\u00dfe.csv"), ("--rejects", "STRASSE.csv")),
+        (("--out", "caf\u00e9.csv"), ("--rejects", "cafe\u0301.csv")),  # NFC and NFD
+    ],
+)
+def test_outputs_whose_names_differ_only_in_letter_case_are_refused(
+    run_cli, tmp_path, first, second
+):
+    """On a file system that ignores case the two names are one file, and neither exists yet,
+    so no inode tells: both were staged under one name and the plan held the suppressed rows."""
+    files = shop(tmp_path)
+    before = snapshot(tmp_path)
+    result = run_cli(
+        *plan_args(files), first[0], tmp_path / first[1], second[0], tmp_path / second[1]
+    )
+    assert result.exit_code == 2, result.output
+    assert "differ only in letter case" in result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_outputs_in_different_folders_may_share_a_name(run_cli, tmp_path):
+    files = shop(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    outputs = ["--out", tmp_path / "a" / "x.csv", "--suppressed", tmp_path / "b" / "X.csv"]
+    assert run_cli(*plan_args(files), *outputs).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["plan.csv", "plan.jsonl"])
+def test_a_replaced_output_keeps_its_permissions(run_cli, tmp_path, name):
+    """`chmod 600 plan.csv` made the plan private; a rerun made it readable by all again."""
+    files = shop(tmp_path)
+    out, sup = tmp_path / name, tmp_path / "s.csv"
+    outputs = ["--out", out, "--suppressed", sup]
+    assert run_cli(*plan_args(files), *outputs).exit_code == 0
+    default = stat.S_IMODE(out.stat().st_mode)
+    assert default == 0o666 & ~current_umask()
+    modes = {out: 0o600, sidecar(out): 0o640, sup: 0o604}
+    for path, mode in modes.items():
+        path.chmod(mode)
+    files["customers"].write_text(files["customers"].read_text().replace("C2", "C3"))
+    assert run_cli(*plan_args(files), *outputs).exit_code == 0
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes
+    assert read_plan_header(out)["customers"] == 2
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def mounted(folder: Path, options: str):
+    """A tmpfs of its own at `folder` (a small disk, a read-only one), unmounted at the end."""
+    folder.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_csv_output_needs_no_room_on_disk_beyond_its_own_size(run_cli, tmp_path):
+    """The byte order mark was added by copying the whole file: a CSV needed twice its size
+    on disk, and a disk with room for the plan failed with 'No space left on device'."""
+    big = big_shop(tmp_path, "C", 12_000)
+    reference = tmp_path / "reference.csv"
+    args = ["plan", "--rules", big["rules"], "--customers", big["customers"], "--as-of", AS_OF]
+    assert run_cli(*args, "--out", reference).exit_code == 0
+    size = reference.stat().st_size
+    assert size > 300_000
+    with mounted(tmp_path / "disk", f"size={size + 64 * 1024}") as disk:
+        out = disk / "plan.csv"
+        result = run_cli(*args, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes() == reference.read_bytes()
+        assert out.read_bytes().startswith(BOM.encode("utf-8"))
+
+
+def test_a_read_only_file_system_is_named_as_such(run_cli, tmp_path):
+    files = shop(tmp_path)
+    with mounted(tmp_path / "ro", "ro,size=64k") as disk:
+        result = run_cli(*plan_args(files), "--out", disk / "plan.csv")
+    assert result.exit_code == 2
+    assert "cannot write in this folder (read-only file system)" in result.output
+
+
 # ---------------------------------------------------------------- temporary files
 
 
@@ -456,6 +731,127 @@ def test_a_plan_is_read_whole_even_when_a_new_one_replaces_it(run_cli, tmp_path)
         assert verified.file.read() == first != out.read_bytes()
 
 
+def reading(out: Path) -> tuple[str | None, bool]:
+    """read_plan_header in a thread: (its UnverifiedPlan reason or None, whether it returned within
+    ten seconds). A hang must fail the test, not hang the suite."""
+    found: list[str | None] = []
+
+    def read() -> None:
+        try:
+            read_plan_header(out)
+            found.append(None)
+        except UnverifiedPlan as error:
+            found.append(error.reason)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    return (found[0] if found else None), not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "planted, reason",
+    [("fifo", "unreadable"), ("link to /dev/zero", "unreadable"), ("2 MB file", "bad header")],
+)
+def test_a_header_that_is_not_a_small_file_is_refused_without_hanging(
+    run_cli, tmp_path, planted, reason
+):
+    """A FIFO at the header's name hung the reader forever (holding the shared lock, so every
+    writer waited too); a link to /dev/zero filled the memory."""
+    files = shop(tmp_path)
+    out = tmp_path / "plan.jsonl"
+    assert run_cli(*plan_args(files), "--out", out).exit_code == 0
+    header = sidecar(out)
+    header.unlink()
+    if planted == "fifo":
+        os.mkfifo(header)
+    elif planted == "link to /dev/zero":
+        header.symlink_to("/dev/zero")
+    else:
+        header.write_text(json.dumps({"plan_sha256": "0" * 64, "pad": "x" * 2_000_000}))
+    assert reading(out) == (reason, True)
+
+
+def test_reading_a_plan_never_creates_its_lock_file(run_cli, tmp_path):
+    """A reader may read a plan in a folder it may not write in: it opens the lock file if there
+    is one, and never makes one."""
+    files = shop(tmp_path)
+    out = tmp_path / "plan.jsonl"
+    assert run_cli(*plan_args(files), "--out", out).exit_code == 0
+    lock_file(out).unlink()
+    assert read_plan_header(out)["actions"] == 1
+    with open_plan(out) as verified:
+        assert verified.file.read() == out.read_bytes()
+    assert not lock_file(out).exists()
+
+
+TRICKY = st.sampled_from(list('"\\:,-NIaN{}[]x上\n'))  # what JSON text and the rewrite are made of
+NASTY_TEXT = st.text(
+    alphabet=TRICKY | st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    max_size=12,
+)
+NUMBERS = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**60), 2**60)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(NASTY_TEXT, NUMBERS | NASTY_TEXT), min_size=1, max_size=6))
+def test_json_text_columns_never_hold_nan_or_infinity(items):
+    """The rejects' `record` is DuckDB's to_json of the row, which spells a non-finite number
+    NaN, Infinity or -Infinity: not JSON. Such numbers are written as strings, and nothing else
+    (quoted text that reads `NaN` included) changes."""
+    fields = {f"k{i}_{key}": value for i, (key, value) in enumerate(items)}
+    sql = ", ".join(f"{ident(k)} := {value_sql(v)}" for k, v in fields.items())
+    query = f"SELECT 1 AS row, CAST(to_json(struct_pack({sql})) AS VARCHAR) AS record"
+    folder = Path(tempfile.mkdtemp())
+    try:
+        for name in ("r.jsonl", "r.csv", "r.parquet"):
+            out = folder / name
+            Outputs([], {"r": out}, json_text={"r": ["record"]}).write(CON, {"r": query})
+            (record,) = CON.execute(f"SELECT record FROM {literal(str(out))}").fetchone()
+            parsed = json.loads(undefuse(record), parse_constant=refuse_constant)
+            assert parsed == {k: expected_json(v) for k, v in fields.items()}
+    finally:
+        shutil.rmtree(folder)
+
+
+def value_sql(value: object) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"CAST({literal(str(value))} AS DOUBLE)"
+    return literal(value)
+
+
+def expected_json(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}[str(value)]
+    return value
+
+
+def refuse_constant(name: str) -> object:
+    raise AssertionError(f"{name} in JSON")
+
+
+def test_the_rejects_record_of_a_parquet_row_with_nan_is_json(run_cli, tmp_path):
+    files = shop(tmp_path)
+    customers = tmp_path / "c.parquet"
+    duckdb.execute(f"""COPY (SELECT * REPLACE (CASE WHEN customer_id = 'C2'
+            THEN CAST('nan' AS DOUBLE) ELSE CAST(spend_12m AS DOUBLE) END AS spend_12m,
+            CASE WHEN customer_id = 'C2' THEN 'soon' ELSE first_order_date END
+            AS first_order_date), CAST('-inf' AS DOUBLE) AS extra
+        FROM read_csv({literal(str(files["customers"]))}))
+        TO {literal(str(customers))}""")
+    for name in ("r.jsonl", "r.csv"):
+        result = run_cli(
+            "plan", "--rules", files["rules"], "--customers", customers, "--as-of", AS_OF,
+            "--rejects", tmp_path / name,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        query = f"SELECT record FROM {literal(str(tmp_path / name))}"
+        (record,) = duckdb.execute(query).fetchone()
+        parsed = json.loads(undefuse(record), parse_constant=refuse_constant)
+        assert parsed["customer_id"] == "C2" and parsed["extra"] == "-Infinity"
+        assert parsed["spend_12m"] == "NaN"
+
+
 def big_shop(folder: Path, prefix: str, n: int) -> dict[str, Path]:
     files = {"rules": write_rules(folder / "rules", RULES)}
     files["customers"] = folder / f"{prefix}.csv"
@@ -601,6 +997,50 @@ def test_ctrl_c_while_writing_leaves_no_temporary_files(racing_shops, tmp_path):
     assert check_pair(out, pairs) in ("no plan", "plan without header", "pair")
 
 
+def test_sigterm_while_writing_cleans_up_like_ctrl_c_and_exits_143(racing_shops, tmp_path):
+    """SIGTERM (`timeout`, a CI cancel) ended the run silently with 143 and left its private
+    folder behind until the next run in that folder."""
+    shops, _, _ = racing_shops
+    out = tmp_path / "plan.csv"
+    suppressed = tmp_path / "s.csv"
+    process = subprocess.Popen(
+        [*command(shops[0], out), "--suppressed", str(suppressed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(functools.partial(writing, tmp_path, (f"{STAGING}{process.pid}-",)), [process])
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "retentionrules: terminated"
+    assert staging_folders(tmp_path) == []
+
+
+def test_sigterm_inside_a_query_exits_143_not_as_an_internal_error(racing_shops, tmp_path):
+    """DuckDB reports the signal as its own interruption: still 143. Whenever the signal comes, the
+    plan is absent or whole with its header; a run that had finished may still die of it while
+    Python shuts down (-15)."""
+    shops, _, duration = racing_shops
+    rng = random.Random(143)
+    for attempt in range(3):
+        out = tmp_path / f"plan{attempt}.jsonl"
+        process = subprocess.Popen(
+            command(shops[1], out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(rng.uniform(0.3, max(0.4, duration * 0.8)))
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert staging_folders(tmp_path) == []
+        if out.exists() or process.returncode in (0, -signal.SIGTERM):
+            assert read_plan_header(out)["customers"] == 2_500  # it had been written
+        if process.returncode in (0, -signal.SIGTERM):
+            continue
+        assert process.returncode == 143, err
+        assert err.strip().splitlines()[-1] == "retentionrules: terminated"
+
+
 def test_two_runs_racing_to_one_out_leave_a_consistent_pair(racing_shops, tmp_path):
     """Different inputs, one --out, twice over; a reader polling meanwhile always gets a
     whole plan with its own header: it waits on the lock while a run commits."""
@@ -732,6 +1172,22 @@ def test_an_empty_csv_output_has_its_bom_and_header(tmp_path):
         assert (tmp_path / name).read_bytes() == expected
 
 
+@pytest.mark.parametrize("first", ["customer_id", "a,b", 'say "hi"', "two\nlines", "上海"])
+def test_a_csv_starts_with_its_mark_whatever_its_first_column_is_called(tmp_path, first):
+    """DuckDB writes the mark as the start of the first column's name; a name it puts in quotes
+    would put a quote first, so the mark then goes in front of the file in place (here over more
+    than one block of the in-place move)."""
+    con = duckdb.connect()
+    query = f"SELECT 'C' || i AS {ident(first)}, i AS n FROM range(150000) t(i)"
+    out = tmp_path / "o.csv"
+    Outputs([], {"o": out}).write(con, {"o": query})
+    plain = tmp_path / "plain.csv"
+    con.execute(f"COPY ({query}) TO {literal(str(plain))} (FORMAT CSV, HEADER)")
+    assert plain.stat().st_size > 1 << 20
+    assert out.read_bytes() == BOM.encode("utf-8") + plain.read_bytes()
+    assert read_csv(out)[0] == {first: "C0", "n": "0"}
+
+
 @pytest.mark.parametrize("kind", ["DOUBLE", "FLOAT"])
 def test_non_finite_numbers_never_reach_an_output(tmp_path, kind):
     con = duckdb.connect()
@@ -851,3 +1307,19 @@ def test_fmt_never_follows_a_link_planted_at_a_temporary_name(run_cli, tmp_path)
     assert run_cli("fmt", folder).exit_code == 0
     assert not victim.exists() and (folder / "r.rules").read_text() == FORMATTED
 
+
+def test_fmt_leaves_another_users_rule_file_in_a_sticky_folder_alone():
+    """Writable by all, but in a sticky folder only its owner may replace it: refused up front,
+    with a message, rather than failing at the rename."""
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o1777)
+        theirs = base / "r.rules"
+        theirs.write_text(UNFORMATTED)
+        theirs.chmod(0o666)
+        message = as_nobody(lambda: replace_text(theirs, FORMATTED, UNFORMATTED.encode()))
+        assert "rule file" in message and "belongs to another user" in message, message
+        assert "have its owner format it" in message
+        assert theirs.read_text() == UNFORMATTED and staging_folders(base) == []
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

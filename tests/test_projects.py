@@ -144,7 +144,7 @@ def test_score_finds_the_configuration_from_the_current_folder_and_names_it(
     explicit = run_cli(
         "score", "--customers", data, "--config", exports / "retentionrules.toml", "-f", "json"
     )
-    assert json.loads(explicit.output)["config"] == str(exports / "retentionrules.toml")
+    assert json.loads(explicit.output)["config"] == "downloads/retentionrules.toml"  # as typed
 
 
 def git(folder, *args):
@@ -210,3 +210,23 @@ def test_diff_plans_an_old_revision_with_the_configuration_it_had(run_cli, tmp_p
     (chat,) = json.loads(result.output)["rules"]
     assert (chat["before"], chat["after"]) == (1, 1)
     assert chat["cost_before"] == chat["cost_after"] == 0.05
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('timezone = "Mars/Olympus"', "unknown time zone 'Mars/Olympus'"),
+        (
+            '[customers]\nhousehold = ""\nbirthday = ""\n'
+            '[customers.fields]\ncustomer_id = "number"',
+            'declare customer_id = "string"',
+        ),
+    ],
+)
+def test_a_bad_configuration_is_caught_by_check_not_at_plan_time(
+    run_cli, tmp_path, config, message
+):
+    rules = write_rules(tmp_path / "r", "rule x\n  when total_orders = 0\n  then tag t\n", config)
+    result = run_cli("check", rules)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "internal error" not in result.output
