@@ -338,6 +338,16 @@ OutputFormatOption = Annotated[
 ]
 
 
+NoLedgerOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-ledger",
+        help="Do not read the project's contact ledger as contact history (it is read "
+        "whenever it exists, so that what was sent counts against caps and quiet periods).",
+    ),
+]
+
+
 @app.command(short_help="Dry-run the rules and write the action plan.")
 @_guarded
 def plan(
@@ -363,6 +373,7 @@ def plan(
         ),
     ] = None,
     config: ConfigOption = None,
+    no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
 ) -> None:
     """Dry-run the rules over a customer export: write the action plan and summarise it.
@@ -382,6 +393,7 @@ def plan(
             rejects=rejects,
             suppressed=suppressed,
             config_path=config,
+            use_ledger=not no_ledger,
         )
     _emit(output_format is Output.json, result, plan_json, print_plan)
 
@@ -396,6 +408,7 @@ def explain(
     contacts: ContactsOption = None,
     as_of: AsOfOption = None,
     config: ConfigOption = None,
+    no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
 ) -> None:
     """Show why customers get, or do not get, each rule's action.
@@ -408,7 +421,12 @@ def explain(
 
     with _working("explaining…"):
         found = run_explain(
-            rules, _inputs(customers, orders, contacts), customer_ids, _as_of(as_of), config
+            rules,
+            _inputs(customers, orders, contacts),
+            customer_ids,
+            _as_of(as_of),
+            config,
+            use_ledger=not no_ledger,
         )
     if output_format is Output.json:
         typer.echo(explain_json(found))

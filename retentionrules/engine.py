@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
+import tempfile
 import threading
 import zoneinfo
 from collections.abc import Sequence
@@ -22,9 +24,10 @@ import duckdb
 from . import ir
 from .api import Report, check_paths, config_for_data, rule_files
 from .ast import Span
-from .config import BLANKS, Config, find_config
+from .config import BLANKS, Config, find_config, shown_path
 from .derive import create_derived, customer_fields, distribution, scores_sql
 from .errors import DataError, RuleErrors, UsageError
+from .history import ledger_history
 from .interpreter import evaluate
 from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_file, digest_text
@@ -118,21 +121,44 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
     return needed
 
 
+@dataclass
+class Prepared:
+    """Rules checked, data loaded and validated, fields derived: ready to plan or explain."""
+
+    con: duckdb.DuckDBPyConnection
+    report: Report
+    stats: LoadStats
+    as_of: dt.date
+    inputs: Inputs  # as loaded: with what the ledger gave, if it did
+    ledger: str | None = None  # the ledger read as contact history
+    ledger_digest: str = ""  # of what it gave: a plan id changes when the ledger does
+
+
 def prepare(
     rule_paths: Sequence[str | Path],
     inputs: Inputs,
     as_of: dt.date | None,
     config_path: Path | None = None,
     rejects: Path | None = None,
-) -> tuple[duckdb.DuckDBPyConnection, Report, LoadStats, dt.date]:
-    """Check the rules, load and validate the data, derive every field: ready to plan or score."""
+    use_ledger: bool = True,
+) -> Prepared:
+    """Check the rules, load and validate the data (with the project's contact ledger, when it
+    has one, as contact history), derive every field."""
     report = checked_rules(rule_paths, config_path)
-    config = report.ruleset.config
+    ruleset = report.ruleset
+    config = ruleset.config
     as_of = _as_of(as_of, config)
     con = connect()
-    stats = load(con, config, inputs, as_of, rejects, needed_fields(report.ruleset, inputs))
-    create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
-    return con, report, stats, as_of
+    with tempfile.TemporaryDirectory(prefix="retentionrules-ledger-") as folder:
+        history = ledger_history(ruleset, as_of, Path(folder)) if use_ledger else None
+        ledger, digest = None, ""
+        if history is not None:
+            file, _count, ledger = history
+            inputs = dataclasses.replace(inputs, ledger=file)
+            digest = digest_file(file)
+        stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
+    create_derived(con, config, as_of, inputs.orders is not None, inputs.has_contacts)
+    return Prepared(con, report, stats, as_of, inputs, ledger, digest)
 
 
 def run_plan(
@@ -144,6 +170,7 @@ def run_plan(
     rejects: Path | None = None,
     suppressed: Path | None = None,
     config_path: Path | None = None,
+    use_ledger: bool = True,
 ) -> PlanResult:
     """Plan, and write the plan, its header, the suppressed pairs and the rejects when asked.
 
@@ -157,8 +184,14 @@ def run_plan(
     )
     digest = _Digest(inputs)
     digest.start()
-    con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
-    plan = build_plan(con, report.ruleset, as_of, inputs)
+    ready = prepare(rule_paths, inputs, as_of, config_path, rejects, use_ledger)
+    con, report, stats, as_of = ready.con, ready.report, ready.stats, ready.as_of
+    plan = build_plan(con, report.ruleset, as_of, ready.inputs)
+    if ready.ledger is not None:
+        plan.notes.append(
+            f"contact history: {stats.ledger_contacts} contacts from the ledger "
+            f"{shown_path(ready.ledger)}"
+        )
     if stats.future_contacts:  # not an error, but never silent
         plan.notes.append(
             f"{stats.future_contacts} contacts dated after the as-of date were left out"
@@ -166,6 +199,8 @@ def run_plan(
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
+    if ready.ledger_digest:
+        digest.parts["ledger"] = ready.ledger_digest
     meta = _meta(report, digest, as_of, plan, stats)
     result = PlanResult(plan, stats, meta, report)
     _finite_costs(plan)
@@ -254,11 +289,13 @@ def explain(
     customers: list[str],
     as_of: dt.date | None = None,
     config_path: Path | None = None,
+    use_ledger: bool = True,
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
-    con, report, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
-    plan = build_plan(con, report.ruleset, as_of, inputs)
+    ready = prepare(rule_paths, inputs, as_of, config_path, use_ledger=use_ledger)
+    con, report, as_of = ready.con, ready.report, ready.as_of
+    plan = build_plan(con, report.ruleset, as_of, ready.inputs)
     found = []
     for given in customers:
         customer = given.strip(BLANKS)  # ids are compared as the export's are (docs/engine.md)

@@ -233,9 +233,26 @@ class Ledger:
                 str(source),
             )
 
+    def history(self, since: dt.datetime) -> list[tuple[str, str, str | None, str]]:
+        """(customer, channel, rule, sent_at) of every contact at or after `since`, and of each
+        customer's latest contact before it (which `last_contacted` needs): what a plan reads."""
+        moment = _utc(since)
+        rows = self._query(
+            "SELECT customer_id, channel, rule, sent_at FROM contacts WHERE sent_at >= ? "
+            "UNION ALL "
+            "SELECT customer_id, channel, rule, max(sent_at) FROM contacts WHERE sent_at < ? "
+            "GROUP BY customer_id "
+            "ORDER BY 1, 4, 2, 3",
+            [moment, moment],
+        )
+        return [
+            (str(c), str(ch), None if r is None else str(r), str(at)) for c, ch, r, at in rows
+        ]
+
     def count(self) -> int:
         ((count,),) = self._query("SELECT count(*) FROM contacts")
-        return int(count)  # type: ignore[call-overload]
+        assert isinstance(count, int)
+        return count
 
 
 def ledger_path(config_source: str | None, setting: str | None) -> Path:

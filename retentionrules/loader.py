@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -108,6 +109,14 @@ class Inputs:
     customers: Path
     orders: Path | None = None
     contacts: Path | None = None
+    # What the contact ledger holds, as a contact-history CSV with the standard column names
+    # (history.ledger_history writes it): read like `contacts`, added to it.
+    ledger: Path | None = None
+
+    @property
+    def has_contacts(self) -> bool:
+        """A contact history was given: a file, the ledger, or both."""
+        return self.contacts is not None or self.ledger is not None
 
     def files(self) -> list[Path]:
         return [p for p in (self.customers, self.orders, self.contacts) if p is not None]
@@ -122,6 +131,7 @@ class LoadStats:
     # Contacts dated after the as-of date: they had not happened yet, so they are left out of
     # caps, quiet period and last_contacted (counted here so that the summary can say so).
     future_contacts: int = 0
+    ledger_contacts: int = 0  # of `contacts`, those the ledger gave
 
     @property
     def total_rejected(self) -> int:
@@ -1092,7 +1102,7 @@ def _customer_columns(
     schema = config.customers
     declared = schema.types()
     supplied = set(ORDER_FIELDS) if inputs.orders is not None else set()
-    supplied |= {"last_contacted"} if inputs.contacts is not None else set()
+    supplied |= {"last_contacted"} if inputs.has_contacts else set()
 
     def required(name: str) -> bool:
         if name == schema.id:
@@ -1176,7 +1186,16 @@ def load(
         if path is not None:
             _typed_table(con, table, path, table_columns, None, rejects, stats, context)
             setattr(stats, table, one(con, f"SELECT count(*) FROM {table}")[0])
-    if inputs.contacts is not None:
+    if inputs.ledger is not None:
+        standard = [dataclasses.replace(c, source=c.name) for c in histories["contacts"][1]]
+        _typed_table(con, "ledger", inputs.ledger, standard, None, None, stats, context)
+        if inputs.contacts is None:
+            con.execute("ALTER TABLE ledger RENAME TO contacts")
+        else:
+            con.execute("INSERT INTO contacts SELECT * FROM ledger")
+        stats.ledger_contacts = one(con, "SELECT count(*) FROM contacts")[0] - stats.contacts
+        stats.contacts += stats.ledger_contacts
+    if inputs.has_contacts:
         (stats.future_contacts,) = one(
             con, f"SELECT count(*) FROM contacts WHERE sent_at > {literal(as_of)}"
         )

@@ -980,6 +980,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_record(path: Path, data: object, role: str = "output") -> None:
+    """A small JSON file (an approval), written like every output: the name checked (never
+    through a link), staged in a private folder, synced, renamed into place."""
+    check_writable(path, role)
+    staging = _Staging(path.parent)
+    try:
+        staged = staging.open() / f"0{_PART}"
+        with _reported(path):
+            _write_new(staged, (json_text(data, sort_keys=True) + "\n").encode("utf-8"))
+        _rename(staged, path)
+    finally:
+        staging.close()
+
+
 def replace_text(path: Path, text: str, expected: bytes | None = None) -> Path:
     """Rewrite a text file in one step (for `fmt`): staged beside it and renamed over it, with
     the file's permission bits (and owner and group, where the user may set them).

@@ -328,7 +328,7 @@ def build_plan(
     configuration the rules were checked against (it travels with the rule set)."""
     config = ruleset.config
     plan = Plan(con, ruleset, as_of)
-    has_contacts = inputs.contacts is not None
+    has_contacts = inputs.has_contacts
     gates = _flags(con, ruleset, config, as_of, has_contacts)
     # DuckDB keeps row order through single-table queries, not through joins: `flags` is in
     # input order unless orders or contacts were joined in.

@@ -117,7 +117,8 @@ class Receiver:
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         bound_host, bound_port = self.server.server_address[:2]
-        return f"http://{bound_host}:{bound_port}/messages"
+        name = bound_host.decode() if isinstance(bound_host, bytes) else bound_host
+        return f"http://{name}:{bound_port}/messages"
 
     def stop(self) -> None:
         if self.server is not None:

@@ -16,6 +16,7 @@ the same keys (a receiver drops the repeat by key). One send per plan at a time 
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -33,7 +34,7 @@ from .delivery import DeliveryError, Transport
 from .errors import DataError, UsageError
 from .ledger import Contact, Ledger, ledger_path, message_key
 from .loader import Inputs, connect, load
-from .output import HEADER_SUFFIX, json_text, open_plan, replace_text, undefuse
+from .output import HEADER_SUFFIX, open_plan, undefuse, write_record
 from .sql import ident, literal
 from .timeutil import shift
 
@@ -94,36 +95,41 @@ def _read_plan(path: Path) -> tuple[dict[str, Any], list[PlannedMessage]]:
 
 
 def _rows(copy: Path) -> list[PlannedMessage]:
-    con = connect()
-    quoted = literal(str(copy))
-    suffix = copy.suffix
-    if suffix == ".csv":
-        source = f"read_csv({quoted}, all_varchar = true, header = true)"
-    elif suffix == ".parquet":
-        source = f"read_parquet({quoted})"
+    """The plan's rows, read back exactly as written (docs/engine.md, Outputs): JSON lines as
+    JSON, CSV with its byte order mark and defused cells undone, Parquet by its types."""
+    records: list[dict[str, Any]]
+    if copy.suffix == ".parquet":
+        con = connect()
+        cursor = con.execute(
+            f"SELECT * REPLACE (CAST(parameters AS VARCHAR) AS parameters) "
+            f"FROM read_parquet({literal(str(copy))})"
+        )
+        names = [d[0] for d in cursor.description]
+        records = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    elif copy.suffix == ".csv":
+        with copy.open(encoding="utf-8-sig", newline="") as handle:
+            records = [
+                {undefuse(k): undefuse(v) for k, v in row.items()}
+                for row in csv.DictReader(handle)
+            ]
+        for record in records:
+            record["holdout"] = record["holdout"] == "true"
     else:
-        source = f"read_json({quoted}, format = 'newline_delimited', records = true)"
-    columns = ("customer_id", "rule", "action", "template", "channel", "parameters", "holdout")
-    selected = ", ".join(f"CAST({ident(c)} AS VARCHAR)" for c in columns)
-    rows = con.execute(
-        f"SELECT {selected}, CAST(estimated_cost AS DOUBLE) FROM {source}"
-    ).fetchall()
+        with copy.open(encoding="utf-8") as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
     found = []
-    for customer, rule, action, template, channel, parameters, holdout, cost in rows:
-        text = [customer, rule, action, template, channel, parameters]
-        if suffix == ".csv":  # CSV plans are written defused: undo it exactly
-            text = [None if v is None else undefuse(v) for v in text]
-        customer, rule, action, template, channel, parameters = text
+    for record in records:
+        parameters = record["parameters"]
         found.append(
             PlannedMessage(
-                str(customer),
-                str(rule),
-                str(action),
-                str(template),
-                channel or None,
-                json.loads(parameters or "{}"),
-                str(holdout).lower() == "true",
-                float(cost or 0),
+                str(record["customer_id"]),
+                str(record["rule"]),
+                str(record["action"]),
+                str(record["template"]),
+                record["channel"] or None,
+                json.loads(parameters) if isinstance(parameters, str) else dict(parameters),
+                bool(record["holdout"]),
+                float(record["estimated_cost"] or 0),
             )
         )
     return found
@@ -176,7 +182,7 @@ def approve(
         "note": note,
     }
     written = approval_file(plan)
-    replace_text(written, json_text(record, sort_keys=True) + "\n")
+    write_record(written, record, "the approval")
     by_channel: dict[str, tuple[int, float]] = {}
     for row in rows:
         if not row.holdout:
@@ -306,11 +312,11 @@ def _customers(
     con.execute("CREATE TEMP TABLE wanted (id VARCHAR)")
     con.executemany("INSERT INTO wanted VALUES (?)", [[i] for i in ids])
     columns = sorted(wanted)
-    cursor = con.execute(
+    rows = con.execute(
         f"SELECT {', '.join('c.' + ident(c) for c in columns)} FROM customers c "
         f"JOIN wanted w ON w.id = c.{ident(schema.id)}"
-    )
-    return {row[columns.index(schema.id)]: dict(zip(columns, row, strict=True)) for row in cursor}
+    ).fetchall()
+    return {row[columns.index(schema.id)]: dict(zip(columns, row, strict=True)) for row in rows}
 
 
 def _batch_key(messages: Sequence[dict[str, Any]]) -> str:
@@ -484,7 +490,7 @@ def _customers_changed(header: dict[str, Any], customers: Path) -> bool:
     with customers.open("rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
-    return digest.hexdigest() != planned
+    return bool(digest.hexdigest() != planned)
 
 
 __all__ = [
