@@ -55,6 +55,7 @@ class DiffFormat(str, Enum):
     markdown = "markdown"
     json = "json"
 
+
 app = typer.Typer(
     name="retentionrules",
     help="A rules engine for keeping customers: check, format and test retention rules, "
@@ -228,8 +229,7 @@ def _unified_diff(before: str, after: str, path: str) -> str:
         source_lines(before), source_lines(after), f"a/{path}", f"b/{path}"
     )
     return "".join(
-        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
-        for line in lines
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
     )
 
 
@@ -250,9 +250,7 @@ def _as_of(value: str | None) -> datetime.date | None:
     except ValueError:
         raise UsageError(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
     if not MIN_DATE <= day <= MAX_DATE:
-        raise UsageError(
-            f"--as-of {value} is outside the supported range {MIN_DATE} to {MAX_DATE}"
-        )
+        raise UsageError(f"--as-of {value} is outside the supported range {MIN_DATE} to {MAX_DATE}")
     return day
 
 
@@ -624,7 +622,7 @@ NowOption = Annotated[
 @app.command(short_help="Approve a plan for sending, after checking it.")
 @_guarded
 def approve(
-    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The plan to approve.")],
+    plan: Annotated[Path, typer.Argument(help="The plan to approve.")],
     by: Annotated[
         str | None, typer.Option("--by", help="Who approves (default: your user name).")
     ] = None,
@@ -642,14 +640,14 @@ def approve(
     from .send import approve as run_approve
     from .summary import approval_json, print_approval
 
-    result = run_approve(plan_file, by or getpass.getuser(), note, _timestamp(now))
+    result = run_approve(plan, by or getpass.getuser(), note, _timestamp(now))
     _emit(output_format is Output.json, result, approval_json, print_approval)
 
 
 @app.command(short_help="Send an approved plan, exactly once, inside send windows.")
 @_guarded
 def send(
-    plan_file: Annotated[Path, typer.Argument(metavar="PLAN", help="The approved plan.")],
+    plan: Annotated[Path, typer.Argument(help="The approved plan.")],
     customers: Annotated[
         Path,
         typer.Option(
@@ -668,6 +666,25 @@ def send(
     ] = None,
     now: NowOption = None,
     batch: Annotated[int, typer.Option("--batch", metavar="N", help="Messages per batch.")] = 100,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="How long to wait for the webhook's answer.",
+        ),
+    ] = 10.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            "--retries",
+            metavar="N",
+            min=0,
+            help="Tries after the first for a batch the webhook did not acknowledge (429, 5xx, "
+            "a timeout, a dropped connection), with exponential backoff and jitter.",
+        ),
+    ] = 5,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be sent; send and record nothing.")
     ] = False,
@@ -689,19 +706,19 @@ def send(
     if not dry_run and (to is None) == (outbox is None):
         raise UsageError("give one of --to URL or --outbox DIR (or --dry-run)")
     if to is not None:
-        Webhook(to)  # a bad URL is a usage error before any work
+        Webhook(to, timeout=timeout, attempts=retries + 1)  # a bad URL: usage error, no work
     if outbox is not None and not outbox.is_dir():
         raise UsageError(f"--outbox {outbox}: no such folder")
 
     def transport(plan_id: str) -> Transport:
         if to is not None:
-            return Webhook(to)
+            return Webhook(to, timeout=timeout, attempts=retries + 1)
         assert outbox is not None
         return Outbox(outbox, plan_id)
 
     with _progress("sending") as progress:
         report = run_send(
-            plan_file,
+            plan,
             customers,
             None if dry_run else transport,
             now=_timestamp(now),
@@ -757,9 +774,7 @@ LedgerConfigOption = Annotated[
 @ledger_app.command("export", short_help="Write the ledger as a contact-history file.")
 @_guarded
 def ledger_export(
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="The file: .csv, .jsonl or .parquet.")
-    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The file: .csv, .jsonl or .parquet.")],
     config: LedgerConfigOption = None,
 ) -> None:
     """Write every contact in the ledger as a contact-history file (customer_id, channel, rule,

@@ -381,7 +381,10 @@ def send(
                 return report
             receiver = transport(plan_id)
             report.transport = receiver.describe()
-            _deliver(receiver, ledger, ready, batch, moment, plan_id, report, progress)
+            def clock() -> dt.datetime:  # when a batch was acknowledged: pinned, or now
+                return moment if now is not None else _now(None, config)
+
+            _deliver(receiver, ledger, ready, batch, clock, plan_id, report, progress)
     return report
 
 
@@ -443,7 +446,7 @@ def _deliver(
     ledger: Ledger,
     ready: list[tuple[PlannedMessage, dict[str, Any]]],
     batch: int,
-    moment: dt.datetime,
+    clock: Callable[[], dt.datetime],
     plan_id: str,
     report: SendReport,
     progress: Callable[[int, int], None] | None,
@@ -459,12 +462,13 @@ def _deliver(
                 _tally(report, row.channel).counts[FAILED] += 1
             report.problems.append(str(error))
             return
+        acknowledged = clock()
         ledger.record(
             Contact(
                 m["idempotency_key"],
                 m["customer_id"],
                 m["channel"],
-                moment,
+                acknowledged,
                 plan_id,
                 m["rule"],
                 m["template"],
