@@ -113,7 +113,7 @@ class Receiver:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the URL to post to."""
-        self.server = ThreadingHTTPServer((host, port), self.handler())
+        self.server = _Server((host, port), self.handler())
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         bound_host, bound_port = self.server.server_address[:2]
@@ -124,6 +124,14 @@ class Receiver:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    """A sender that gave up (a timeout) or a dropped connection is not the receiver's error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -196,7 +196,9 @@ def test_plan_approve_send_through_a_failing_receiver_killed_at_random_then_plan
         later = cli(*send[3:], "--now", f"{AS_OF}T11:00", "--format", "json")
         assert later.returncode == 0, later.stdout + later.stderr
         assert json.loads(later.stdout)["channels"]["phone"]["sent"] > 0
-        # Once acknowledged and recorded, never sent again.
+        # Once acknowledged and recorded, never sent again. (A slow answer the sender gave up on
+        # may still be taken by the receiver after a while: let those settle first.)
+        time.sleep(receiver.slow_seconds + 0.5)
         seen = len(receiver.deliveries)
         rerun = cli(*send[3:], "--now", f"{AS_OF}T11:00", "--format", "json")
         assert rerun.returncode == 0 and len(receiver.deliveries) == seen
