@@ -27,7 +27,7 @@ import csv
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +189,7 @@ class _Column:
     not_empty: bool = False  # every row must have a value
     non_negative: bool = False
     not_after: dt.date | None = None  # an activity date: not after the as-of date
+    why: str | None = None  # why the run needs the column, for the message when it is missing
 
 
 @dataclass
@@ -925,16 +926,16 @@ def _typed_table(
 
 
 def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
-    missing = list(
-        dict.fromkeys(c.source for c in columns if c.required and c.source not in header)
-    )
+    lacking = [c for c in columns if c.required and c.source not in header]
+    missing = list(dict.fromkeys(c.source for c in lacking))
     if missing:
         # Names are matched exactly; say so when the header has one spelled differently.
         near = {h.strip(BLANKS).lower(): h for h in header}
         hints = [f"`{near[m.lower()]}`" for m in missing if m.lower() in near]
         hint = f" (the header has {', '.join(hints)}: names must match exactly)" if hints else ""
+        why = "".join(f"; {c.source} is needed: {c.why}" for c in lacking if c.why)
         names = ", ".join(missing)
-        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}")
+        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}{why}")
 
 
 def _require_keys(
@@ -1085,7 +1086,10 @@ def _check_timezone(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 
 
 def _customer_columns(
-    config: Config, inputs: Inputs, as_of: dt.date, needed: Collection[str] | None
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    needed: Collection[str] | Mapping[str, str | None] | None,
 ) -> list[_Column]:
     """The customer export's columns: every declared field and the activity fields, with the
     checks their roles ask for."""
@@ -1114,6 +1118,7 @@ def _customer_columns(
             not_empty=name == schema.id,
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
         )
         for name, type_ in declared.items()
     ]
@@ -1125,6 +1130,7 @@ def _customer_columns(
             required=required(name),
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
         )
         for name, type_ in t.ACTIVITY_FIELDS.items()
         if name not in declared
@@ -1137,7 +1143,7 @@ def load(
     inputs: Inputs,
     as_of: dt.date,
     rejects: Path | None = None,
-    needed: Collection[str] | None = None,
+    needed: Collection[str] | Mapping[str, str | None] | None = None,
 ) -> LoadStats:
     """Create the tables `customers` and, when given, `orders` and `contacts`.
 

@@ -1134,3 +1134,58 @@ def test_csv_cells_are_read_exactly_as_documented(tmp_path):
                 assert kept[f"C{i}"] == documented(cell), (field, cell)
                 good_cells += 1
     assert good_cells > 250 and bad_cells > 250  # both sides are really tested
+
+
+QUIET_CONFIG = """
+[customers]
+household = ""
+birthday = ""
+[customers.fields]
+customer_id = "string"
+sms_opt_in = "bool"
+total_orders = "number"
+last_contacted = "date"
+[channels.sms]
+consent = "sms_opt_in"
+[contacts]
+quiet_period = "3 days"
+"""
+
+
+def test_the_quiet_period_is_never_silently_off_for_want_of_last_contacted(run_cli, tmp_path):
+    """Without a contact history, the export's last_contacted is what the quiet period reads:
+    a header spelling it differently used to switch the quiet period off without a word."""
+    rules = write_rules(
+        tmp_path / "r", "rule sms_all\n  when total_orders >= 0\n  then send hello via sms\n",
+        QUIET_CONFIG,
+    )  # fmt: skip
+    customers = tmp_path / "c.csv"
+    customers.write_text(
+        "customer_id,sms_opt_in,total_orders,Last_Contacted,first_order_date,last_order_date,"
+        "orders_12m,spend_12m\nC1,true,1,2026-11-21,,,0,0\n"
+    )
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert result.exit_code == 1 and not out.exists()
+    assert "missing column last_contacted (the header has `Last_Contacted`" in result.output
+    assert "the quiet period (3 days) reads it" in result.output
+    history = tmp_path / "contacts.csv"  # with a contact history it is not needed
+    history.write_text("customer_id,channel,rule,sent_at\nC1,sms,sms_all,2026-11-21\n")
+    result, out = plan(run_cli, tmp_path, rules, customers, "--contacts", history)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == ""  # contacted yesterday: held back by the quiet period
+
+
+def test_scoring_columns_are_needed_even_when_the_schema_does_not_declare_them(run_cli, tmp_path):
+    """A customer with 40 orders must not pass for `potential` because the export lacks the
+    columns scoring reads."""
+    rules = write_rules(
+        tmp_path / "r", "rule first\n  when stage = potential\n  then send coupon via sms\n",
+        QUIET_CONFIG,
+    )  # fmt: skip
+    customers = tmp_path / "c.csv"
+    customers.write_text("customer_id,sms_opt_in,total_orders,last_contacted\nC1,true,40,\n")
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert result.exit_code == 1 and not out.exists()
+    assert "missing columns first_order_date, last_order_date, orders_12m, spend_12m" in (
+        result.output
+    )
