@@ -161,6 +161,8 @@ def run_plan(
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, as_of, inputs)
+    if stats.unknown_history or stats.unreadable_contacts:
+        plan.notes.append(_unknown_history_note(stats))
     if stats.future_contacts:  # not an error, but never silent
         plan.notes.append(
             f"{stats.future_contacts} contacts dated after the as-of date were left out"
@@ -180,6 +182,21 @@ def run_plan(
         header, result.written = outputs.write(con, queries, meta)
         result.meta = header or meta
     return result
+
+
+def _unknown_history_note(stats: LoadStats) -> str:
+    """Rows of the contact history set aside with --rejects: whose caps cannot be judged."""
+    note = (
+        f"{stats.unknown_history} customers held back on every channel (reason unknown_history): "
+        "rows of their contact history were set aside, so their caps and quiet period cannot be "
+        "judged"
+    )
+    if stats.unreadable_contacts:
+        note += (
+            f"; {stats.unreadable_contacts} contact rows could not be read far enough to tell "
+            "whose they were: fix them, or those customers may be contacted too soon"
+        )
+    return note
 
 
 def _named_inputs(

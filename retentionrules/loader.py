@@ -122,6 +122,8 @@ class LoadStats:
     # Contacts dated after the as-of date: they had not happened yet, so they are left out of
     # caps, quiet period and last_contacted (counted here so that the summary can say so).
     future_contacts: int = 0
+    unknown_history: int = 0  # customers whose contact rows were set aside (--rejects)
+    unreadable_contacts: int = 0  # contact rows set aside whose customer cannot even be told
 
     @property
     def total_rejected(self) -> int:
@@ -1004,16 +1006,19 @@ def _settle(
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None) -> None:
-    """Every repeat of an id after its first row is a bad row naming the first one."""
+    """Every row of a repeated id is a bad row naming the others: which of them is right (the
+    consent given, or the one withdrawn) cannot be told, so none is planned."""
     assert key is not None
     k = ident(key)
     con.execute(f"""
         UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {literal(f"column {key}: duplicate id `")} || c.{k}
-                || '` (first at row ' || d.first || ')')
-        FROM (SELECT {k} AS id, min({ROW}) AS first FROM {ident(table)}
-              GROUP BY 1 HAVING count(*) > 1) AS d
-        WHERE c.{k} = d.id AND c.{ROW} > d.first
+            {literal(f"column {key}: the id `")} || c.{k} || '` is on '
+                || d.n || ' rows (' || d.listed || '): which is right cannot be told')
+        FROM (SELECT {k} AS id, count(*) AS n,
+                  array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
+                  || CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed
+              FROM {ident(table)} GROUP BY 1 HAVING count(*) > 1) AS d
+        WHERE c.{k} = d.id
     """)
 
 
@@ -1057,7 +1062,27 @@ def _reject(
         )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {ident('rejects_' + table)} AS {rows}")
     con.execute(f"DROP TABLE {raw}")
+    if table == "contacts":  # whose history is incomplete: the planner holds them back
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {UNKNOWN_HISTORY} AS SELECT DISTINCT customer_id "
+            f"FROM {name} WHERE {PROBLEM} IS NOT NULL AND customer_id IS NOT NULL"
+        )
+        stats.unknown_history = one(con, f"SELECT count(*) FROM {UNKNOWN_HISTORY}")[0]
+        if source.problems is not None:
+            stats.unreadable_contacts = one(con, f"SELECT count(*) FROM {source.problems}")[0]
     con.execute(f"DELETE FROM {name} WHERE {PROBLEM} IS NOT NULL")
+
+
+UNKNOWN_HISTORY = "unknown_history"  # customers with contact rows set aside (--rejects)
+
+
+def unknown_history(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The table of customers (`customer_id`) whose contact history had rows set aside with
+    --rejects, or None: caps and the quiet period cannot be judged for them."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [UNKNOWN_HISTORY]
+    ).fetchone()
+    return UNKNOWN_HISTORY if found and found[0] else None
 
 
 def rejects_sql(con: duckdb.DuckDBPyConnection) -> str | None:
