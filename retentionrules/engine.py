@@ -2,20 +2,24 @@
 
 >>> from retentionrules.engine import run_plan
 >>> from retentionrules.loader import Inputs
->>> result = run_plan(["examples/rules"], Inputs(Path("examples/customers.csv")), as_of)
+>>> result = run_plan("examples/rules", Inputs("examples/customers.csv"), "2026-11-22")
 >>> result.plan.counts
+
+The functions here are the Python API the command line is a thin layer over: paths may be
+text or Paths, the as-of date a date or ISO text; anything else is a UsageError that says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import threading
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 
@@ -32,6 +36,10 @@ from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppres
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
 from .types import ACTIVITY_FIELDS
+
+PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
+RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
+AsOf: TypeAlias = "dt.date | str | None"  # a date, or ISO text; None: today in the shop's zone
 
 FORMAT_VERSION = 2  # 2: the header carries the plan's sha256 and is written last
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
@@ -51,14 +59,40 @@ def today(config: Config) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
 
 
-def _as_of(given: dt.date | None, config: Config) -> dt.date:
-    """The as-of date: given, or today; inside the range calendar arithmetic is defined for."""
+def _as_of(given: AsOf, config: Config) -> dt.date:
+    """The as-of date: given (a date, a datetime's date, or ISO text such as "2026-11-22"), or
+    today; inside the range calendar arithmetic is defined for."""
+    if isinstance(given, str):
+        try:
+            given = dt.date.fromisoformat(given.strip())
+        except ValueError:
+            raise UsageError(f"as-of date {given!r}: give a date as YYYY-MM-DD") from None
+    elif isinstance(given, dt.datetime):
+        given = given.date()
+    elif given is not None and not isinstance(given, dt.date):
+        raise UsageError(f"as-of date: a date or YYYY-MM-DD text, not {type(given).__name__}")
     as_of = given or today(config)
     if not MIN_DATE <= as_of <= MAX_DATE:
         raise UsageError(
             f"as-of date {as_of} is outside the supported range {MIN_DATE} to {MAX_DATE}"
         )
     return as_of
+
+
+def _path(value: PathLike | None, what: str) -> Path | None:
+    """A path given to the API as text or a Path; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return Path(value)
+    raise UsageError(f"{what}: a path, not {type(value).__name__}")
+
+
+def _rule_paths(rule_paths: RulePaths) -> list[str | Path]:
+    """Rule files and folders; one path on its own is one path, not a sequence of letters."""
+    if isinstance(rule_paths, (str, os.PathLike)):
+        return [Path(rule_paths)]
+    return [p for p in (_path(p, "rule path") for p in rule_paths) if p is not None]
 
 
 def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
@@ -121,14 +155,15 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> dict[str, str | None]:
 
 
 def prepare(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    as_of: dt.date | None,
-    config_path: Path | None = None,
-    rejects: Path | None = None,
+    as_of: AsOf,
+    config_path: PathLike | None = None,
+    rejects: PathLike | None = None,
 ) -> tuple[duckdb.DuckDBPyConnection, Report, LoadStats, dt.date]:
     """Check the rules, load and validate the data, derive every field: ready to plan or score."""
-    report = checked_rules(rule_paths, config_path)
+    report = checked_rules(_rule_paths(rule_paths), _path(config_path, "config_path"))
+    rejects = _path(rejects, "rejects")
     config = report.ruleset.config
     as_of = _as_of(as_of, config)
     con = connect()
@@ -138,19 +173,22 @@ def prepare(
 
 
 def run_plan(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    as_of: dt.date | None = None,
+    as_of: AsOf = None,
     *,
-    out: Path | None = None,
-    rejects: Path | None = None,
-    suppressed: Path | None = None,
-    config_path: Path | None = None,
+    out: PathLike | None = None,
+    rejects: PathLike | None = None,
+    suppressed: PathLike | None = None,
+    config_path: PathLike | None = None,
 ) -> PlanResult:
     """Plan, and write the plan, its header, the suppressed pairs and the rejects when asked.
 
     Nothing is written unless every step before succeeded.
     """
+    rule_paths = _rule_paths(rule_paths)
+    out, rejects = _path(out, "out"), _path(rejects, "rejects")
+    suppressed, config_path = _path(suppressed, "suppressed"), _path(config_path, "config_path")
     outputs = Outputs(
         _named_inputs(rule_paths, inputs, [config_path]),
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
@@ -167,6 +205,8 @@ def run_plan(
         plan.notes.append(
             f"{stats.future_contacts} contacts dated after the as-of date were left out"
         )
+    if stats.unconfigured_channels:
+        plan.notes.append(_unconfigured_channels_note(stats.unconfigured_channels))
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -197,6 +237,18 @@ def _unknown_history_note(stats: LoadStats) -> str:
             "whose they were: fix them, or those customers may be contacted too soon"
         )
     return note
+
+
+def _unconfigured_channels_note(channels: dict[str, int]) -> str:
+    """Contacts on channels the configuration does not know: never silent, since a channel
+    written two ways (`text` and `sms`) would leave that channel's cap uncounted."""
+    shown = ", ".join(f"{name or '(blank)'}: {count}" for name, count in list(channels.items())[:5])
+    more = f" and {len(channels) - 5} more" if len(channels) > 5 else ""
+    return (
+        f"{sum(channels.values())} contacts on channels not configured under [channels] "
+        f"({shown}{more}) count toward the quiet period and rule caps, not toward any channel's "
+        "cap; if one is a configured channel under another name, fix the contact history"
+    )
 
 
 def _named_inputs(
@@ -263,14 +315,16 @@ class Explanation:
 
 
 def explain(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    customers: list[str],
-    as_of: dt.date | None = None,
-    config_path: Path | None = None,
+    customers: Sequence[str] | str,
+    as_of: AsOf = None,
+    config_path: PathLike | None = None,
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
+    if isinstance(customers, str):  # one id on its own is one id, not a list of letters
+        customers = [customers]
     con, report, _stats, as_of = prepare(rule_paths, inputs, as_of, config_path)
     plan = build_plan(con, report.ruleset, as_of, inputs)
     found = []
@@ -336,13 +390,15 @@ class ScoreResult:
 
 def score(
     inputs: Inputs,
-    as_of: dt.date | None = None,
+    as_of: AsOf = None,
     *,
-    out: Path | None = None,
-    config_path: Path | None = None,
-    rejects: Path | None = None,
+    out: PathLike | None = None,
+    config_path: PathLike | None = None,
+    rejects: PathLike | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
+    out, rejects = _path(out, "out"), _path(rejects, "rejects")
+    config_path = _path(config_path, "config_path")
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
     outputs = Outputs(

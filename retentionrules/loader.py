@@ -26,6 +26,7 @@ import codecs
 import csv
 import datetime as dt
 import json
+import os
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -105,9 +106,21 @@ def one(
 
 @dataclass(frozen=True)
 class Inputs:
+    """The files a run reads. Paths may be given as text too (from a notebook,
+    `Inputs("customers.csv")`): each is made a Path here, and anything else is a usage error."""
+
     customers: Path
     orders: Path | None = None
     contacts: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("customers", "orders", "contacts"):
+            value = getattr(self, name)
+            if value is None and name != "customers":
+                continue
+            if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+                raise UsageError(f"Inputs.{name}: a path to a file, not {type(value).__name__}")
+            object.__setattr__(self, name, Path(value))
 
     def files(self) -> list[Path]:
         return [p for p in (self.customers, self.orders, self.contacts) if p is not None]
@@ -124,6 +137,9 @@ class LoadStats:
     future_contacts: int = 0
     unknown_history: int = 0  # customers whose contact rows were set aside (--rejects)
     unreadable_contacts: int = 0  # contact rows set aside whose customer cannot even be told
+    # Contacts on a channel not configured under [channels] (a typo, or a channel under another
+    # name): they count toward the quiet period and rule caps but toward no channel's cap.
+    unconfigured_channels: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rejected(self) -> int:
@@ -1213,4 +1229,11 @@ def load(
         )
         if stats.future_contacts:
             con.execute(f"DELETE FROM contacts WHERE sent_at > {literal(as_of)}")
+        known = ", ".join(channel_key(literal(name)) for name in config.channels) or "NULL"
+        stats.unconfigured_channels = dict(
+            con.execute(
+                "SELECT channel, count(*) FROM contacts WHERE channel IS NOT NULL "
+                f"AND channel NOT IN ({known}) GROUP BY channel ORDER BY count(*) DESC, channel"
+            ).fetchall()
+        )
     return stats
