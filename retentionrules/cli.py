@@ -547,7 +547,8 @@ def diff_rules(
     old: Annotated[
         str,
         typer.Argument(
-            help="The rules before: a path, or REV:PATH for a git revision (e.g. main:rules)."
+            help="The rules before: a path, or REV:PATH for a git revision (main:rules from the "
+            "repository's top folder, main:./rules from the current one)."
         ),
     ],
     new: Annotated[list[Path], typer.Argument(help="The rules after: files or folders.")],

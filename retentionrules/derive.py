@@ -9,6 +9,7 @@ with `timeutil`, so calendar months mean the same everywhere.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -171,12 +172,14 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
         FROM ranked"""
 
 
-def fields_sql(config: Config) -> str:
-    """The derived table as people see it: every field, without the helper columns."""
+def fields_sql(config: Config, leave_out: Sequence[str] = ()) -> str:
+    """The derived table as people see it: every field (but `leave_out`), without the helper
+    columns."""
     ranks = [
         rank_column(n) for n, type_ in config.field_types().items() if type_.kind is t.Kind.ENUM
     ]
     hidden = ranks + [anniversary_column(name) for name in _anniversaries(config)]
+    hidden += [ident(name) for name in leave_out]
     return f"SELECT * EXCLUDE (__row, {', '.join(hidden)}) FROM {DERIVED}"
 
 
@@ -201,8 +204,11 @@ def customer_fields(
 
 
 def scores_sql(config: Config) -> str:
-    """Every customer's fields in the export's order: what `score --out` writes."""
-    return f"{fields_sql(config)} ORDER BY __row"
+    """Every customer's fields in the export's order: what `score --out` writes. Never their
+    contact details (a channel's address field): those are for `send` alone."""
+    details = sorted({c.address for c in config.channels.values() if c.address})
+    details = [d for d in details if d != config.customers.id]
+    return f"{fields_sql(config, details)} ORDER BY __row"
 
 
 def distribution(con: duckdb.DuckDBPyConnection) -> list[tuple[str | None, str, int]]:

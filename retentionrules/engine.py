@@ -2,8 +2,11 @@
 
 >>> from retentionrules.engine import run_plan
 >>> from retentionrules.loader import Inputs
->>> result = run_plan(["examples/rules"], Inputs(Path("examples/customers.csv")), as_of)
+>>> result = run_plan("examples/rules", Inputs("examples/customers.csv"), "2026-11-22")
 >>> result.plan.counts
+
+The functions here are the Python API the command line is a thin layer over: paths may be
+text or Paths, the as-of date a date or ISO text; anything else is a UsageError that says so.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import os
 import tempfile
 import threading
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import duckdb
 
@@ -34,6 +38,11 @@ from .output import Outputs, digest_file, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
+from .types import ACTIVITY_FIELDS
+
+PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
+RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
+AsOf: TypeAlias = "dt.date | str | None"  # a date, or ISO text; None: today in the shop's zone
 
 # 2: the header carries the plan's sha256 and is written last; 3: and the configuration
 FORMAT_VERSION = 3
@@ -54,14 +63,40 @@ def today(config: Config) -> dt.date:
     return dt.datetime.now(zoneinfo.ZoneInfo(config.timezone)).date()
 
 
-def _as_of(given: dt.date | None, config: Config) -> dt.date:
-    """The as-of date: given, or today; inside the range calendar arithmetic is defined for."""
+def _as_of(given: AsOf, config: Config) -> dt.date:
+    """The as-of date: given (a date, a datetime's date, or ISO text such as "2026-11-22"), or
+    today; inside the range calendar arithmetic is defined for."""
+    if isinstance(given, str):
+        try:
+            given = dt.date.fromisoformat(given.strip())
+        except ValueError:
+            raise UsageError(f"as-of date {given!r}: give a date as YYYY-MM-DD") from None
+    elif isinstance(given, dt.datetime):
+        given = given.date()
+    elif given is not None and not isinstance(given, dt.date):
+        raise UsageError(f"as-of date: a date or YYYY-MM-DD text, not {type(given).__name__}")
     as_of = given or today(config)
     if not MIN_DATE <= as_of <= MAX_DATE:
         raise UsageError(
             f"as-of date {as_of} is outside the supported range {MIN_DATE} to {MAX_DATE}"
         )
     return as_of
+
+
+def _path(value: PathLike | None, what: str) -> Path | None:
+    """A path given to the API as text or a Path; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        return Path(value)
+    raise UsageError(f"{what}: a path, not {type(value).__name__}")
+
+
+def _rule_paths(rule_paths: RulePaths) -> list[str | Path]:
+    """Rule files and folders; one path on its own is one path, not a sequence of letters."""
+    if isinstance(rule_paths, (str, os.PathLike)):
+        return [Path(rule_paths)]
+    return [p for p in (_path(p, "rule path") for p in rule_paths) if p is not None]
 
 
 def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
@@ -97,7 +132,7 @@ class _Digest(threading.Thread):
         return digest_text(*self.parts.values()) if self.parts else ""
 
 
-def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
+def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> dict[str, str | None]:
     """The declared customer fields the export must have as columns: the id, what the rules read
     (through their segments and derived fields), the consent fields of the channels they use,
     the household when a rule is once per household, and what scoring reads (unless an orders
@@ -105,20 +140,31 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
     so an orders-only shop need not invent empty columns."""
     config = ruleset.config
     schema = config.customers
-    declared = set(schema.fields)
+    readable = set(schema.fields) | set(ACTIVITY_FIELDS)
     used = ir.fields_used(rule.condition for rule in ruleset.rules)
-    needed = {schema.id, *(used & declared)}
+    needed = {schema.id, *(used & readable)}
     if "days_to_birthday" in used and schema.birthday:
         needed.add(schema.birthday)
+    reaches = False  # some rule's action goes through a channel: the quiet period applies
     for rule in ruleset.rules:
         channel = config.channels.get(rule.action.channel or "")
+        reaches = reaches or channel is not None
         if channel is not None and channel.requires_consent and channel.consent:
             needed.add(channel.consent)
         if rule.once_per_household and schema.household:
             needed.add(schema.household)
-    if inputs.orders is None:
-        needed |= set(ORDER_FIELDS) & declared
-    return needed
+    if inputs.orders is None:  # scoring reads them, and tier, stage and every score with it
+        needed |= set(ORDER_FIELDS)
+    why = {}
+    if not inputs.has_contacts and reaches and config.contacts.quiet_period:
+        # without a contact history, the export's last_contacted is the quiet period's only clue
+        why["last_contacted"] = (
+            f"the quiet period ({config.contacts.quiet_period}) reads it when no contact "
+            "history is given (--contacts)"
+        )
+    elif not inputs.has_contacts and "days_since_last_contact" in used:
+        why["last_contacted"] = "days_since_last_contact is computed from it"
+    return {**dict.fromkeys(needed), **why}
 
 
 @dataclass
@@ -135,16 +181,17 @@ class Prepared:
 
 
 def prepare(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    as_of: dt.date | None,
-    config_path: Path | None = None,
-    rejects: Path | None = None,
+    as_of: AsOf,
+    config_path: PathLike | None = None,
+    rejects: PathLike | None = None,
     use_ledger: bool = True,
 ) -> Prepared:
     """Check the rules, load and validate the data (with the project's contact ledger, when it
     has one, as contact history), derive every field."""
-    report = checked_rules(rule_paths, config_path)
+    report = checked_rules(_rule_paths(rule_paths), _path(config_path, "config_path"))
+    rejects = _path(rejects, "rejects")
     ruleset = report.ruleset
     config = ruleset.config
     as_of = _as_of(as_of, config)
@@ -162,20 +209,23 @@ def prepare(
 
 
 def run_plan(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    as_of: dt.date | None = None,
+    as_of: AsOf = None,
     *,
-    out: Path | None = None,
-    rejects: Path | None = None,
-    suppressed: Path | None = None,
-    config_path: Path | None = None,
+    out: PathLike | None = None,
+    rejects: PathLike | None = None,
+    suppressed: PathLike | None = None,
+    config_path: PathLike | None = None,
     use_ledger: bool = True,
 ) -> PlanResult:
     """Plan, and write the plan, its header, the suppressed pairs and the rejects when asked.
 
     Nothing is written unless every step before succeeded.
     """
+    rule_paths = _rule_paths(rule_paths)
+    out, rejects = _path(out, "out"), _path(rejects, "rejects")
+    suppressed, config_path = _path(suppressed, "suppressed"), _path(config_path, "config_path")
     outputs = Outputs(
         _named_inputs(rule_paths, inputs, [config_path]),
         {"--out": out, "--suppressed": suppressed, "--rejects": rejects},
@@ -192,10 +242,14 @@ def run_plan(
             f"contact history: {stats.ledger_contacts} contacts from the ledger "
             f"{shown_path(ready.ledger)}"
         )
+    if stats.unknown_history or stats.unreadable_contacts:
+        plan.notes.append(_unknown_history_note(stats))
     if stats.future_contacts:  # not an error, but never silent
         plan.notes.append(
             f"{stats.future_contacts} contacts dated after the as-of date were left out"
         )
+    if stats.unconfigured_channels:
+        plan.notes.append(_unconfigured_channels_note(stats.unconfigured_channels))
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -213,6 +267,33 @@ def run_plan(
         header, result.written = outputs.write(con, queries, meta)
         result.meta = header or meta
     return result
+
+
+def _unknown_history_note(stats: LoadStats) -> str:
+    """Rows of the contact history set aside with --rejects: whose caps cannot be judged."""
+    note = (
+        f"{stats.unknown_history} customers held back on every channel (reason unknown_history): "
+        "rows of their contact history were set aside, so their caps and quiet period cannot be "
+        "judged"
+    )
+    if stats.unreadable_contacts:
+        note += (
+            f"; {stats.unreadable_contacts} contact rows could not be read far enough to tell "
+            "whose they were: fix them, or those customers may be contacted too soon"
+        )
+    return note
+
+
+def _unconfigured_channels_note(channels: dict[str, int]) -> str:
+    """Contacts on channels the configuration does not know: never silent, since a channel
+    written two ways (`text` and `sms`) would leave that channel's cap uncounted."""
+    shown = ", ".join(f"{name or '(blank)'}: {count}" for name, count in list(channels.items())[:5])
+    more = f" and {len(channels) - 5} more" if len(channels) > 5 else ""
+    return (
+        f"{sum(channels.values())} contacts on channels not configured under [channels] "
+        f"({shown}{more}) count toward the quiet period and rule caps, not toward any channel's "
+        "cap; if one is a configured channel under another name, fix the contact history"
+    )
 
 
 def _named_inputs(
@@ -284,15 +365,17 @@ class Explanation:
 
 
 def explain(
-    rule_paths: Sequence[str | Path],
+    rule_paths: RulePaths,
     inputs: Inputs,
-    customers: list[str],
-    as_of: dt.date | None = None,
-    config_path: Path | None = None,
+    customers: Sequence[str] | str,
+    as_of: AsOf = None,
+    config_path: PathLike | None = None,
     use_ledger: bool = True,
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
+    if isinstance(customers, str):  # one id on its own is one id, not a list of letters
+        customers = [customers]
     ready = prepare(rule_paths, inputs, as_of, config_path, use_ledger=use_ledger)
     con, report, as_of = ready.con, ready.report, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
@@ -359,13 +442,15 @@ class ScoreResult:
 
 def score(
     inputs: Inputs,
-    as_of: dt.date | None = None,
+    as_of: AsOf = None,
     *,
-    out: Path | None = None,
-    config_path: Path | None = None,
-    rejects: Path | None = None,
+    out: PathLike | None = None,
+    config_path: PathLike | None = None,
+    rejects: PathLike | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
+    out, rejects = _path(out, "out"), _path(rejects, "rejects")
+    config_path = _path(config_path, "config_path")
     config = config_for_data(config_path)
     configs = [config_path or find_config(Path.cwd())]
     outputs = Outputs(

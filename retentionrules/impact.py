@@ -8,15 +8,16 @@ is the rule's name: a renamed rule shows as one removed and one added.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 from .api import RULE_SUFFIX, one_project
 from .config import CONFIG_NAME
 from .engine import run_plan, today
-from .errors import UsageError
+from .errors import RuleErrors, UsageError
 from .loader import Inputs
 from .planner import assignments
 
@@ -62,31 +63,71 @@ def _git(args: list[str], cwd: Path) -> bytes:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True).stdout
 
 
-def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
-    """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`, and the configuration
-    they were written against at REV (the nearest retentionrules.toml above PATH at REV), so that
-    the old rules are checked and planned exactly as they were."""
-    revision, _, path = spec.partition(":")
-    here = Path(path or ".")
-    try:
-        top = Path(
-            _git(["rev-parse", "--show-toplevel"], here if here.is_dir() else here.parent)
-            .decode()
-            .strip()
+@dataclass(frozen=True)
+class _Snapshot:
+    """The rule files of `REV:PATH`, copied into a temporary folder with every configuration
+    that governs them at that revision, and how to name them for people (`REV:PATH`, never the
+    temporary folder)."""
+
+    folder: Path  # the temporary copy of the repository's tree (the part needed)
+    path: Path  # PATH inside `folder`
+    revision: str
+
+    def shown(self, text: str) -> str:
+        """`text` with the temporary folder's paths written as `REV:path`, as git names them."""
+        return text.replace(f"{self.folder}{os.sep}", f"{self.revision}:").replace(
+            str(self.folder), f"{self.revision}:."
         )
-        relative = here.resolve().relative_to(top.resolve())
+
+
+def _top(folder: Path) -> Path:
+    """The top folder of the git repository holding `folder` (or its nearest existing parent)."""
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    return Path(_git(["rev-parse", "--show-toplevel"], folder).decode().strip())
+
+
+def _revision_path(path: str) -> tuple[Path, PurePosixPath]:
+    """The repository and PATH of `REV:PATH` inside it, read as git reads it: from the
+    repository's top folder, unless it starts with `./` or `../` (then from the current folder);
+    an absolute PATH names its own repository."""
+    absolute = Path(path).is_absolute()
+    here = Path(path) if absolute else Path.cwd() / path
+    top = _top(here if absolute else Path.cwd())
+    if not (absolute or path in (".", "..") or path.startswith(("./", "../"))):
+        return top, PurePosixPath(path)
+    try:
+        return top, PurePosixPath(here.resolve().relative_to(top.resolve()).as_posix())
+    except ValueError:
+        raise UsageError(f"{path}: outside the git repository at {top}") from None
+
+
+def _git_snapshot(spec: str, folder: Path) -> _Snapshot:
+    """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`, with every
+    retentionrules.toml below PATH and the nearest one above it at REV, so that the old rules
+    are grouped into projects, checked and planned exactly as they were. A configuration is
+    always written at the copy's top (empty: the built-in defaults), so that no file outside
+    the copy is ever taken for the old rules' configuration."""
+    revision, _, path = spec.partition(":")
+    try:
+        top, relative = _revision_path(path)
+    except (subprocess.CalledProcessError, FileNotFoundError, OSError):
+        raise UsageError(f"{spec}: {path or '.'} is not inside a git repository") from None
+    try:
         listed = _git(["ls-tree", "-r", "-z", "--name-only", revision, "--", str(relative)], top)
-    except (subprocess.CalledProcessError, FileNotFoundError, ValueError, OSError) as error:
-        raise UsageError(f"{spec}: not a git revision and path ({error})") from None
+    except subprocess.CalledProcessError as error:
+        reason = error.stderr.decode("utf-8", "replace").strip() or "unknown revision"
+        raise UsageError(f"{spec}: not a git revision and path ({reason})") from None
     names = [name.decode("utf-8", "surrogateescape") for name in listed.split(b"\0") if name]
-    for name in names:
-        if name.endswith(RULE_SUFFIX):
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(_git(["show", f"{revision}:{name}"], top))
-    if not list(folder.rglob(f"*{RULE_SUFFIX}")):
+    wanted = [n for n in names if n.endswith(RULE_SUFFIX) or PurePosixPath(n).name == CONFIG_NAME]
+    for name in wanted:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(_git(["show", f"{revision}:{name}"], top))
+    snapshot = _Snapshot(folder, folder / relative, revision)
+    if not any(n.endswith(RULE_SUFFIX) for n in wanted):
         raise UsageError(f"{spec}: no rule files at that revision")
-    for parent in (relative, *relative.parents):
+    for parent in relative.parents:  # the nearest configuration above PATH
         candidate = (parent / CONFIG_NAME).as_posix()
         try:
             text = _git(["show", f"{revision}:{candidate}"], top)
@@ -95,8 +136,29 @@ def _git_snapshot(spec: str, folder: Path) -> tuple[Path, Path | None]:
         config = folder / candidate
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_bytes(text)
-        return folder / relative, config
-    return folder / relative, None
+        break
+    root = folder / CONFIG_NAME
+    if not root.exists():
+        root.write_text("", encoding="utf-8")
+    return snapshot
+
+
+def _planned_snapshot(
+    snapshot: _Snapshot, inputs: Inputs, as_of: dt.date, config: Path | None
+) -> tuple[dict[str, str], dict[str, float], int]:
+    """The old side at a revision, with the temporary folder's paths named as `REV:path` in
+    whatever stops it: rule diagnostics, mixed projects, configuration errors."""
+    try:
+        return _planned([snapshot.path], inputs, as_of, config)
+    except RuleErrors as error:
+        report = error.report
+        report.diagnostics = [
+            replace(d, path=snapshot.shown(d.path)) for d in report.diagnostics
+        ]
+        report.sources = {snapshot.shown(k): v for k, v in report.sources.items()}
+        raise
+    except UsageError as error:
+        raise UsageError(snapshot.shown(str(error))) from None
 
 
 def _planned(
@@ -138,14 +200,11 @@ def diff(
     after_project = one_project(new, config)
     as_of = as_of or today(after_project.config())
     with tempfile.TemporaryDirectory() as folder:
-        old_path, old_config = Path(old), config
-        if not old_path.exists() and ":" in old:
-            old_path, snapshot_config = _git_snapshot(old, Path(folder))
-            old_config = config or snapshot_config
-            if old_config is None:  # no configuration at that revision: the built-in defaults
-                old_config = Path(folder) / CONFIG_NAME
-                old_config.write_text("", encoding="utf-8")
-        before, cost_before, customers = _planned([old_path], inputs, as_of, old_config)
+        if not Path(old).exists() and ":" in old:
+            snapshot = _git_snapshot(old, Path(folder))
+            before, cost_before, customers = _planned_snapshot(snapshot, inputs, as_of, config)
+        else:
+            before, cost_before, customers = _planned([Path(old)], inputs, as_of, config)
     after, cost_after, _ = _planned([*after_project.files], inputs, as_of, config)
     names = list(dict.fromkeys([*cost_before, *cost_after]))
     impacts = {

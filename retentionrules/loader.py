@@ -27,8 +27,9 @@ import csv
 import dataclasses
 import datetime as dt
 import json
+import os
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,9 @@ def one(
 
 @dataclass(frozen=True)
 class Inputs:
+    """The files a run reads. Paths may be given as text too (from a notebook,
+    `Inputs("customers.csv")`): each is made a Path here, and anything else is a usage error."""
+
     customers: Path
     orders: Path | None = None
     contacts: Path | None = None
@@ -117,6 +121,15 @@ class Inputs:
     def has_contacts(self) -> bool:
         """A contact history was given: a file, the ledger, or both."""
         return self.contacts is not None or self.ledger is not None
+
+    def __post_init__(self) -> None:
+        for name in ("customers", "orders", "contacts", "ledger"):
+            value = getattr(self, name)
+            if value is None and name != "customers":
+                continue
+            if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
+                raise UsageError(f"Inputs.{name}: a path to a file, not {type(value).__name__}")
+            object.__setattr__(self, name, Path(value))
 
     def files(self) -> list[Path]:
         return [p for p in (self.customers, self.orders, self.contacts) if p is not None]
@@ -132,6 +145,11 @@ class LoadStats:
     # caps, quiet period and last_contacted (counted here so that the summary can say so).
     future_contacts: int = 0
     ledger_contacts: int = 0  # of `contacts`, those the ledger gave
+    unknown_history: int = 0  # customers whose contact rows were set aside (--rejects)
+    unreadable_contacts: int = 0  # contact rows set aside whose customer cannot even be told
+    # Contacts on a channel not configured under [channels] (a typo, or a channel under another
+    # name): they count toward the quiet period and rule caps but toward no channel's cap.
+    unconfigured_channels: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rejected(self) -> int:
@@ -199,6 +217,11 @@ class _Column:
     not_empty: bool = False  # every row must have a value
     non_negative: bool = False
     not_after: dt.date | None = None  # an activity date: not after the as-of date
+    why: str | None = None  # why the run needs the column, for the message when it is missing
+    # False: never read, always missing. Contact details (a channel's address field) are read
+    # only by a command that asks for them by name (`send`), so that no other output can carry
+    # them, even from an export that has them.
+    read: bool = True
 
 
 @dataclass
@@ -814,7 +837,7 @@ def _create(
     """
     inner, outer, judged = [], [], []
     for i, column in enumerate(columns):
-        if column.source not in source.cells:  # an optional column the file does not have
+        if not column.read or column.source not in source.cells:  # optional, absent or unread
             outer.append(f"CAST(NULL AS {_sql_type(column.type.kind)}) AS {ident(column.name)}")
             continue
         raw, value = f"__raw{i}", f"__value{i}"
@@ -935,16 +958,16 @@ def _typed_table(
 
 
 def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
-    missing = list(
-        dict.fromkeys(c.source for c in columns if c.required and c.source not in header)
-    )
+    lacking = [c for c in columns if c.required and c.source not in header]
+    missing = list(dict.fromkeys(c.source for c in lacking))
     if missing:
         # Names are matched exactly; say so when the header has one spelled differently.
         near = {h.strip(BLANKS).lower(): h for h in header}
         hints = [f"`{near[m.lower()]}`" for m in missing if m.lower() in near]
         hint = f" (the header has {', '.join(hints)}: names must match exactly)" if hints else ""
+        why = "".join(f"; {c.source} is needed: {c.why}" for c in lacking if c.why)
         names = ", ".join(missing)
-        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}")
+        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}{why}")
 
 
 def _require_keys(
@@ -1013,16 +1036,19 @@ def _settle(
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None) -> None:
-    """Every repeat of an id after its first row is a bad row naming the first one."""
+    """Every row of a repeated id is a bad row naming the others: which of them is right (the
+    consent given, or the one withdrawn) cannot be told, so none is planned."""
     assert key is not None
     k = ident(key)
     con.execute(f"""
         UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {literal(f"column {key}: duplicate id `")} || c.{k}
-                || '` (first at row ' || d.first || ')')
-        FROM (SELECT {k} AS id, min({ROW}) AS first FROM {ident(table)}
-              GROUP BY 1 HAVING count(*) > 1) AS d
-        WHERE c.{k} = d.id AND c.{ROW} > d.first
+            {literal(f"column {key}: the id `")} || c.{k} || '` is on '
+                || d.n || ' rows (' || d.listed || '): which is right cannot be told')
+        FROM (SELECT {k} AS id, count(*) AS n,
+                  array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
+                  || CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed
+              FROM {ident(table)} GROUP BY 1 HAVING count(*) > 1) AS d
+        WHERE c.{k} = d.id
     """)
 
 
@@ -1066,7 +1092,27 @@ def _reject(
         )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {ident('rejects_' + table)} AS {rows}")
     con.execute(f"DROP TABLE {raw}")
+    if table == "contacts":  # whose history is incomplete: the planner holds them back
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {UNKNOWN_HISTORY} AS SELECT DISTINCT customer_id "
+            f"FROM {name} WHERE {PROBLEM} IS NOT NULL AND customer_id IS NOT NULL"
+        )
+        stats.unknown_history = one(con, f"SELECT count(*) FROM {UNKNOWN_HISTORY}")[0]
+        if source.problems is not None:
+            stats.unreadable_contacts = one(con, f"SELECT count(*) FROM {source.problems}")[0]
     con.execute(f"DELETE FROM {name} WHERE {PROBLEM} IS NOT NULL")
+
+
+UNKNOWN_HISTORY = "unknown_history"  # customers with contact rows set aside (--rejects)
+
+
+def unknown_history(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The table of customers (`customer_id`) whose contact history had rows set aside with
+    --rejects, or None: caps and the quiet period cannot be judged for them."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [UNKNOWN_HISTORY]
+    ).fetchone()
+    return UNKNOWN_HISTORY if found and found[0] else None
 
 
 def rejects_sql(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -1095,7 +1141,10 @@ def _check_timezone(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 
 
 def _customer_columns(
-    config: Config, inputs: Inputs, as_of: dt.date, needed: Collection[str] | None
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    needed: Collection[str] | Mapping[str, str | None] | None,
 ) -> list[_Column]:
     """The customer export's columns: every declared field and the activity fields, with the
     checks their roles ask for."""
@@ -1104,10 +1153,13 @@ def _customer_columns(
     supplied = set(ORDER_FIELDS) if inputs.orders is not None else set()
     supplied |= {"last_contacted"} if inputs.has_contacts else set()
 
+    details = {c.address for c in config.channels.values() if c.address} - {schema.id}
+    unread = {n for n in details if needed is None or n not in needed}
+
     def required(name: str) -> bool:
         if name == schema.id:
             return True
-        if name in supplied:
+        if name in supplied or name in unread:
             return False
         if needed is not None:
             return name in needed
@@ -1124,6 +1176,8 @@ def _customer_columns(
             not_empty=name == schema.id,
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
+            read=name not in unread,
         )
         for name, type_ in declared.items()
     ]
@@ -1135,6 +1189,7 @@ def _customer_columns(
             required=required(name),
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
         )
         for name, type_ in t.ACTIVITY_FIELDS.items()
         if name not in declared
@@ -1147,7 +1202,7 @@ def load(
     inputs: Inputs,
     as_of: dt.date,
     rejects: Path | None = None,
-    needed: Collection[str] | None = None,
+    needed: Collection[str] | Mapping[str, str | None] | None = None,
 ) -> LoadStats:
     """Create the tables `customers` and, when given, `orders` and `contacts`.
 
@@ -1201,4 +1256,11 @@ def load(
         )
         if stats.future_contacts:
             con.execute(f"DELETE FROM contacts WHERE sent_at > {literal(as_of)}")
+        known = ", ".join(channel_key(literal(name)) for name in config.channels) or "NULL"
+        stats.unconfigured_channels = dict(
+            con.execute(
+                "SELECT channel, count(*) FROM contacts WHERE channel IS NOT NULL "
+                f"AND channel NOT IN ({known}) GROUP BY channel ORDER BY count(*) DESC, channel"
+            ).fetchall()
+        )
     return stats

@@ -3,6 +3,10 @@
 import csv
 import json
 import shutil
+import subprocess
+import tempfile
+
+import pytest
 
 from .conftest import ROOT
 
@@ -62,3 +66,99 @@ def test_bad_fail_over_and_bad_revision_are_usage_errors(run_cli):
         run_cli("diff", SHOP / "rules", SHOP / "rules", *DATA, "--fail-over", "lots").exit_code == 2
     )
     assert run_cli("diff", "no-such-rev:examples/rules", SHOP / "rules", *DATA).exit_code == 2
+
+
+def _git(folder, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A real git repository holding the demo shop under shop/, committed once."""
+    shutil.copytree(SHOP, tmp_path / "shop")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "shop")
+    return tmp_path
+
+
+def test_revision_path_is_read_from_the_repository_top_unless_it_starts_with_dot(
+    run_cli, repo, monkeypatch
+):
+    monkeypatch.chdir(repo / "shop")  # as git does: REV:PATH from the top, REV:./PATH from here
+    rules = repo / "shop" / "rules"
+    for old in ("HEAD:shop/rules", "HEAD:./rules"):
+        result = run_cli("diff", old, rules, *DATA, "--format", "json")
+        assert result.exit_code == 0, (old, result.output)
+        assert all(r["moved"] == 0 for r in json.loads(result.output)["rules"])
+    wrong = run_cli("diff", "HEAD:rules", rules, *DATA)  # there is no rules/ at the top
+    assert wrong.exit_code == 2 and "HEAD:rules: no rule files at that revision" in wrong.output
+
+
+def test_a_broken_rule_at_a_revision_is_named_by_revision_never_a_temporary_path(
+    run_cli, repo, monkeypatch
+):
+    rules = repo / "shop" / "rules" / "shop.rules"
+    good = rules.read_text(encoding="utf-8")
+    rules.write_text(good + "\nrule broken\n  when stage = sleepy\n  then tag x\n", "utf-8")
+    _git(repo, "commit", "-qam", "broken")
+    rules.write_text(good, "utf-8")
+    monkeypatch.chdir(repo)
+    result = run_cli("diff", "HEAD:shop/rules", repo / "shop" / "rules", *DATA)
+    assert result.exit_code == 1
+    assert "HEAD:shop/rules/shop.rules:" in result.output and "sleepy" in result.output
+    assert tempfile.gettempdir() not in result.output.replace(str(repo), "")
+
+
+def test_nested_projects_at_a_revision_are_refused_as_in_the_working_tree(
+    run_cli, repo, monkeypatch
+):
+    nested = repo / "shop" / "rules" / "team"
+    nested.mkdir()
+    (nested / "retentionrules.toml").write_text('timezone = "UTC"\n', "utf-8")
+    (nested / "team.rules").write_text("rule team_tag\n  when tier = P\n  then tag vip\n", "utf-8")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "a nested project")
+    monkeypatch.chdir(repo)
+    now = run_cli("diff", repo / "shop" / "rules", repo / "shop" / "rules", *DATA)
+    assert now.exit_code == 2 and "different projects" in now.output
+    shutil.rmtree(nested)  # the new side is one project again; the revision still holds two
+    then = run_cli("diff", "HEAD:shop/rules", repo / "shop" / "rules", *DATA)
+    assert then.exit_code == 2 and "different projects" in then.output
+    assert "HEAD:shop/rules/team/retentionrules.toml" in then.output
+    assert tempfile.gettempdir() not in then.output.replace(str(repo), "")
+
+
+def test_a_revision_without_configuration_never_uses_one_outside_the_repository(
+    run_cli, tmp_path, monkeypatch
+):
+    """The copy of the old rules sits in a temporary folder: a retentionrules.toml above that
+    folder (or anywhere outside the revision) must not become their configuration."""
+    repo = tmp_path / "repo"
+    (repo / "rules").mkdir(parents=True)
+    (repo / "rules" / "a.rules").write_text(
+        "rule a\n  when stage = sleeping\n  then send winback_coupon via email\n", "utf-8"
+    )
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "rules without configuration")
+    temporary = tmp_path / "tmp"  # where the copy goes, under a stray configuration
+    temporary.mkdir()
+    (temporary / "retentionrules.toml").write_text(
+        '[channels.email]\nconsent = "email_opt_in"\ncost = 99\n', "utf-8"
+    )
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    tempfile.tempdir = None  # read TMPDIR again
+    monkeypatch.chdir(repo)
+    try:
+        result = run_cli("diff", "HEAD:rules", repo / "rules", *DATA, "--format", "json")
+    finally:
+        tempfile.tempdir = None
+    assert result.exit_code == 0, result.output
+    rules = json.loads(result.output)["rules"]
+    assert rules[0]["cost_before"] == rules[0]["cost_after"]

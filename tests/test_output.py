@@ -676,7 +676,7 @@ def test_the_header_carries_the_plans_digest_and_reruns_are_byte_identical(
     first = out.read_bytes(), sidecar(out).read_bytes()
     header = json.loads(first[1])
     assert header["plan_sha256"] == hashlib.sha256(first[0]).hexdigest()
-    assert header["format_version"] == 2
+    assert header["format_version"] == 3
     assert read_plan_header(out) == header
     assert run_cli(*plan_args(files), "--out", out).exit_code == 0
     assert (out.read_bytes(), sidecar(out).read_bytes()) == first
@@ -1046,9 +1046,12 @@ def test_two_runs_racing_to_one_out_leave_a_consistent_pair(racing_shops, tmp_pa
     whole plan with its own header: it waits on the lock while a run commits."""
     shops, pairs, _ = racing_shops
     out = tmp_path / "plan.jsonl"
-    plan, header = next(iter(pairs.items()))  # start from a finished pair
+    plan, header = next(iter(pairs.items()))  # start from a finished pair, as a run leaves it
     out.write_bytes(plan)
     sidecar(out).write_bytes(header)
+    # with its lock file: without one a reader goes without the lock (a plan in a folder it may
+    # not write in), and a writer that creates it meanwhile can then make the read fail
+    lock_file(out).touch()
     reads = 0
     for _ in range(2):
         processes = [

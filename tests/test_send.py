@@ -77,7 +77,8 @@ rule hello
 """
 AS_OF = "2026-11-22"
 COLUMNS = ["customer_id", "first_order_date", "last_order_date", "orders_12m", "spend_12m",
-           "total_orders", "sms_opt_in", "email_opt_in", "phone", "email"]  # fmt: skip
+           "total_orders", "sms_opt_in", "email_opt_in", "last_contacted", "phone",
+           "email"]  # fmt: skip
 
 
 def customers(n: int, seed: int = 5) -> list[dict[str, str]]:
@@ -95,6 +96,7 @@ def customers(n: int, seed: int = 5) -> list[dict[str, str]]:
                 "total_orders": "3",
                 "sms_opt_in": rng.choice(["true", "true", "false"]),
                 "email_opt_in": rng.choice(["true", "false"]),
+                "last_contacted": "",  # never contacted before the ledger begins
                 "phone": f"+86 139{i:08d}",
                 "email": f"c{i}@example.com",
             }
@@ -443,3 +445,20 @@ def test_the_readme_receiver_runs_as_a_module():
         cwd=ROOT,
     )
     assert result.returncode == 0 and "--fail-rate" in result.stdout
+
+
+def test_contact_details_never_leave_the_export_except_through_send(tmp_path):
+    """Phone numbers and e-mail addresses are read by `send` alone: `score --out`, the plan and
+    `explain` never carry them, although the demo shop's export has them."""
+    shop_data = ROOT / "examples" / "customers.csv"
+    scored, plan = tmp_path / "scores.csv", tmp_path / "plan.csv"
+    common = ("--customers", shop_data, "--as-of", AS_OF)
+    config = ("--config", ROOT / "examples" / "retentionrules.toml")
+    assert cli("score", *common, *config, "--out", scored).returncode == 0
+    assert cli("plan", "--rules", ROOT / "examples" / "rules", *common, "--out", plan).returncode == 0
+    explained = cli("explain", "--rules", ROOT / "examples" / "rules", *common, "C0000001")
+    assert explained.returncode == 0
+    header = scored.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
+    assert "phone" not in header and "email" not in header
+    for text in (scored.read_text("utf-8"), plan.read_text("utf-8"), explained.stdout):
+        assert "+86 138" not in text and "@example.com" not in text
