@@ -455,8 +455,9 @@ def test_contact_details_never_leave_the_export_except_through_send(tmp_path):
     common = ("--customers", shop_data, "--as-of", AS_OF)
     config = ("--config", ROOT / "examples" / "retentionrules.toml")
     assert cli("score", *common, *config, "--out", scored).returncode == 0
-    assert cli("plan", "--rules", ROOT / "examples" / "rules", *common, "--out", plan).returncode == 0
-    explained = cli("explain", "--rules", ROOT / "examples" / "rules", *common, "C0000001")
+    rules = ("--rules", ROOT / "examples" / "rules")
+    assert cli("plan", *rules, *common, "--out", plan).returncode == 0
+    explained = cli("explain", *rules, *common, "C0000001")
     assert explained.returncode == 0
     header = scored.read_text(encoding="utf-8-sig").splitlines()[0].split(",")
     assert "phone" not in header and "email" not in header
