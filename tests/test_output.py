@@ -1046,9 +1046,12 @@ def test_two_runs_racing_to_one_out_leave_a_consistent_pair(racing_shops, tmp_pa
     whole plan with its own header: it waits on the lock while a run commits."""
     shops, pairs, _ = racing_shops
     out = tmp_path / "plan.jsonl"
-    plan, header = next(iter(pairs.items()))  # start from a finished pair
+    plan, header = next(iter(pairs.items()))  # start from a finished pair, as a run leaves it
     out.write_bytes(plan)
     sidecar(out).write_bytes(header)
+    # with its lock file: without one a reader goes without the lock (a plan in a folder it may
+    # not write in), and a writer that creates it meanwhile can then make the read fail
+    lock_file(out).touch()
     reads = 0
     for _ in range(2):
         processes = [
