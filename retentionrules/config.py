@@ -302,17 +302,49 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid; the message says where."""
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _text(path: Path) -> str:
+    """The file's text: UTF-8, with or without a byte order mark, line ends as Python reads
+    text (CRLF and CR as LF)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from error
+    data = data[len(_BOM) :] if data.startswith(_BOM) else data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = data[: error.start].decode("utf-8")  # valid: the error is the first bad byte
+        before = before.replace("\r\n", "\n").replace("\r", "\n")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text: byte 0x{data[error.start]:02X} here is not "
+            "part of a valid UTF-8 character (the file looks saved in another encoding, such as "
+            "GBK); hint: save the file as UTF-8 (with or without a byte order mark)"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
+    text = _text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from error
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigError(
+            f"{path}: not readable: arrays or tables nested too deeply; "
+            "hint: a configuration needs only a few levels of tables"
+        ) from None
     try:
         return Config.model_validate(data).model_copy(update={"source": str(path)})
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply to check") from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"

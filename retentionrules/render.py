@@ -71,7 +71,10 @@ def render_json(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
     )
 
 
-def _escape_github(text: str, property_: bool = False) -> str:
+def escape_github(text: str, property_: bool = False) -> str:
+    """Text safe inside a GitHub workflow command, as GitHub documents it: `%`, CR and LF in the
+    message; also `:` and `,` in a property (`file=`, `title=`). Without it, a line break in a
+    name would start a workflow command of its own."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return text.replace(":", "%3A").replace(",", "%2C") if property_ else text
 
@@ -83,11 +86,11 @@ def render_github(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) ->
         s = d.span
         level = "error" if d.is_error else "warning"
         props = (
-            f"file={_escape_github(d.path, True)},line={s.line},col={s.column},"
+            f"file={escape_github(d.path, True)},line={s.line},col={s.column},"
             f"endLine={s.end_line},endColumn={s.end_column},title={d.code}"
         )
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
-        lines.append(f"::{level} {props}::{_escape_github(message)}")
+        lines.append(f"::{level} {props}::{escape_github(message)}")
     return "\n".join(lines)
 
 

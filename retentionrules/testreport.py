@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from .diagnostics import Diagnostic
+from .render import escape_github, render_github, render_json, render_text
 from .testing import CaseResult, TestRun
+
+# Characters XML 1.0 cannot hold at all, not even as a character reference: a case name with
+# one (TOML allows "\u0001") would make the whole JUnit report unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Control characters, shown escaped in text: a line break in a case name must not make a line
+# of its own (`PASS  ...`) in the report.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def render_run(run: TestRun, fmt: str) -> str:
     return {"text": _text, "json": _json, "junit": _junit, "github": _github}[fmt](run)
+
+
+def render_problems(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> str:
+    """Broken rule or test files, in the format asked for: so that CI still gets annotations
+    (github), data (json) or a JUnit report with an error per problem (junit), not an empty
+    file."""
+    if fmt == "junit":
+        return _junit_problems(diagnostics)
+    return {"text": render_text, "json": render_json, "github": render_github}[fmt](
+        diagnostics, sources
+    )
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _explain(result: CaseResult) -> list[str]:
@@ -27,7 +57,8 @@ def _text(run: TestRun) -> str:
     out = []
     for result in run.results:
         case = result.case
-        out.append(f"{'PASS' if result.passed else 'FAIL'}  {case.path}:{case.line}  {case.name}")
+        verdict = "PASS" if result.passed else "FAIL"
+        out.append(f"{verdict}  {_one_line(case.path)}:{case.line}  {_one_line(case.name)}")
         if result.passed:
             continue
         for failure in result.failures:
@@ -88,13 +119,14 @@ def _json(run: TestRun) -> str:
 def _junit(run: TestRun) -> str:
     cases = []
     for result in run.results:
-        attrs = f"classname={quoteattr(result.case.path)} name={quoteattr(result.case.name)}"
+        path, name = quoteattr(_xml(result.case.path)), quoteattr(_xml(result.case.name))
+        attrs = f"classname={path} name={name}"
         if result.passed:
             cases.append(f"  <testcase {attrs}/>")
             continue
-        detail = escape("\n".join([*result.failures, *_explain(result)]))
+        detail = escape(_xml("\n".join([*result.failures, *_explain(result)])))
         cases.append(
-            f"  <testcase {attrs}>\n    <failure message={quoteattr(result.failures[0])}>"
+            f"  <testcase {attrs}>\n    <failure message={quoteattr(_xml(result.failures[0]))}>"
             f"{detail}</failure>\n  </testcase>"
         )
     return (
@@ -105,14 +137,35 @@ def _junit(run: TestRun) -> str:
     )
 
 
+def _junit_problems(diagnostics: Sequence[Diagnostic]) -> str:
+    """A suite with an error per problem: the tests could not run."""
+    errors = [d for d in diagnostics if d.is_error]
+    cases = []
+    for d in errors:
+        where = f"{d.path}:{d.span.line}:{d.span.column}" if d.span.line else d.path
+        message = f"{d.code} {d.message}"
+        detail = message + (f"\nhint: {d.hint}" if d.hint else "")
+        cases.append(
+            f"  <testcase classname={quoteattr(_xml(d.path))} name={quoteattr(_xml(where))}>\n"
+            f"    <error type={quoteattr(str(d.code))} message={quoteattr(_xml(message))}>"
+            f"{escape(_xml(detail))}</error>\n  </testcase>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="retentionrules" tests="{len(errors)}" failures="0" '
+        f'errors="{len(errors)}">\n' + "\n".join(cases) + "\n</testsuite>"
+    )
+
+
 def _github(run: TestRun) -> str:
     lines = []
     for result in run.results:
         if not result.passed:
-            message = "; ".join(result.failures).replace("%", "%25").replace("\n", "%0A")
+            case = result.case
             lines.append(
-                f"::error file={result.case.path},line={result.case.line},"
-                f"title={result.case.name}::{message}"
+                f"::error file={escape_github(case.path, True)},line={case.line},"
+                f"title={escape_github(case.name, True)}::"
+                f"{escape_github('; '.join(result.failures))}"
             )
     lines.append(
         f"::notice title=rule coverage::{run.coverage:.0f}% of rules fired; "

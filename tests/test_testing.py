@@ -162,7 +162,7 @@ def test_a_wrong_enum_value_is_rr400_at_its_own_case_never_a_silent_pass(run_cli
         ('contacts = [{ channel = "sms" }]', "3:13", "a contact needs `sent_at`"),
         ('contacts = [{ channel = "fax", sent_at = 2026-11-20 }]', "3:25", "unknown channel `fax`"),
         ("contacts = [{ sent_at = 2026-11-20, when = 1 }]", "3:37", "unknown contact key `when`"),
-        ('contacts = [{ channel = "sms", sent_at = "soon" }]', "3:42", "is not a date or time"),
+        ('contacts = [{ channel = "sms", sent_at = "soon" }]', "3:42", "is text, not a date or time"),
         ("as_of = 0001-01-01", "3:9", "as_of 0001-01-01 is outside the dates"),
         ('expect_removed = { reason = "consent" }', "3:18", "names its `rule`"),
         ("expect = {}", "3:10", "names at least the rule"),
