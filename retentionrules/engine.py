@@ -31,6 +31,7 @@ from .output import Outputs, digest_files, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
+from .types import ACTIVITY_FIELDS
 
 FORMAT_VERSION = 2  # 2: the header carries the plan's sha256 and is written last
 _NO_REJECTS = "SELECT NULL AS file, NULL AS row, NULL AS reason, NULL AS record LIMIT 0"
@@ -84,7 +85,7 @@ class _Digest(threading.Thread):
             self.error = error
 
 
-def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
+def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> dict[str, str | None]:
     """The declared customer fields the export must have as columns: the id, what the rules read
     (through their segments and derived fields), the consent fields of the channels they use,
     the household when a rule is once per household, and what scoring reads (unless an orders
@@ -92,20 +93,31 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> set[str]:
     so an orders-only shop need not invent empty columns."""
     config = ruleset.config
     schema = config.customers
-    declared = set(schema.fields)
+    readable = set(schema.fields) | set(ACTIVITY_FIELDS)
     used = ir.fields_used(rule.condition for rule in ruleset.rules)
-    needed = {schema.id, *(used & declared)}
+    needed = {schema.id, *(used & readable)}
     if "days_to_birthday" in used and schema.birthday:
         needed.add(schema.birthday)
+    reaches = False  # some rule's action goes through a channel: the quiet period applies
     for rule in ruleset.rules:
         channel = config.channels.get(rule.action.channel or "")
+        reaches = reaches or channel is not None
         if channel is not None and channel.requires_consent and channel.consent:
             needed.add(channel.consent)
         if rule.once_per_household and schema.household:
             needed.add(schema.household)
-    if inputs.orders is None:
-        needed |= set(ORDER_FIELDS) & declared
-    return needed
+    if inputs.orders is None:  # scoring reads them, and tier, stage and every score with it
+        needed |= set(ORDER_FIELDS)
+    why = {}
+    if inputs.contacts is None and reaches and config.contacts.quiet_period:
+        # without a contact history, the export's last_contacted is the quiet period's only clue
+        why["last_contacted"] = (
+            f"the quiet period ({config.contacts.quiet_period}) reads it when no contact "
+            "history is given (--contacts)"
+        )
+    elif inputs.contacts is None and "days_since_last_contact" in used:
+        why["last_contacted"] = "days_since_last_contact is computed from it"
+    return {**dict.fromkeys(needed), **why}
 
 
 def prepare(
@@ -149,6 +161,8 @@ def run_plan(
     digest.start()
     con, report, stats, as_of = prepare(rule_paths, inputs, as_of, config_path, rejects)
     plan = build_plan(con, report.ruleset, as_of, inputs)
+    if stats.unknown_history or stats.unreadable_contacts:
+        plan.notes.append(_unknown_history_note(stats))
     if stats.future_contacts:  # not an error, but never silent
         plan.notes.append(
             f"{stats.future_contacts} contacts dated after the as-of date were left out"
@@ -168,6 +182,21 @@ def run_plan(
         header, result.written = outputs.write(con, queries, meta)
         result.meta = header or meta
     return result
+
+
+def _unknown_history_note(stats: LoadStats) -> str:
+    """Rows of the contact history set aside with --rejects: whose caps cannot be judged."""
+    note = (
+        f"{stats.unknown_history} customers held back on every channel (reason unknown_history): "
+        "rows of their contact history were set aside, so their caps and quiet period cannot be "
+        "judged"
+    )
+    if stats.unreadable_contacts:
+        note += (
+            f"; {stats.unreadable_contacts} contact rows could not be read far enough to tell "
+            "whose they were: fix them, or those customers may be contacted too soon"
+        )
+    return note
 
 
 def _named_inputs(

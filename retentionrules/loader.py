@@ -27,7 +27,7 @@ import csv
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +122,8 @@ class LoadStats:
     # Contacts dated after the as-of date: they had not happened yet, so they are left out of
     # caps, quiet period and last_contacted (counted here so that the summary can say so).
     future_contacts: int = 0
+    unknown_history: int = 0  # customers whose contact rows were set aside (--rejects)
+    unreadable_contacts: int = 0  # contact rows set aside whose customer cannot even be told
 
     @property
     def total_rejected(self) -> int:
@@ -189,6 +191,7 @@ class _Column:
     not_empty: bool = False  # every row must have a value
     non_negative: bool = False
     not_after: dt.date | None = None  # an activity date: not after the as-of date
+    why: str | None = None  # why the run needs the column, for the message when it is missing
 
 
 @dataclass
@@ -925,16 +928,16 @@ def _typed_table(
 
 
 def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
-    missing = list(
-        dict.fromkeys(c.source for c in columns if c.required and c.source not in header)
-    )
+    lacking = [c for c in columns if c.required and c.source not in header]
+    missing = list(dict.fromkeys(c.source for c in lacking))
     if missing:
         # Names are matched exactly; say so when the header has one spelled differently.
         near = {h.strip(BLANKS).lower(): h for h in header}
         hints = [f"`{near[m.lower()]}`" for m in missing if m.lower() in near]
         hint = f" (the header has {', '.join(hints)}: names must match exactly)" if hints else ""
+        why = "".join(f"; {c.source} is needed: {c.why}" for c in lacking if c.why)
         names = ", ".join(missing)
-        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}")
+        raise DataError(f"{path}: missing column{'s' * (len(missing) > 1)} {names}{hint}{why}")
 
 
 def _require_keys(
@@ -1003,16 +1006,19 @@ def _settle(
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None) -> None:
-    """Every repeat of an id after its first row is a bad row naming the first one."""
+    """Every row of a repeated id is a bad row naming the others: which of them is right (the
+    consent given, or the one withdrawn) cannot be told, so none is planned."""
     assert key is not None
     k = ident(key)
     con.execute(f"""
         UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {literal(f"column {key}: duplicate id `")} || c.{k}
-                || '` (first at row ' || d.first || ')')
-        FROM (SELECT {k} AS id, min({ROW}) AS first FROM {ident(table)}
-              GROUP BY 1 HAVING count(*) > 1) AS d
-        WHERE c.{k} = d.id AND c.{ROW} > d.first
+            {literal(f"column {key}: the id `")} || c.{k} || '` is on '
+                || d.n || ' rows (' || d.listed || '): which is right cannot be told')
+        FROM (SELECT {k} AS id, count(*) AS n,
+                  array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
+                  || CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed
+              FROM {ident(table)} GROUP BY 1 HAVING count(*) > 1) AS d
+        WHERE c.{k} = d.id
     """)
 
 
@@ -1056,7 +1062,27 @@ def _reject(
         )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {ident('rejects_' + table)} AS {rows}")
     con.execute(f"DROP TABLE {raw}")
+    if table == "contacts":  # whose history is incomplete: the planner holds them back
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {UNKNOWN_HISTORY} AS SELECT DISTINCT customer_id "
+            f"FROM {name} WHERE {PROBLEM} IS NOT NULL AND customer_id IS NOT NULL"
+        )
+        stats.unknown_history = one(con, f"SELECT count(*) FROM {UNKNOWN_HISTORY}")[0]
+        if source.problems is not None:
+            stats.unreadable_contacts = one(con, f"SELECT count(*) FROM {source.problems}")[0]
     con.execute(f"DELETE FROM {name} WHERE {PROBLEM} IS NOT NULL")
+
+
+UNKNOWN_HISTORY = "unknown_history"  # customers with contact rows set aside (--rejects)
+
+
+def unknown_history(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The table of customers (`customer_id`) whose contact history had rows set aside with
+    --rejects, or None: caps and the quiet period cannot be judged for them."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [UNKNOWN_HISTORY]
+    ).fetchone()
+    return UNKNOWN_HISTORY if found and found[0] else None
 
 
 def rejects_sql(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -1085,7 +1111,10 @@ def _check_timezone(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 
 
 def _customer_columns(
-    config: Config, inputs: Inputs, as_of: dt.date, needed: Collection[str] | None
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    needed: Collection[str] | Mapping[str, str | None] | None,
 ) -> list[_Column]:
     """The customer export's columns: every declared field and the activity fields, with the
     checks their roles ask for."""
@@ -1114,6 +1143,7 @@ def _customer_columns(
             not_empty=name == schema.id,
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
         )
         for name, type_ in declared.items()
     ]
@@ -1125,6 +1155,7 @@ def _customer_columns(
             required=required(name),
             non_negative=name in NON_NEGATIVE,
             not_after=as_of if name in ACTIVITY_DATES else None,
+            why=needed.get(name) if isinstance(needed, Mapping) else None,
         )
         for name, type_ in t.ACTIVITY_FIELDS.items()
         if name not in declared
@@ -1137,7 +1168,7 @@ def load(
     inputs: Inputs,
     as_of: dt.date,
     rejects: Path | None = None,
-    needed: Collection[str] | None = None,
+    needed: Collection[str] | Mapping[str, str | None] | None = None,
 ) -> LoadStats:
     """Create the tables `customers` and, when given, `orders` and `contacts`.
 

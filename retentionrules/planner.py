@@ -27,7 +27,7 @@ from . import ir
 from .compiler import LAYERS_PER_QUERY, Compiled, compile_conditions, with_layers
 from .config import Config
 from .derive import DERIVED
-from .loader import Inputs, channel_key, one, text_key
+from .loader import Inputs, channel_key, one, text_key, unknown_history
 from .policies import POLICIES, SEND, Reason, RuleCounts
 from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
 from .timeutil import shift
@@ -42,6 +42,7 @@ ELIGIBLE = len(_GATE_REASONS) + 1
 _REMOVED_LATER = (Reason.HOUSEHOLD, Reason.VOLUME)  # statuses of winners removed at steps 5-6
 COUNTED = "__counted"  # contact_counts: whose contacts a row counts
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
+UNKNOWN_COLUMN = "__unknown_history"  # contact rows of the customer were set aside
 RULES_PER_BITS = 63  # match bits per BIGINT column of `flags`; its sign bit stays clear
 
 
@@ -100,11 +101,26 @@ def _contact_counts(
     )
     # The key is not called customer_id: a rule may name that field, and the flags query
     # joins these counts beside the customers.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE contact_counts AS SELECT customer_id AS {COUNTED}"
+    counted = (
+        f"SELECT customer_id AS {COUNTED}"
         + (f", {selects}" if selects else "")
         + " FROM contacts GROUP BY customer_id"
     )
+    unknown = unknown_history(con)
+    flag = (
+        f"u.customer_id IS NOT NULL AS {UNKNOWN_COLUMN}"
+        if unknown
+        else f"FALSE AS {UNKNOWN_COLUMN}"
+    )
+    if unknown:  # a full outer join: a customer may have no readable contact left at all
+        counted = (
+            f"SELECT coalesce(k.{COUNTED}, u.customer_id) AS {COUNTED}, k.* EXCLUDE ({COUNTED}), "
+            f"{flag} FROM ({counted}) k FULL JOIN {ident(unknown)} u "
+            f"ON u.customer_id = k.{COUNTED}"
+        )
+    else:
+        counted = f"SELECT *, {flag} FROM ({counted})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE contact_counts AS {counted}")
     return aliases
 
 
@@ -126,6 +142,8 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
             assert channel.consent is not None  # the configuration requires it
             consent = ident(channel.consent)
             cases.append(f"WHEN NOT coalesce({consent}, FALSE) THEN {CODE[Reason.CONSENT]}")
+        if counts is not None:  # rows of the customer's history were set aside: hold back
+            cases.append(f"WHEN {UNKNOWN_COLUMN} THEN {CODE[Reason.UNKNOWN_HISTORY]}")
         if config.contacts.quiet_period is not None:
             cases.append(f"WHEN {QUIET_COLUMN} THEN {CODE[Reason.QUIET_PERIOD]}")
         if counts is not None and channel.cap is not None:

@@ -17,6 +17,7 @@ class Reason(str, Enum):
     """Why a (customer, rule) pair was removed from the plan, as written to `--suppressed`."""
 
     CONSENT = "consent"
+    UNKNOWN_HISTORY = "unknown_history"  # rows of the contact history were set aside (--rejects)
     QUIET_PERIOD = "quiet_period"
     CHANNEL_CAP = "channel_cap"
     RULE_CAP = "rule_cap"
@@ -40,8 +41,8 @@ POLICIES: tuple[Policy, ...] = (
     Policy(
         "caps",
         "caps",
-        (Reason.QUIET_PERIOD, Reason.CHANNEL_CAP, Reason.RULE_CAP),
-        "the quiet period, the channel's cap and the rule's cap",
+        (Reason.UNKNOWN_HISTORY, Reason.QUIET_PERIOD, Reason.CHANNEL_CAP, Reason.RULE_CAP),
+        "a readable contact history, the quiet period, the channel's cap and the rule's cap",
     ),
     Policy("priority", "priority", (Reason.PRIORITY,), "one action per customer"),
     Policy("household", "household", (Reason.HOUSEHOLD,), "`once per household`"),

@@ -375,15 +375,14 @@ CHANNEL_CAPS = {"sms": (1, 7), "email": (2, 30)}
 
 def accepted(export: Export, zone: str, key: str | None) -> tuple[dict[int, dict], set[int]]:
     """Rows kept (by row number) and rows rejected, as documented: a row with a bad value is
-    rejected, and so is an empty id; of a repeated id, each repeat is rejected."""
-    kept, rejected, first = {}, set(), {}
-    for number, row in enumerate(export.rows, 1):
-        meaning = export.meaning(row, zone)
+    rejected, and so is an empty id; every row of a repeated id is rejected."""
+    meanings = [export.meaning(row, zone) for row in export.rows]
+    ids = [m[key] for m in meanings if key is not None and m[key] not in (None, BAD)]
+    repeated = {i for i in ids if ids.count(i) > 1}
+    kept, rejected = {}, set()
+    for number, meaning in enumerate(meanings, 1):
         bad = any(v == BAD for v in meaning.values())
-        if key is not None and meaning[key] not in (None, BAD):
-            if meaning[key] in first:
-                bad = True
-            first.setdefault(meaning[key], number)
+        bad = bad or (key is not None and meaning[key] in repeated)
         required = "customer_id" if key is None else key
         if bad or meaning[required] is None or meaning.get("sent_at", 0) is None:
             rejected.add(number)
@@ -392,12 +391,26 @@ def accepted(export: Export, zone: str, key: str | None) -> tuple[dict[int, dict
     return kept, rejected
 
 
-def expected_plan(customers: dict[int, dict], contacts: dict[int, dict]) -> dict[str, str]:
-    """customer id -> the rule planned for them (policies: consent, quiet period, caps, then
-    priority)."""
+def held_back(contacts: Export, zone: str, rejected: set[int]) -> set[str]:
+    """Customers whose contact rows were set aside: caps cannot be judged, so never planned."""
+    meanings = [contacts.meaning(row, zone) for row in contacts.rows]
+    return {
+        m["customer_id"]
+        for number, m in enumerate(meanings, 1)
+        if number in rejected and isinstance(m["customer_id"], str)
+    }
+
+
+def expected_plan(
+    customers: dict[int, dict], contacts: dict[int, dict], held: set[str]
+) -> dict[str, str]:
+    """customer id -> the rule planned for them (policies: consent, an incomplete history, the
+    quiet period, caps, then priority)."""
     history = [c for c in contacts.values() if c["sent_at"] <= AS_OF]
     plan = {}
     for row in customers.values():
+        if row["customer_id"] in held:
+            continue  # every rule here uses a channel: all of them are held back
         mine = [c for c in history if c["customer_id"] == row["customer_id"]]
         last = max([c["sent_at"] for c in mine] + [row["last_contacted"] or FIRST])
         if last >= AS_OF - dt.timedelta(days=3):
@@ -469,6 +482,7 @@ def test_hostile_exports_keep_consent_quiet_period_and_caps(tmp_path_factory, sc
 
     kept, rejected = accepted(customers, zone, "customer_id")
     history, bad_contacts = accepted(contacts, zone, None)
+    held = held_back(contacts, zone, bad_contacts)
     with rejects.open(encoding="utf-8-sig") as handle:
         found = {(Path(r["file"]).stem, int(r["row"])) for r in csv.DictReader(handle)}
     assert found == {("customers", n) for n in rejected} | {("contacts", n) for n in bad_contacts}
@@ -481,6 +495,7 @@ def test_hostile_exports_keep_consent_quiet_period_and_caps(tmp_path_factory, sc
     people = {row["customer_id"]: row for row in kept.values()}
     seen = [c for c in history.values() if c["sent_at"] <= AS_OF]
     for customer_id, (rule, channel) in planned.items():  # each guarantee on its own
+        assert customer_id not in held, (customer_id, "its contact rows were set aside")
         row = people[customer_id]
         mine = [c for c in seen if c["customer_id"] == customer_id]
         consent = {"sms": "sms_opt_in", "email": "email_opt_in"}.get(channel)
@@ -496,7 +511,7 @@ def test_hostile_exports_keep_consent_quiet_period_and_caps(tmp_path_factory, sc
         if rule in caps:
             since = AS_OF - dt.timedelta(days=caps[rule][1])
             assert sum(c["rule"] == rule and c["sent_at"] >= since for c in mine) < caps[rule][0]
-    assert {k: rule for k, (rule, _) in planned.items()} == expected_plan(kept, history)
+    assert {k: rule for k, (rule, _) in planned.items()} == expected_plan(kept, history, held)
 
 
 def test_the_generators_reach_every_guarantee():

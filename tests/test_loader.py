@@ -72,14 +72,28 @@ def test_bad_value_stops_the_run_naming_row_and_column(run_cli, shop, field, val
     assert list(tmp_path.glob("plan*")) == []
 
 
-def test_duplicate_ids_name_the_first_row(run_cli, shop):
+def test_duplicate_ids_name_every_row_of_the_id(run_cli, shop):
     tmp_path, rules, rows = shop
     rows[3]["customer_id"] = "C2"
     customers = write_csv(tmp_path / "customers.csv", rows)
     result, out = plan(run_cli, tmp_path, rules, customers)
     assert result.exit_code == 1
-    assert "row 4: column customer_id: duplicate id `C2` (first at row 2)" in result.output
+    assert (
+        "row 2: column customer_id: the id `C2` is on 2 rows (2, 4): which is right cannot be told"
+    ) in result.output
     assert not out.exists()
+
+
+def test_a_repeated_id_is_never_planned_whichever_row_withdraws_consent(run_cli, shop):
+    """With --rejects, keeping the first row of a repeated id let a later row that withdrew
+    consent be ignored: every row of the id is set aside."""
+    tmp_path, rules, rows = shop
+    rows[3].update(customer_id="C1", email_opt_in="false")  # C1 again, now without consent
+    customers = write_csv(tmp_path / "customers.csv", rows)
+    result, out = plan(run_cli, tmp_path, rules, customers, "--rejects", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    planned = [json.loads(line)["customer_id"] for line in out.read_text().splitlines()]
+    assert planned == ["C2", "C3"]
 
 
 def test_missing_required_column(run_cli, shop):
@@ -149,21 +163,23 @@ def test_rejects_sets_bad_rows_aside_and_counts_them(run_cli, shop):
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["rejected"] == {str(customers): 2}
-    assert summary["customers"] == 2
+    assert summary["rejected"] == {str(customers): 3}
+    assert summary["customers"] == 1
     with rejects.open(encoding="utf-8-sig") as handle:
         rejected = list(csv.DictReader(handle))
+    repeated = "column customer_id: the id `C1` is on 2 rows (1, 4): which is right cannot be told"
     assert [(r["row"], r["reason"]) for r in rejected] == [
+        ("1", repeated),
         ("2", "column spend_12m: `lots` is not a number"),
-        ("4", "column customer_id: duplicate id `C1` (first at row 1)"),
+        ("4", repeated),
     ]
-    record = json.loads(rejected[0]["record"])  # the row as the file has it, nothing added
+    record = json.loads(rejected[1]["record"])  # the row as the file has it, nothing added
     assert list(record) == COLUMNS and (record["customer_id"], record["spend_12m"]) == (
         "C2",
         "lots",
     )
     planned = [json.loads(line)["customer_id"] for line in out.read_text().splitlines()]
-    assert planned == ["C1", "C3"]
+    assert planned == ["C3"]
 
 
 def test_unknown_output_type_is_a_usage_error_before_any_work(run_cli, shop):
@@ -470,7 +486,7 @@ def test_configured_channel_names_match_the_history_in_any_case(tmp_path):
 
 def test_duplicates_are_found_on_the_normalised_id(tmp_path):
     path = write_csv(tmp_path / "c.csv", [customer("C1"), customer("C2"), customer(" C1\t")])
-    assert "row 3: column customer_id: duplicate id `C1` (first at row 1)" in bad_data(path)
+    assert "row 1: column customer_id: the id `C1` is on 2 rows (1, 3)" in bad_data(path)
 
 
 def test_an_id_of_blanks_only_is_empty(tmp_path):
@@ -1134,3 +1150,58 @@ def test_csv_cells_are_read_exactly_as_documented(tmp_path):
                 assert kept[f"C{i}"] == documented(cell), (field, cell)
                 good_cells += 1
     assert good_cells > 250 and bad_cells > 250  # both sides are really tested
+
+
+QUIET_CONFIG = """
+[customers]
+household = ""
+birthday = ""
+[customers.fields]
+customer_id = "string"
+sms_opt_in = "bool"
+total_orders = "number"
+last_contacted = "date"
+[channels.sms]
+consent = "sms_opt_in"
+[contacts]
+quiet_period = "3 days"
+"""
+
+
+def test_the_quiet_period_is_never_silently_off_for_want_of_last_contacted(run_cli, tmp_path):
+    """Without a contact history, the export's last_contacted is what the quiet period reads:
+    a header spelling it differently used to switch the quiet period off without a word."""
+    rules = write_rules(
+        tmp_path / "r", "rule sms_all\n  when total_orders >= 0\n  then send hello via sms\n",
+        QUIET_CONFIG,
+    )  # fmt: skip
+    customers = tmp_path / "c.csv"
+    customers.write_text(
+        "customer_id,sms_opt_in,total_orders,Last_Contacted,first_order_date,last_order_date,"
+        "orders_12m,spend_12m\nC1,true,1,2026-11-21,,,0,0\n"
+    )
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert result.exit_code == 1 and not out.exists()
+    assert "missing column last_contacted (the header has `Last_Contacted`" in result.output
+    assert "the quiet period (3 days) reads it" in result.output
+    history = tmp_path / "contacts.csv"  # with a contact history it is not needed
+    history.write_text("customer_id,channel,rule,sent_at\nC1,sms,sms_all,2026-11-21\n")
+    result, out = plan(run_cli, tmp_path, rules, customers, "--contacts", history)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == ""  # contacted yesterday: held back by the quiet period
+
+
+def test_scoring_columns_are_needed_even_when_the_schema_does_not_declare_them(run_cli, tmp_path):
+    """A customer with 40 orders must not pass for `potential` because the export lacks the
+    columns scoring reads."""
+    rules = write_rules(
+        tmp_path / "r", "rule first\n  when stage = potential\n  then send coupon via sms\n",
+        QUIET_CONFIG,
+    )  # fmt: skip
+    customers = tmp_path / "c.csv"
+    customers.write_text("customer_id,sms_opt_in,total_orders,last_contacted\nC1,true,40,\n")
+    result, out = plan(run_cli, tmp_path, rules, customers)
+    assert result.exit_code == 1 and not out.exists()
+    assert "missing columns first_order_date, last_order_date, orders_12m, spend_12m" in (
+        result.output
+    )

@@ -325,3 +325,39 @@ def test_the_docs_policy_table_lists_every_policy_in_order_with_its_reason_codes
         for step, _what, reasons in rows
     ]
     assert documented == [(p.name, tuple(r.value for r in p.reasons)) for p in POLICIES]
+
+
+def test_a_customer_whose_contact_rows_were_set_aside_is_held_back_on_every_channel(tmp_path):
+    """With --rejects, an unreadable contact row used to vanish and its customer was planned
+    as if never contacted: their caps and quiet period cannot be judged, so they wait."""
+    from retentionrules.engine import run_plan
+    from retentionrules.loader import Inputs
+
+    from .conftest import customer, write_csv, write_rules
+
+    folder = write_rules(
+        tmp_path / "rules",
+        "rule text\n  when total_orders = 0\n  then send hi via sms\n"
+        "rule mark\n  when total_orders = 0\n  then tag everyone\n",
+        '[contacts]\nquiet_period = "3 days"\n',
+    )
+    customers = write_csv(tmp_path / "c.csv", [customer("C1"), customer("C2"), customer("C3")])
+    contacts = tmp_path / "k.csv"
+    contacts.write_text(
+        "customer_id,channel,rule,sent_at\n"
+        "C1,sms,text,2026/11/21 10:00\n"  # not a date the docs allow: set aside
+        "C2,sms,text,2026-10-01\n"
+        "C3,sms,text,2026-11-21,extra\n"  # ragged: whose it is cannot be told
+    )
+    result = run_plan(
+        [folder], Inputs(customers, contacts=contacts), AS_OF,
+        rejects=tmp_path / "r.csv", suppressed=tmp_path / "s.csv",
+    )  # fmt: skip
+    with (tmp_path / "s.csv").open(encoding="utf-8-sig") as handle:
+        removed = {(r["customer_id"], r["rule"]): r["reason"] for r in csv.DictReader(handle)}
+    assert removed[("C1", "text")] == "unknown_history"
+    assert ("C2", "text") not in removed  # its history is whole
+    text = counts(result, "text")
+    assert (text.matched, text.consent, text.caps) == (3, 3, 2)
+    assert any("1 customers held back on every channel" in n for n in result.plan.notes)
+    assert any("1 contact rows could not be read far enough" in n for n in result.plan.notes)
