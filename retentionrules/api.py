@@ -47,8 +47,17 @@ def rule_files(paths: Iterable[str | Path], tests: bool = False) -> list[Path]:
         else:
             listed = [path]
         for file in listed:
-            found.setdefault(file.resolve(), file)
+            found.setdefault(file_key(file), file)
     return list(found.values())
+
+
+def file_key(path: Path) -> Path:
+    """What makes two paths the same file: where they lead (`rules` and `rules/../rules`, a
+    symbolic link). A link that leads nowhere (a loop) is its own: reading it then says why."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop, before Python 3.13
+        return path.absolute()
 
 
 @dataclass(frozen=True)

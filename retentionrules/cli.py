@@ -507,12 +507,12 @@ def test_rules(
     sources = {}
     for report, files in by_project(reports, tests, config):
         assert report.project is not None
-        run, found = run_tests(report, files)
-        if run is None:
-            problems += found
-            sources |= {str(p): _text_of(p) for p in files}
+        tested = run_tests(report, files)
+        if tested.run is None:
+            problems += tested.problems
+            sources |= tested.sources
         else:
-            runs[report.project.name] = run
+            runs[report.project.name] = tested.run
     if problems:
         _broken_files(problems, sources, output_format)
     if not runs:
@@ -595,14 +595,6 @@ def diff_rules(
             )
         if over:
             raise typer.Exit(1)
-
-
-def _text_of(path: Path) -> str:
-    """A test file's text for showing diagnostics under its lines ("" when unreadable)."""
-    try:
-        return path.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ import datetime as dt
 import difflib
 import json
 import math
+import os
 import re
 import stat
-import sys
 import tempfile
 import zoneinfo
 from collections.abc import Iterable, Mapping
@@ -26,9 +26,9 @@ from typing import Any
 
 from . import ir
 from . import types as t
-from .api import TEST_SUFFIX, Report
+from .api import TEST_SUFFIX, Report, file_key
 from .ast import Span
-from .config import BLANKS, find_config, shown_path
+from .config import BLANKS, TomlError, find_config, read_toml, shown_path
 from .derive import create_derived, customer_fields, override
 from .diagnostics import Code, Diagnostic
 from .engine import RuleTrace, rule_traces
@@ -45,11 +45,6 @@ from .planner import Plan, build_plan, plan_rows_sql, suppressed_sql
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
 from .tomlpos import KeyPath, Located, positions
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 only
-    import tomli as tomllib
 
 ACTION_KEYS = ("rule", "action", "template", "channel", "parameters")
 REMOVED_KEYS = ("rule", "reason")
@@ -143,8 +138,8 @@ def test_files(paths: Iterable[str | Path]) -> list[Path]:
     found: dict[Path, Path] = {}
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            listed = sorted(path.rglob(f"*{TEST_SUFFIX}"))
+        if path.is_dir():  # a folder named *.test.toml below it is searched, not read
+            listed = [p for p in sorted(path.rglob(f"*{TEST_SUFFIX}")) if not p.is_dir()]
         elif not path.exists():
             raise UsageError(f"{path}: no such file or folder")
         elif path.name.endswith(TEST_SUFFIX):
@@ -152,7 +147,7 @@ def test_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             continue
         for file in listed:
-            found.setdefault(file.resolve(), file)
+            found.setdefault(file_key(file), file)
     return list(found.values())
 
 
@@ -223,6 +218,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _finite(value: int | float) -> bool:
+    """An integer is always finite (math.isfinite would fail on one beyond a double's range)."""
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def value_problem(
     value: Any, type_: t.Type, whole: bool = False, non_negative: bool = False
 ) -> tuple[str, str | None] | None:
@@ -235,7 +235,7 @@ def value_problem(
     kind = type_.kind
     if kind is t.Kind.NUMBER:
         if _is_number(value):
-            if not math.isfinite(value):
+            if not _finite(value):
                 return f"{_shown(value)} is not a finite number", None
             if not -LIMIT < value < LIMIT:
                 return f"{_shown(value)} is out of range (numbers lie strictly {_RANGE})", None
@@ -284,10 +284,21 @@ def _parameter_problem(value: Any) -> str | None:
     if isinstance(value, (str, bool)):
         return None
     if _is_number(value):
-        return None if math.isfinite(value) else f"{_shown(value)} is not a finite number"
+        return None if _finite(value) else f"{_shown(value)} is not a finite number"
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         return None
     return f"{_shown(value)} is not a number, text, true/false or a date"
+
+
+def _regular_file(path: Path) -> bytes | None:
+    """A file's bytes, or None when it is not a regular file. It is opened without waiting and
+    checked once open, so that a FIFO or a device named *.test.toml (or a symbolic link to one)
+    is refused, never waited on or read without end."""
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(handle, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None
+        return file.read()
 
 
 class _Reader:
@@ -308,6 +319,7 @@ class _Reader:
         self.context = ""  # "case `NAME`: " while reading a case
         self.file_as_of = False  # the file gives a default as-of date
         self.where: dict[KeyPath, Located] = {}
+        self.sources: dict[str, str] = {}  # each file's text as read, to show under problems
 
     # ------------------------------------------------------------ positions and problems
 
@@ -342,35 +354,33 @@ class _Reader:
 
     def read(self, path: Path) -> list[Case]:
         self.path = str(path)
+        self.sources[self.path] = ""
         start = Span(1, 1, 1, 2)
         try:
-            if not stat.S_ISREG(path.stat().st_mode):  # a FIFO or a device may never end
-                self.problem(start, "cannot read: not a regular file")
-                return []
-            source = path.read_bytes().decode("utf-8-sig")
+            raw = _regular_file(path)
+        except OSError as error:
+            self.problem(start, f"cannot read: {error.strerror or error}")
+            return []
+        if raw is None:  # a FIFO or a device may never end: it is not even opened for reading
+            self.problem(start, "cannot read: not a regular file")
+            return []
+        try:
+            source = raw.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             line = error.object.count(b"\n", 0, error.start) + 1
             self.problem(Span(line, 1, line, 2), "not UTF-8 text", "save the file as UTF-8")
             return []
-        except OSError as error:
-            self.problem(start, f"cannot read: {error.strerror}")
+        self.sources[self.path] = source
+        try:
+            data = read_toml(source)
+        except TomlError as error:
+            at = Span(error.line, error.column, error.line, error.column + 1)
+            self.problem(at, error.message, error.hint)
             return []
         try:
-            data = tomllib.loads(source)
             self.where = positions(source)
-        except tomllib.TOMLDecodeError as error:
-            match = re.search(r"line (\d+), column (\d+)", str(error))
-            line, column = (int(match.group(1)), int(match.group(2))) if match else (1, 1)
-            message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
-            self.problem(Span(line, column, line, column + 1), f"not valid TOML: {message}")
-            return []
-        except RecursionError:  # tomllib recurses once per level of nested arrays and tables
-            self.problem(
-                start,
-                "not readable: arrays or tables nested too deeply",
-                "a test file needs only a few levels: cases, their tables and lists",
-            )
-            return []
+        except RecursionError:  # shallower than tomllib's own limit, but never a crash
+            self.where = {}
         self.unknown_keys(data, (), FILE_KEYS, "setting")
         self.file_as_of = "as_of" in data
         default_as_of = self.as_of(data, ("as_of",)) if "as_of" in data else None
@@ -384,6 +394,12 @@ class _Reader:
         if not isinstance(cases, list):
             self.problem(self.span(("case",)), "`case` must be a list of tables: write [[case]]")
             return []
+        if not cases:  # a file that tests nothing must not pass as if it did
+            self.problem(
+                self.span(("case",)),
+                "no cases: this test file tests nothing",
+                'add a case: [[case]], then name = "...", its customer and what it expects',
+            )
         found = []
         for index, raw in enumerate(cases):
             key: KeyPath = ("case", index)
@@ -848,25 +864,35 @@ def _refused(case: Case, error: DataError, folder: Path) -> Diagnostic:
     )
 
 
-def run_tests(report: Report, files: list[Path]) -> tuple[TestRun | None, list[Diagnostic]]:
+@dataclass
+class Tested:
+    """The outcome of one project's tests: the run, or the problems in its test files that
+    stopped it (exit 2: the tests themselves are broken), with the files' text as read."""
+
+    run: TestRun | None
+    problems: list[Diagnostic]
+    sources: dict[str, str]
+
+
+def run_tests(report: Report, files: list[Path]) -> Tested:
     """Read and run every case of one project; on problems in the test files, return their
-    diagnostics instead (exit 2: the tests themselves are broken)."""
+    diagnostics instead."""
     ruleset = report.ruleset
     reader = _Reader(ruleset)
     cases = [case for path in files for case in reader.read(path)]
     if reader.diagnostics:
-        return None, sorted(reader.diagnostics, key=Diagnostic.sort_key)
+        return Tested(None, sorted(reader.diagnostics, key=Diagnostic.sort_key), reader.sources)
     results, fired = [], set()
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
             try:
                 plan, fields = _plan_case(case, ruleset, Path(folder))
             except DataError as error:  # what the reader let through must still never pass
-                return None, [_refused(case, error, Path(folder))]
+                return Tested(None, [_refused(case, error, Path(folder))], reader.sources)
             actual, removed = _outcome(plan)
             fired |= {a["rule"] for a in actual}
             failures = _check(case, actual, removed)
             key = ruleset.config.customers.id
             traces = rule_traces(plan, report, fields, fields[key], case.as_of) if failures else []
             results.append(CaseResult(case, actual, removed, failures, traces))
-    return TestRun(results, fired, [r.name for r in ruleset.rules]), []
+    return Tested(TestRun(results, fired, [r.name for r in ruleset.rules]), [], reader.sources)

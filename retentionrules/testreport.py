@@ -9,15 +9,12 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .diagnostics import Diagnostic
-from .render import escape_github, render_github, render_json, render_text
+from .render import escape_controls, escape_github, render_github, render_json, render_text
 from .testing import CaseResult, TestRun
 
 # Characters XML 1.0 cannot hold at all, not even as a character reference: a case name with
 # one (TOML allows "\u0001") would make the whole JUnit report unreadable.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-# Control characters, shown escaped in text: a line break in a case name must not make a line
-# of its own (`PASS  ...`) in the report.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def render_run(run: TestRun, fmt: str) -> str:
@@ -39,10 +36,6 @@ def _xml(text: str) -> str:
     return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _one_line(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
 def _explain(result: CaseResult) -> list[str]:
     lines = []
     for trace in result.traces:
@@ -54,11 +47,13 @@ def _explain(result: CaseResult) -> list[str]:
 
 
 def _text(run: TestRun) -> str:
+    """One line per case, and for a failure what was expected, what happened and the trace;
+    each line with its control characters escaped (a case name, a file name or a rule's text
+    may hold a line break or an escape sequence)."""
     out = []
     for result in run.results:
         case = result.case
-        verdict = "PASS" if result.passed else "FAIL"
-        out.append(f"{verdict}  {_one_line(case.path)}:{case.line}  {_one_line(case.name)}")
+        out.append(f"{'PASS' if result.passed else 'FAIL'}  {case.path}:{case.line}  {case.name}")
         if result.passed:
             continue
         for failure in result.failures:
@@ -68,24 +63,24 @@ def _text(run: TestRun) -> str:
         out.append(f"    actual actions:   {[_brief(a) for a in result.actual] or 'none'}")
         out.append("    trace:")
         out.extend(_explain(result))
-    out.append(_coverage_text(run))
+    out.extend(_coverage_text(run))
     passed = len(run.results) - run.failed
     out.append(f"{passed} passed, {run.failed} failed")
-    return "\n".join(out)
+    return "\n".join(escape_controls(line) for line in out)
 
 
 def _brief(action: dict[str, Any]) -> dict[str, Any]:
     return {k: action[k] for k in ("rule", "action", "template", "channel", "parameters")}
 
 
-def _coverage_text(run: TestRun) -> str:
+def _coverage_text(run: TestRun) -> list[str]:
     missing = [r for r in run.rules if r not in run.fired]
     lines = [
         f"rule coverage: {run.coverage:.0f}% ({len(run.rules) - len(missing)} of {len(run.rules)} "
         "rules fired in at least one case)"
     ]
     lines += [f"    never fired: {name}" for name in missing]
-    return "\n".join(lines)
+    return lines
 
 
 def _json(run: TestRun) -> str:
