@@ -365,3 +365,42 @@ def test_a_test_file_whose_projects_rules_were_not_given_is_a_usage_error(
         assert result.exit_code == 2, result.output
         assert f"no rules given for the project of {tests} (its configuration: " in result.output
         assert "give its rule files or folder too" in result.output
+
+
+# ---------------------------------------------------------------- hostile file layouts
+
+
+def test_a_test_file_reached_twice_runs_once(run_cli, shop, tmp_path):
+    """Named twice, named beside its folder, through `..`, or through a symbolic link to the
+    folder: the same file, one case."""
+    tests = shop / "tests" / "shop.test.toml"
+    (tmp_path / "link").symlink_to(shop, target_is_directory=True)
+    for paths in (
+        (shop, tests, tests),
+        (shop / "rules", tests, shop / "tests" / ".." / "tests"),
+        (shop, tmp_path / "link"),
+    ):
+        result = run_cli("test", *paths)
+        assert result.exit_code == 0, result.output
+        assert "1 passed, 0 failed" in result.output, paths
+
+
+def test_a_symbolic_link_loop_named_like_a_rule_file_is_rr001_not_a_crash(run_cli, shop):
+    (shop / "rules" / "loop.rules").symlink_to("loop.rules")
+    for command in ("check", "test"):
+        result = run_cli(command, shop)
+        assert result.exit_code in (1, 2), result.output
+        assert "loop.rules: RR001 error: cannot read: Too many levels of symbolic links" in (
+            result.output
+        )
+        assert "internal error" not in result.output
+
+
+def test_a_test_file_below_a_folder_with_its_own_configuration_belongs_to_that_project(
+    run_cli, shop
+):
+    """tests/retentionrules.toml makes tests/ a project of its own, without rules."""
+    (shop / "tests" / "retentionrules.toml").write_text("")
+    result = run_cli("test", shop)
+    assert result.exit_code == 2, result.output
+    assert f"its configuration: {shop / 'tests' / 'retentionrules.toml'}" in result.output

@@ -2,6 +2,9 @@
 and broken test files give diagnostics, never tracebacks."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
@@ -584,3 +587,70 @@ def test_an_expected_parameter_that_no_plan_can_hold_is_rr400(run_cli, project):
     assert "hint: a plan's parameters are numbers, text (dates too) and true or false" in (
         result.output
     )
+
+
+# ---------------------------------------------------------------- hostile test files
+
+
+def test_a_fifo_named_like_a_test_file_is_rr400_never_a_hang(project):
+    """The reader refused it, then the CLI read every test file again to show the problems
+    under their lines: opening the FIFO waited for a writer for ever (/dev/zero: memory)."""
+    write_tests(project, PASSING)
+    os.mkfifo(project / "pipe.test.toml")
+    done = subprocess.run(
+        [sys.executable, "-m", "retentionrules", "test", project, "--format", "junit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{project / 'pipe.test.toml'}:1:1: RR400 error: cannot read: not a regular file" in (
+        done.stderr
+    )
+    assert ET.fromstring(done.stdout).get("errors") == "1"
+
+
+def test_a_symbolic_link_loop_named_like_a_test_file_is_rr400_not_a_crash(run_cli, project):
+    write_tests(project, PASSING)
+    (project / "loop.test.toml").symlink_to("loop.test.toml")
+    result = run_cli("test", project)
+    assert result.exit_code == 2, result.output
+    assert "loop.test.toml:1:1: RR400 error: cannot read: Too many levels of symbolic links" in (
+        result.output
+    )
+    assert "internal error" not in result.output
+
+
+def test_a_folder_named_like_a_test_file_is_searched_not_read(run_cli, project):
+    write_tests(project, PASSING)
+    (project / "more.test.toml").mkdir()
+    result = run_cli("test", project)
+    assert result.exit_code == 0, result.output
+    assert "1 passed, 0 failed" in result.output
+
+
+@pytest.mark.parametrize("text", ["", "as_of = 2026-11-22\n", "case = []\n"])
+def test_a_test_file_without_cases_is_rr400_not_a_silent_pass(run_cli, project, text):
+    """It printed "0 passed, 0 failed" and exit 0: a file that tests nothing."""
+    write_tests(project, text)
+    result = run_cli("test", project)
+    assert result.exit_code == 2, result.output
+    assert "r.test.toml:1:1: RR400 error: no cases: this test file tests nothing" in result.output
+
+
+def test_a_number_of_thousands_of_digits_in_a_test_file_is_rr400_at_the_number(run_cli, project):
+    """Beyond Python's 4,300 digits tomllib fails with a plain ValueError (an internal error);
+    beyond a double's range math.isfinite failed."""
+    digits = "9" * 5000
+    result = run_case(run_cli, project, f"customer = {{ spend_12m = {digits} }}")
+    assert result.exit_code == 2, result.output[:2000]
+    assert "r.test.toml:3:26: RR400 error: not readable: a number with more than 4,300 digits" in (
+        result.output
+    )
+    big = digits[:400]  # beyond a double's range
+    huge = run_case(run_cli, project, f'customer = {{ spend_12m = {big} }}\nexpect = "none"')
+    assert_rr400(huge, "3:26", f"spend_12m: {big} is out of range")
+    case = HELD + f"expect = {{ rule = 'winback', parameters = {{ amount = -{big} }} }}"
+    expected = run_case(run_cli, project, case)  # a number no plan holds: a failure, not a crash
+    assert expected.exit_code == 1, expected.output
+    assert "internal error" not in expected.output
