@@ -21,23 +21,43 @@ from .errors import UsageError
 from .formatter import Layout, format_file, logical_lines
 
 RULE_SUFFIX = ".rules"
+TEST_SUFFIX = ".test.toml"  # rule tests (`retentionrules test`); never read as rules
 
 
-def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+def rule_files(paths: Iterable[str | Path], tests: bool = False) -> list[Path]:
     """Files named directly, plus every `*.rules` file below named folders, in a stable order;
-    a file reached twice (`rules` and `rules/../rules`, a symlink) is read once."""
+    a file reached twice (`rules` and `rules/../rules`, a symlink) is read once.
+
+    A named test file (`*.test.toml`) is never read as rules: a usage error that says what it
+    is, or, for `retentionrules test` (`tests`), which takes test files and rules together,
+    left to the caller."""
     found: dict[Path, Path] = {}
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             listed = sorted(path.rglob(f"*{RULE_SUFFIX}"))
-        elif path.exists():
-            listed = [path]
-        else:
+        elif not path.exists():
             raise UsageError(f"{path}: no such file or folder")
+        elif path.name.endswith(TEST_SUFFIX):
+            if tests:
+                continue
+            raise UsageError(
+                f"{path}: a rule test file, not a rule file; run it with `retentionrules test`"
+            )
+        else:
+            listed = [path]
         for file in listed:
-            found.setdefault(file.resolve(), file)
+            found.setdefault(file_key(file), file)
     return list(found.values())
+
+
+def file_key(path: Path) -> Path:
+    """What makes two paths the same file: where they lead (`rules` and `rules/../rules`, a
+    symbolic link). A link that leads nowhere (a loop) is its own: reading it then says why."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop, before Python 3.13
+        return path.absolute()
 
 
 @dataclass(frozen=True)
@@ -62,9 +82,12 @@ class Project:
             raise UsageError(str(error)) from error
 
 
-def projects(paths: Iterable[str | Path], config_path: Path | None = None) -> list[Project]:
-    """The rule files under `paths`, grouped into projects, in the order they were found."""
-    files = rule_files(paths)
+def projects(
+    paths: Iterable[str | Path], config_path: Path | None = None, tests: bool = False
+) -> list[Project]:
+    """The rule files under `paths`, grouped into projects, in the order they were found
+    (`tests`: named test files among `paths` are left out, see `rule_files`)."""
+    files = rule_files(paths, tests)
     if not files:
         raise UsageError("no rule files found (looked for *.rules)")
     if config_path is not None:
@@ -221,9 +244,12 @@ def check_project(project: Project) -> Report:
     return report
 
 
-def check_projects(paths: Iterable[str | Path], config_path: Path | None = None) -> list[Report]:
-    """Check rule files project by project, each against its own configuration."""
-    return [check_project(project) for project in projects(paths, config_path)]
+def check_projects(
+    paths: Iterable[str | Path], config_path: Path | None = None, tests: bool = False
+) -> list[Report]:
+    """Check rule files project by project, each against its own configuration (`tests`:
+    named test files among `paths` are left out, see `rule_files`)."""
+    return [check_project(project) for project in projects(paths, config_path, tests)]
 
 
 def check_paths(paths: Iterable[str | Path], config_path: Path | None = None) -> Report:

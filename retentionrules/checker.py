@@ -66,11 +66,15 @@ def derived_name(rule: ast.Rule) -> str:
 
 def _clause_count(clause: ast.Clause) -> int:
     """The whole number a clause holds (its size, for the limits), 0 if none."""
-    if isinstance(clause, ast.Priority):
-        return abs(clause.value)
-    if isinstance(clause, (ast.Cap, ast.MaxPerRun)):
-        return abs(clause.count)
-    return 0
+    match clause:
+        case ast.Priority():
+            return abs(clause.value)
+        case ast.Cap() | ast.MaxPerRun():
+            return abs(clause.count)
+        case ast.When() | ast.Then() | ast.Holdout() | ast.OncePerHousehold():
+            return 0  # a percentage is no count; the others hold no number of their own
+        case _:
+            assert_never(clause)
 
 
 class _Checker:
@@ -90,18 +94,28 @@ class _Checker:
         for rule_file in files:
             self.path = rule_file.path
             for statement in rule_file.statements:
-                if isinstance(statement, ast.Segment):
-                    self._declare_segment(statement)
+                match statement:
+                    case ast.Segment():
+                        self._declare_segment(statement)
+                    case ast.Rule():
+                        pass  # checked below, once every segment is known
+                    case _:
+                        assert_never(statement)
         self._check_segments()
         rules: list[ir.Rule] = []
         seen: dict[str, tuple[str, ast.Rule]] = {}
         for rule_file in files:
             self.path = rule_file.path
             for statement in rule_file.statements:
-                if isinstance(statement, ast.Rule):
-                    checked = self._rule(statement, len(rules), seen)
-                    if checked is not None:
-                        rules.append(checked)
+                match statement:
+                    case ast.Rule():
+                        checked = self._rule(statement, len(rules), seen)
+                        if checked is not None:
+                            rules.append(checked)
+                    case ast.Segment():
+                        pass  # declared and checked above
+                    case _:
+                        assert_never(statement)
         self._report_unused_segments()
         self.diagnostics.extend(lint_rules(rules, self.config))
         ruleset = ir.RuleSet(tuple(rules), self.config)
@@ -563,14 +577,20 @@ class _Checker:
         )
 
     def _text_match(self, node: ast.Contains | ast.StartsWith) -> ir.Expr:
-        operand = node.needle if isinstance(node, ast.Contains) else node.prefix
+        op: ir.TextOp
+        match node:
+            case ast.Contains():
+                op, operand = "contains", node.needle
+            case ast.StartsWith():
+                op, operand = "starts_with", node.prefix
+            case _:
+                assert_never(node)
         value, pattern = self._all(self._value, (node.value, operand))
         for typed, source in ((value, node.value), (pattern, operand)):
             if typed.type != t.STRING:
                 self._mismatch(
                     source, f"`contains` and `starts with` work on text, not {_a(typed.type)}"
                 )
-        op = "contains" if isinstance(node, ast.Contains) else "starts_with"
         return ir.TextMatch(op, value, pattern, span=node.span)
 
     def _window(self, node: ast.Expr) -> Duration:
@@ -612,7 +632,14 @@ class _Checker:
                     f"expected a date or `N days ago`, not {_a(point.type)}",
                     "write a date as YYYY-MM-DD, or a time such as `90 days ago`",
                 )
-        op = "<" if node.direction == "before" else ">"
+        op: ast.CompareOp
+        match node.direction:
+            case "before":
+                op = "<"
+            case "after":
+                op = ">"
+            case _:
+                assert_never(node.direction)
         return ir.Compare(op, value, point, span=node.span)
 
     def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> NoReturn:

@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 if TYPE_CHECKING:  # heavy modules load inside the commands, so that --help starts fast
     from rich.console import Console
 
+    from .diagnostics import Diagnostic
     from .loader import Inputs
 
 P = ParamSpec("P")
@@ -493,43 +494,44 @@ def test_rules(
         ),
     ] = None,
 ) -> None:
-    """Run the rule tests (*.test.toml beside the rules) through the same pipeline as `plan`.
+    """Run the rule tests (*.test.toml) through the same pipeline as `plan`.
 
-    Exit 0 when every case passes (and coverage is met), 1 on failures, 2 on errors in the rule
-    or test files themselves.
+    PATHS are rule files, test files and folders; a folder's rules and test files are found at
+    any depth. Each test file runs against the rules of its own project (the nearest
+    retentionrules.toml above it). Exit 0 when every case passes (and coverage is met), 1 on
+    failures, 2 on errors in the rule or test files themselves.
     """
-    from .api import check_projects
-    from .diagnostics import Diagnostic
+    from .api import check_projects, rule_files
     from .errors import UsageError
-    from .render import render_text
-    from .testing import TestRun, run_tests, test_files
+    from .testing import TestRun, by_project, run_tests, test_files
     from .testreport import render_run
 
-    reports = check_projects(paths or [Path.cwd()], config)
+    given = paths or [Path.cwd()]
+    tests = test_files(given)
+    if not rule_files(given, tests=True):
+        if tests:
+            by_project([], tests, config)  # names each test file's project: a usage error
+        raise UsageError("no rule files found (looked for *.rules)")
+    reports = check_projects(given, config, tests=True)
     broken = [r for r in reports if not r.ok]
     if broken:  # every project's rule errors, before any test runs
-        for report in broken:
-            typer.echo(render_text(report.diagnostics, report.sources), err=True)
-        raise typer.Exit(2)
+        sources = {path: text for report in broken for path, text in report.sources.items()}
+        _broken_files([d for r in broken for d in r.diagnostics], sources, output_format)
     runs: dict[str, TestRun] = {}
     problems: list[Diagnostic] = []
-    sources: dict[str, str] = {}
-    for report in reports:
+    sources = {}
+    for report, files in by_project(reports, tests, config):
         assert report.project is not None
-        files = test_files(list(report.project.files))
-        if not files:
-            continue
-        run, found = run_tests(report, files)
-        if run is None:
-            problems += found
-            sources |= {str(p): _text_of(p) for p in files}
+        tested = run_tests(report, files)
+        if tested.run is None:
+            problems += tested.problems
+            sources |= tested.sources
         else:
-            runs[report.project.name] = run
+            runs[report.project.name] = tested.run
     if problems:
-        typer.echo(render_text(problems, sources), err=True)
-        raise typer.Exit(2)
+        _broken_files(problems, sources, output_format)
     if not runs:
-        raise UsageError("no test files found (looked for *.test.toml beside the rules)")
+        raise UsageError("no test files found (looked for *.test.toml under the paths given)")
     run = TestRun.merge(runs)
     typer.echo(render_run(run, output_format.value))
     if run.failed or (min_coverage is not None and run.coverage < min_coverage):
@@ -539,6 +541,23 @@ def test_rules(
                 err=True,
             )
         raise typer.Exit(1)
+
+
+def _broken_files(
+    diagnostics: list[Diagnostic], sources: dict[str, str], output_format: TestFormat
+) -> NoReturn:
+    """Rule or test files that stop the tests: the problems for people on stderr and, in a
+    format for CI, on stdout too (annotations, JSON, a JUnit suite with an error per problem),
+    so that a pull request still shows them. Exit 2."""
+    from .diagnostics import Diagnostic
+    from .render import render_text
+    from .testreport import render_problems
+
+    found = sorted(diagnostics, key=Diagnostic.sort_key)
+    typer.echo(render_text(found, sources), err=True)
+    if output_format is not TestFormat.text:
+        typer.echo(render_problems(found, sources, output_format.value))
+    raise typer.Exit(2)
 
 
 @app.command(name="diff", short_help="Show the audience impact of a rule change.")

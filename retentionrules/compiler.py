@@ -91,15 +91,48 @@ def with_layers(relation: str, layers: Sequence[str]) -> str:
 
 def _may_be_null(expr: ir.Expr) -> bool:
     """Whether the SQL of `expr` can be NULL. Conditions never are; constants never are."""
-    return isinstance(expr, (ir.Field, ir.NextAnniversary, ir.Arith, ir.Neg))
+    match expr:
+        case ir.Field() | ir.NextAnniversary() | ir.Arith() | ir.Neg():
+            return True  # a missing value, or arithmetic that gave none
+        case ir.Const() | ir.RelativeDate():
+            return False
+        case (
+            ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And()
+            | ir.Or() | ir.Not() | ir.SegmentRef()
+        ):
+            return False  # conditions compile to booleans that are never NULL
+        case _:
+            assert_never(expr)
 
 
 def _may_be_infinite(expr: ir.Expr) -> bool:
     """Whether the SQL of `expr` can be an infinity or NaN: only arithmetic makes one (input data
     and number literals are finite)."""
-    while isinstance(expr, ir.Neg):
-        expr = expr.operand
-    return isinstance(expr, ir.Arith)
+    while True:  # a loop, not recursion: `-` may nest up to limits.MAX_NESTING deep
+        match expr:
+            case ir.Neg():
+                expr = expr.operand
+            case ir.Arith():
+                return True
+            case (
+                ir.Field() | ir.Const() | ir.RelativeDate() | ir.NextAnniversary() | ir.Compare()
+                | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or()
+                | ir.Not() | ir.SegmentRef()
+            ):
+                return False
+            case _:
+                assert_never(expr)
+
+
+def _text_function(op: ir.TextOp) -> str:
+    """DuckDB's function for a text test."""
+    match op:
+        case "contains":
+            return "contains"
+        case "starts_with":
+            return "starts_with"
+        case _:
+            assert_never(op)
 
 
 def _combine(text: str, *parts: _Sql) -> _Sql:
@@ -177,7 +210,7 @@ class _Compiler:
             case ir.InSet():
                 return self.in_set(expr)
             case ir.TextMatch():
-                function = "contains" if expr.op == "contains" else "starts_with"
+                function = _text_function(expr.op)
                 value, pattern = self.sql(expr.value), self.sql(expr.pattern)
                 test = f"{function}({value.text}, {pattern.text})"
                 return self.total(test, (expr.value, expr.pattern), value, pattern)
@@ -187,9 +220,17 @@ class _Compiler:
     def operand(self, expr: ir.Expr) -> _Sql:
         """An operand of arithmetic, as a double: a whole-number column would overflow."""
         sql = self.sql(expr)
-        if isinstance(expr, (ir.Arith, ir.Neg, ir.Const)):  # doubles already
-            return sql
-        return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
+        match expr:
+            case ir.Arith() | ir.Neg() | ir.Const():
+                return sql  # doubles already
+            case (
+                ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Compare() | ir.InSet()
+                | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or() | ir.Not()
+                | ir.SegmentRef()
+            ):
+                return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
+            case _:
+                assert_never(expr)
 
     def value(self, expr: ir.Expr) -> _Sql:
         """`expr` where it is compared: a number as a double (a whole-number column too, so that
@@ -197,11 +238,23 @@ class _Compiler:
         not a finite number. Its SQL appears twice then, which is safe only because arithmetic
         holds no such wrapper inside it."""
         sql = self.sql(expr)
-        if isinstance(expr, ir.Field) and expr.type.kind is t.Kind.NUMBER:
-            return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
-        if not _may_be_infinite(expr):
-            return sql
-        return _combine(f"CASE WHEN isfinite({sql.text}) THEN {sql.text} END", sql)
+        match expr:
+            case ir.Field():
+                if expr.type.kind is t.Kind.NUMBER:
+                    return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
+                return sql
+            case ir.Arith() | ir.Neg():
+                if _may_be_infinite(expr):
+                    return _combine(f"CASE WHEN isfinite({sql.text}) THEN {sql.text} END", sql)
+                return sql
+            case (
+                ir.Const() | ir.RelativeDate() | ir.NextAnniversary() | ir.Compare() | ir.InSet()
+                | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or() | ir.Not()
+                | ir.SegmentRef()
+            ):
+                return sql  # finite: constants, dates and conditions
+            case _:
+                assert_never(expr)
 
     def total(self, test: str, operands: tuple[ir.Expr, ...], *parts: _Sql) -> _Sql:
         """`test` made false where it would be NULL (an operand missing)."""
@@ -224,10 +277,18 @@ class _Compiler:
     def ordered(self, expr: ir.Expr) -> _Sql:
         """A compared value. Enumeration values compare by rank (integers: cheaper than text, and
         tier and stage are computed as ranks); everything else by value."""
-        if expr.type.kind is not t.Kind.ENUM:
-            return self.value(expr)
-        if isinstance(expr, ir.Const):
-            return _Sql(str(expr.type.rank(expr.value)), 0, -1)
-        if isinstance(expr, ir.Field):
-            return _Sql(rank_column(expr.name), 0, -1)
-        raise TypeError(f"an enumeration value comes from a field or a constant, not {expr!r}")
+        match expr:
+            case ir.Const() if expr.type.kind is t.Kind.ENUM:
+                return _Sql(str(expr.type.rank(expr.value)), 0, -1)
+            case ir.Field() if expr.type.kind is t.Kind.ENUM:
+                return _Sql(rank_column(expr.name), 0, -1)
+            case (
+                ir.Const() | ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Arith()
+                | ir.Neg() | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch()
+                | ir.Truth() | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
+            ):
+                # No other kind holds an enumeration value: the checker types these numbers,
+                # dates or booleans. A new kind that may must say here how it is ranked.
+                return self.value(expr)
+            case _:
+                assert_never(expr)

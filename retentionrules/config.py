@@ -365,17 +365,97 @@ class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid; the message says where."""
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _text(path: Path) -> str:
+    """The file's text: UTF-8, with or without a byte order mark, line ends as Python reads
+    text (CRLF and CR as LF)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from error
+    data = data[len(_BOM) :] if data.startswith(_BOM) else data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = data[: error.start].decode("utf-8")  # valid: the error is the first bad byte
+        before = before.replace("\r\n", "\n").replace("\r", "\n")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text: byte 0x{data[error.start]:02X} here is not "
+            "part of a valid UTF-8 character (the file looks saved in another encoding, such as "
+            "GBK); hint: save the file as UTF-8 (with or without a byte order mark)"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class TomlError(Exception):
+    """TOML that cannot be read, with where (line and column, from 1) and a hint."""
+
+    def __init__(self, message: str, line: int, column: int, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.line, self.column, self.hint = message, line, column, hint
+
+
+_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
+_DIGITS = re.compile(r"[0-9][0-9_]*")
+
+
+def read_toml(text: str) -> dict[str, Any]:
+    """`tomllib.loads`, failing only with TomlError. Besides bad syntax, tomllib fails in two
+    ways of its own on hostile text: RecursionError on arrays or tables nested thousands deep
+    (it recurses once per level), and a plain ValueError on an integer longer than Python
+    converts (4,300 digits); both would otherwise end a command as an internal error."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        found = _POSITION.search(str(error))
+        line, column = (1, 1)
+        if found is not None and found.group(1):
+            line, column = int(found.group(1)), int(found.group(2))
+        elif found is not None:  # at the end of the document
+            line = text.count("\n") + 1
+            column = len(text) - (text.rfind("\n") + 1) + 1
+        message = _POSITION.sub("", str(error))
+        raise TomlError(f"not valid TOML: {message}", line, column) from None
+    except RecursionError:
+        raise TomlError(
+            "not readable: arrays or tables nested too deeply",
+            1,
+            1,
+            "a few levels of tables and lists are all a file here needs",
+        ) from None
+    except ValueError as error:  # int() refuses more digits than sys.get_int_max_str_digits()
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        runs = (m for m in _DIGITS.finditer(text) if len(m.group().replace("_", "")) > limit)
+        start = next((m.start() for m in runs), None)
+        if start is None:  # not that: no such number
+            raise TomlError(f"not valid TOML: {error}", 1, 1) from None
+        line = text.count("\n", 0, start) + 1
+        column = start - (text.rfind("\n", 0, start) + 1) + 1
+        raise TomlError(
+            f"not readable: a number with more than {limit:,} digits",
+            line,
+            column,
+            "numbers lie between -10^15 and 10^15",
+        ) from None
+
+
 def load_config(path: Path | None) -> Config:
     if path is None:
         return Config()
+    text = _text(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read: {error}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+        data = read_toml(text)
+    except TomlError as error:
+        hint = f"; hint: {error.hint}" if error.hint else ""
+        raise ConfigError(f"{path}:{error.line}:{error.column}: {error.message}{hint}") from None
     try:
         return Config.model_validate(data).model_copy(update={"source": str(path)})
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply to check") from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"

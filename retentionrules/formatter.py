@@ -199,23 +199,21 @@ def _statement_lines(statement: ast.Statement) -> list[LogicalLine]:
         case ast.Segment():
             text = f"segment {statement.name} = {format_expr(statement.condition)}"
             return [LogicalLine(text, _start(statement.span), end)]
-        case ast.Rule() if statement.name is None:
-            # The parser puts a one-liner's own `when` and `then` first; later clauses, even a
-            # second `when`, go on indented lines (the head must stay `when ... then ...`).
-            when = next(c for c in statement.clauses if isinstance(c, ast.When))
-            then = next(c for c in statement.clauses if isinstance(c, ast.Then))
-            rest = sorted(
-                (c for c in statement.clauses if c is not when and c is not then),
-                key=_clause_order,
-            )
+        case ast.Rule(name=None, clauses=(ast.When() as when, ast.Then() as then, *others)):
+            # The parser puts a one-liner's own `when` and `then` first (the grammar's
+            # `oneliner`); later clauses, even a second `when`, go on indented lines (the head
+            # must stay `when ... then ...`).
+            rest = sorted(others, key=_clause_order)
             head = f"{format_clause(when)} {format_clause(then)}"
             lines = [LogicalLine(head, min(_start(when.span), _start(then.span)), end)]
-        case ast.Rule():
-            header = f"rule {statement.name}"
+        case ast.Rule(name=str() as name):
+            header = f"rule {name}"
             if statement.description is not None:
                 header += " " + _string(statement.description)
             rest = sorted(statement.clauses, key=_clause_order)
             lines = [LogicalLine(header, _start(statement.span), end)]
+        case ast.Rule():  # no name, and not `when ... then ...` first: no parse makes one
+            raise ValueError("a rule without a name must start with its `when` and `then`")
         case _:
             assert_never(statement)
     lines.extend(LogicalLine(format_clause(c), _start(c.span), end, INDENT) for c in rest)

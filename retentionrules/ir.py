@@ -16,14 +16,14 @@ from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as _field
 from decimal import Decimal
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
 else:  # pragma: no cover - Python 3.10
     from typing_extensions import assert_never
 
-from .ast import NO_SPAN, Span
+from .ast import NO_SPAN, ArithOp, CompareOp, Span
 from .config import Config
 from .timeutil import Duration
 from .types import BOOL, DATE, Type
@@ -64,7 +64,7 @@ class NextAnniversary:
 
 @dataclass(frozen=True, slots=True)
 class Arith:
-    op: str
+    op: ArithOp
     left: Expr
     right: Expr
     type: Type
@@ -82,7 +82,7 @@ class Neg:
 class Compare:
     """False when either side is missing; enumerations compare by rank."""
 
-    op: str
+    op: CompareOp
     left: Expr
     right: Expr
     span: Span = _field(default=NO_SPAN, compare=False, repr=False)
@@ -106,9 +106,12 @@ class IsMissing:
     type: Type = BOOL
 
 
+TextOp = Literal["contains", "starts_with"]
+
+
 @dataclass(frozen=True, slots=True)
 class TextMatch:
-    op: str  # contains | starts_with
+    op: TextOp
     value: Expr
     pattern: Expr
     span: Span = _field(default=NO_SPAN, compare=False, repr=False)

@@ -24,6 +24,7 @@ from typing import Literal, Union
 
 from . import ir
 from . import types as t
+from .ast import CompareOp
 from .config import Config
 from .diagnostics import Code, Diagnostic
 
@@ -32,7 +33,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     from typing_extensions import assert_never
 
-_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "=", "!=": "!="}
+# `a OP b` is `b FLIP[OP] a`.
+_FLIP: dict[CompareOp, CompareOp] = {
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
+    "=": "=",
+    "!=": "!=",
+}
 
 # What a constant is, for the algebra. Values of one kind are totally ordered among themselves.
 KeyKind = Literal["number", "text", "date", "days from as-of", "rank", "bool"]
@@ -192,23 +201,41 @@ class Facts:
 
 def _key(expr: ir.Expr) -> tuple[KeyKind, Key] | None:
     """A constant as a typed key, or None when the algebra cannot reason about it."""
-    if isinstance(expr, ir.Const):
-        kind = expr.type.kind
-        if kind is t.Kind.ENUM:
-            return "rank", expr.type.rank(expr.value)
-        if kind is t.Kind.NUMBER:
-            return "number", float(expr.value)
-        if kind is t.Kind.STRING:
-            return "text", str(expr.value)
-        if kind is t.Kind.BOOL:
-            return "bool", bool(expr.value)
-        if kind in (t.Kind.DATE, t.Kind.ANNIVERSARY):
-            return "date", expr.value
-        return None  # durations are never compared with fields
-    if isinstance(expr, ir.RelativeDate) and expr.duration.unit in ("day", "week"):
-        days = expr.duration.amount * (7 if expr.duration.unit == "week" else 1)
-        return "days from as-of", expr.sign * days
-    return None  # months and years: their length in days depends on the as-of date
+    match expr:
+        case ir.Const():
+            return _const_key(expr)
+        case ir.RelativeDate():
+            if expr.duration.unit in ("day", "week"):
+                days = expr.duration.amount * (7 if expr.duration.unit == "week" else 1)
+                return "days from as-of", expr.sign * days
+            return None  # months and years: their length in days depends on the as-of date
+        case (
+            ir.Field() | ir.NextAnniversary() | ir.Arith() | ir.Neg() | ir.Compare() | ir.InSet()
+            | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or() | ir.Not()
+            | ir.SegmentRef()
+        ):
+            return None  # not a constant: its value is known only per customer
+        case _:
+            assert_never(expr)
+
+
+def _const_key(const: ir.Const) -> tuple[KeyKind, Key] | None:
+    kind = const.type.kind
+    match kind:
+        case t.Kind.ENUM:
+            return "rank", const.type.rank(const.value)
+        case t.Kind.NUMBER:
+            return "number", float(const.value)
+        case t.Kind.STRING:
+            return "text", str(const.value)
+        case t.Kind.BOOL:
+            return "bool", bool(const.value)
+        case t.Kind.DATE | t.Kind.ANNIVERSARY:
+            return "date", const.value
+        case t.Kind.DURATION:
+            return None  # durations are never compared with fields
+        case _:
+            assert_never(kind)
 
 
 def _domain(field: ir.Field) -> frozenset[Key] | None:
@@ -233,14 +260,17 @@ def _compare_facts(expr: ir.Compare) -> Facts | None:
         return None
     kind, value = key
     domain = _domain(left)
-    if op == "=":
-        constraint = Constraint(allowed=frozenset((value,)))
-    elif op == "!=":
-        constraint = Constraint(allowed=domain, excluded=frozenset((value,)))
-    elif op in ("<", "<="):
-        constraint = Constraint(allowed=domain, high=value, high_inclusive=op == "<=")
-    else:
-        constraint = Constraint(allowed=domain, low=value, low_inclusive=op == ">=")
+    match op:
+        case "=":
+            constraint = Constraint(allowed=frozenset((value,)))
+        case "!=":
+            constraint = Constraint(allowed=domain, excluded=frozenset((value,)))
+        case "<" | "<=":
+            constraint = Constraint(allowed=domain, high=value, high_inclusive=op == "<=")
+        case ">" | ">=":
+            constraint = Constraint(allowed=domain, low=value, low_inclusive=op == ">=")
+        case _:
+            assert_never(op)
     return _value_facts(left.name, kind, constraint)
 
 

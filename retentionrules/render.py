@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from . import __version__
@@ -18,17 +19,31 @@ def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str)
     }[fmt](diagnostics, sources)
 
 
+# C0 and C1 control characters but the tab, and DEL.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters shown as `\\u000a`, for text read in a terminal or a CI log: a line
+    break in a case name or a file name would otherwise start a line of its own (where GitHub
+    reads `::warning::...` as a command), and an escape sequence would drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> str:
-    """`file:line:col: CODE message`, the source line, a caret under the problem, the hint."""
+    """`file:line:col: CODE message`, the source line, a caret under the problem, the hint.
+    Control characters are escaped (`escape_controls`); in the source line each shows as one
+    `\ufffd`, so that the caret stays under the problem."""
     out = []
     for d in diagnostics:
         span = d.span
-        where = f"{d.path}:{span.line}:{span.column}" if span.line else d.path
-        out.append(f"{where}: {d.code} {d.severity.value}: {d.message}")
+        path = escape_controls(d.path)
+        where = f"{path}:{span.line}:{span.column}" if span.line else path
+        out.append(f"{where}: {d.code} {d.severity.value}: {escape_controls(d.message)}")
         source = sources.get(d.path, "")  # "" for a file that could not be read
         lines = source.split("\n") if source else []
         if 0 < span.line <= len(lines):
-            text = lines[span.line - 1].rstrip()
+            text = _CONTROL.sub("\ufffd", lines[span.line - 1].rstrip())
             width = (
                 span.end_column - span.column
                 if span.end_line == span.line
@@ -37,7 +52,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
             out.append(f"    {text}")
             out.append("    " + " " * (span.column - 1) + "^" * max(1, width))
         if d.hint:
-            out.append(f"    hint: {d.hint}")
+            out.append(f"    hint: {escape_controls(d.hint)}")
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     files = len(set(sources) | {d.path for d in diagnostics})
@@ -71,7 +86,10 @@ def render_json(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
     )
 
 
-def _escape_github(text: str, property_: bool = False) -> str:
+def escape_github(text: str, property_: bool = False) -> str:
+    """Text safe inside a GitHub workflow command, as GitHub documents it: `%`, CR and LF in the
+    message; also `:` and `,` in a property (`file=`, `title=`). Without it, a line break in a
+    name would start a workflow command of its own."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return text.replace(":", "%3A").replace(",", "%2C") if property_ else text
 
@@ -83,11 +101,11 @@ def render_github(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) ->
         s = d.span
         level = "error" if d.is_error else "warning"
         props = (
-            f"file={_escape_github(d.path, True)},line={s.line},col={s.column},"
+            f"file={escape_github(d.path, True)},line={s.line},col={s.column},"
             f"endLine={s.end_line},endColumn={s.end_column},title={d.code}"
         )
         message = d.message + (f" (hint: {d.hint})" if d.hint else "")
-        lines.append(f"::{level} {props}::{_escape_github(message)}")
+        lines.append(f"::{level} {props}::{escape_github(message)}")
     return "\n".join(lines)
 
 

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from .diagnostics import Diagnostic
+from .render import escape_controls, escape_github, render_github, render_json, render_text
 from .testing import CaseResult, TestRun
+
+# Characters XML 1.0 cannot hold at all, not even as a character reference: a case name with
+# one (TOML allows "\u0001") would make the whole JUnit report unreadable.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def render_run(run: TestRun, fmt: str) -> str:
     return {"text": _text, "json": _json, "junit": _junit, "github": _github}[fmt](run)
+
+
+def render_problems(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> str:
+    """Broken rule or test files, in the format asked for: so that CI still gets annotations
+    (github), data (json) or a JUnit report with an error per problem (junit), not an empty
+    file."""
+    if fmt == "junit":
+        return _junit_problems(diagnostics)
+    return {"text": render_text, "json": render_json, "github": render_github}[fmt](
+        diagnostics, sources
+    )
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _explain(result: CaseResult) -> list[str]:
@@ -24,6 +47,9 @@ def _explain(result: CaseResult) -> list[str]:
 
 
 def _text(run: TestRun) -> str:
+    """One line per case, and for a failure what was expected, what happened and the trace;
+    each line with its control characters escaped (a case name, a file name or a rule's text
+    may hold a line break or an escape sequence)."""
     out = []
     for result in run.results:
         case = result.case
@@ -37,24 +63,24 @@ def _text(run: TestRun) -> str:
         out.append(f"    actual actions:   {[_brief(a) for a in result.actual] or 'none'}")
         out.append("    trace:")
         out.extend(_explain(result))
-    out.append(_coverage_text(run))
+    out.extend(_coverage_text(run))
     passed = len(run.results) - run.failed
     out.append(f"{passed} passed, {run.failed} failed")
-    return "\n".join(out)
+    return "\n".join(escape_controls(line) for line in out)
 
 
 def _brief(action: dict[str, Any]) -> dict[str, Any]:
     return {k: action[k] for k in ("rule", "action", "template", "channel", "parameters")}
 
 
-def _coverage_text(run: TestRun) -> str:
+def _coverage_text(run: TestRun) -> list[str]:
     missing = [r for r in run.rules if r not in run.fired]
     lines = [
         f"rule coverage: {run.coverage:.0f}% ({len(run.rules) - len(missing)} of {len(run.rules)} "
         "rules fired in at least one case)"
     ]
     lines += [f"    never fired: {name}" for name in missing]
-    return "\n".join(lines)
+    return lines
 
 
 def _json(run: TestRun) -> str:
@@ -88,13 +114,14 @@ def _json(run: TestRun) -> str:
 def _junit(run: TestRun) -> str:
     cases = []
     for result in run.results:
-        attrs = f"classname={quoteattr(result.case.path)} name={quoteattr(result.case.name)}"
+        path, name = quoteattr(_xml(result.case.path)), quoteattr(_xml(result.case.name))
+        attrs = f"classname={path} name={name}"
         if result.passed:
             cases.append(f"  <testcase {attrs}/>")
             continue
-        detail = escape("\n".join([*result.failures, *_explain(result)]))
+        detail = escape(_xml("\n".join([*result.failures, *_explain(result)])))
         cases.append(
-            f"  <testcase {attrs}>\n    <failure message={quoteattr(result.failures[0])}>"
+            f"  <testcase {attrs}>\n    <failure message={quoteattr(_xml(result.failures[0]))}>"
             f"{detail}</failure>\n  </testcase>"
         )
     return (
@@ -105,14 +132,35 @@ def _junit(run: TestRun) -> str:
     )
 
 
+def _junit_problems(diagnostics: Sequence[Diagnostic]) -> str:
+    """A suite with an error per problem: the tests could not run."""
+    errors = [d for d in diagnostics if d.is_error]
+    cases = []
+    for d in errors:
+        where = f"{d.path}:{d.span.line}:{d.span.column}" if d.span.line else d.path
+        message = f"{d.code} {d.message}"
+        detail = message + (f"\nhint: {d.hint}" if d.hint else "")
+        cases.append(
+            f"  <testcase classname={quoteattr(_xml(d.path))} name={quoteattr(_xml(where))}>\n"
+            f"    <error type={quoteattr(str(d.code))} message={quoteattr(_xml(message))}>"
+            f"{escape(_xml(detail))}</error>\n  </testcase>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="retentionrules" tests="{len(errors)}" failures="0" '
+        f'errors="{len(errors)}">\n' + "\n".join(cases) + "\n</testsuite>"
+    )
+
+
 def _github(run: TestRun) -> str:
     lines = []
     for result in run.results:
         if not result.passed:
-            message = "; ".join(result.failures).replace("%", "%25").replace("\n", "%0A")
+            case = result.case
             lines.append(
-                f"::error file={result.case.path},line={result.case.line},"
-                f"title={result.case.name}::{message}"
+                f"::error file={escape_github(case.path, True)},line={case.line},"
+                f"title={escape_github(case.name, True)}::"
+                f"{escape_github('; '.join(result.failures))}"
             )
     lines.append(
         f"::notice title=rule coverage::{run.coverage:.0f}% of rules fired; "

@@ -40,8 +40,8 @@ def test_diagnostic_golden(code, monkeypatch):
     diagnostics, sources = report.diagnostics, report.sources
     tests = Path("input.test.toml")
     if tests.exists():  # a problem in a rule-test file, found by `retentionrules test`
-        _, diagnostics = run_tests(report, [tests])
-        sources = {str(tests): tests.read_text(encoding="utf-8")}
+        tested = run_tests(report, [tests])
+        diagnostics, sources = tested.problems, tested.sources
     assert code in {d.code for d in diagnostics}
     compare(folder / "expected.txt", render_text(diagnostics, sources) + "\n")
 

@@ -230,3 +230,177 @@ def test_a_bad_configuration_is_caught_by_check_not_at_plan_time(
     result = run_cli("check", rules)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "internal error" not in result.output
+
+
+# ---------------------------------------------------------------- review findings (issue 8)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["[" * 5000 + "]" * 5000, "{ a = " * 5000 + "1" + " }" * 5000],
+    ids=["arrays", "inline tables"],
+)
+def test_a_configuration_nested_thousands_deep_is_a_configuration_error_not_a_crash(
+    run_cli, tmp_path, value
+):
+    """check, plan and score stopped with "internal error: RecursionError"."""
+    rules = write_rules(tmp_path / "r", "rule x\n  when total_orders = 0\n  then tag t\n", "")
+    config = rules / "retentionrules.toml"
+    config.write_text(f"timezone = {value}\n")
+    data = write_csv(tmp_path / "c.csv", [customer("C1")])
+    for command in (
+        ("check", rules),
+        ("plan", "--rules", rules, "--customers", data, "--as-of", "2026-11-22"),
+        ("score", "--customers", data, "--as-of", "2026-11-22", "--config", config),
+    ):
+        result = run_cli(*command)
+        assert result.exit_code == 2, result.output[:2000]
+        assert "retentionrules.toml:1:1: not readable: arrays or tables nested too deeply" in (
+            result.output
+        )
+        assert "internal error" not in result.output and "RecursionError" not in result.output
+
+
+def test_a_configuration_with_a_number_of_thousands_of_digits_is_a_configuration_error(
+    run_cli, tmp_path
+):
+    """tomllib's int() refuses 4,300+ digits with a plain ValueError: an internal error."""
+    config = "x = 1\ny = " + "9" * 5000
+    rules = write_rules(tmp_path / "r", "rule x\n  when total_orders = 0\n  then tag t\n", config)
+    result = run_cli("check", rules)
+    assert result.exit_code == 2, result.output[:2000]
+    assert "retentionrules.toml:2:5: not readable: a number with more than 4,300 digits" in (
+        result.output
+    )
+    assert "internal error" not in result.output
+
+
+def test_a_configuration_that_is_not_utf8_names_line_and_column_with_a_hint(run_cli, tmp_path):
+    """It said "'utf-8' codec can't decode byte 0xc9 in position 29", with no line or hint."""
+    rules = write_rules(tmp_path / "r", "rule x\n  when total_orders = 0\n  then tag t\n")
+    (rules / "retentionrules.toml").write_bytes(
+        '[customers.fields]\ncustomer_id = "string"\n# 城市\n'.encode("gbk")
+    )
+    result = run_cli("check", rules)
+    assert result.exit_code == 2, result.output
+    assert "retentionrules.toml:3:3: not UTF-8 text: byte 0xB3" in result.output
+    assert "hint: save the file as UTF-8" in result.output
+    assert "Traceback" not in result.output and "codec" not in result.output
+
+
+def test_a_configuration_with_a_byte_order_mark_is_read(run_cli, tmp_path):
+    rules = write_rules(
+        tmp_path / "r", "rule chat\n  when stage = sleeping\n  then send hello via whatsapp\n"
+    )
+    (rules / "retentionrules.toml").write_bytes("\ufeff".encode() + WHATSAPP.encode())
+    result = run_cli("check", rules)
+    assert result.exit_code == 0, result.output  # the whatsapp channel was read
+
+
+SHOP_TEST = """as_of = 2026-11-22
+[[case]]
+name = "{name}"
+customer = {{ sms_opt_in = true }}
+derived = {{ stage = "sleeping" }}
+expect = {{ rule = "{rule}" }}
+"""
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """A project whose rules are in shop/rules and whose tests are in shop/tests."""
+    shop = tmp_path / "shop"
+    write_rules(shop / "rules", "rule text\n  when stage = sleeping\n  then send hi via sms\n")
+    (shop / "rules" / "retentionrules.toml").rename(shop / "retentionrules.toml")
+    (shop / "tests").mkdir()
+    (shop / "tests" / "shop.test.toml").write_text(SHOP_TEST.format(name="shop", rule="text"))
+    return shop
+
+
+def test_a_test_file_in_a_subfolder_without_rules_is_run(run_cli, shop):
+    """rules/sub/x.test.toml was silently not run (exit 0): sub/ holds no rules."""
+    (shop / "rules" / "sub").mkdir()
+    (shop / "rules" / "sub" / "x.test.toml").write_text(
+        SHOP_TEST.format(name="in a subfolder", rule="text").replace("sleeping", "lost")
+    )
+    result = run_cli("test", shop / "rules")
+    assert result.exit_code == 1, result.output
+    assert f"FAIL  {shop / 'rules' / 'sub' / 'x.test.toml'}:3  in a subfolder" in result.output
+    both = run_cli("test", shop)
+    assert both.exit_code == 1 and "1 passed, 1 failed" in both.output, both.output
+
+
+def test_a_named_test_file_runs_against_the_rules_given_with_it(run_cli, shop):
+    """`test tests/shop.test.toml` parsed the TOML as rules (47 errors)."""
+    result = run_cli("test", shop / "tests" / "shop.test.toml", shop / "rules")
+    assert result.exit_code == 0, result.output
+    assert f"PASS  {shop / 'tests' / 'shop.test.toml'}:3  shop" in result.output
+    assert "1 passed, 0 failed" in result.output
+
+
+@pytest.mark.parametrize("command", ["check", "fmt", "plan"])
+def test_a_test_file_given_as_rules_is_a_usage_error_that_says_what_it_is(
+    run_cli, shop, tmp_path, command
+):
+    tests = shop / "tests" / "shop.test.toml"
+    before = tests.read_bytes()
+    data = write_csv(tmp_path / "c.csv", [customer("C1")])
+    plan = ("plan", "--rules", tests, "--customers", data)
+    result = run_cli(*(plan if command == "plan" else (command, tests)))
+    assert result.exit_code == 2, result.output
+    assert f"{tests}: a rule test file, not a rule file; run it with `retentionrules test`" in (
+        result.output
+    )
+    assert "RR100" not in result.output and tests.read_bytes() == before
+
+
+def test_a_test_file_whose_projects_rules_were_not_given_is_a_usage_error(
+    run_cli, shop, two_projects
+):
+    """Run against another project's rules it would test nothing it says."""
+    _a, b, _data = two_projects
+    tests = shop / "tests" / "shop.test.toml"
+    for args in ((tests,), (tests, b)):
+        result = run_cli("test", *args)
+        assert result.exit_code == 2, result.output
+        assert f"no rules given for the project of {tests} (its configuration: " in result.output
+        assert "give its rule files or folder too" in result.output
+
+
+# ---------------------------------------------------------------- hostile file layouts
+
+
+def test_a_test_file_reached_twice_runs_once(run_cli, shop, tmp_path):
+    """Named twice, named beside its folder, through `..`, or through a symbolic link to the
+    folder: the same file, one case."""
+    tests = shop / "tests" / "shop.test.toml"
+    (tmp_path / "link").symlink_to(shop, target_is_directory=True)
+    for paths in (
+        (shop, tests, tests),
+        (shop / "rules", tests, shop / "tests" / ".." / "tests"),
+        (shop, tmp_path / "link"),
+    ):
+        result = run_cli("test", *paths)
+        assert result.exit_code == 0, result.output
+        assert "1 passed, 0 failed" in result.output, paths
+
+
+def test_a_symbolic_link_loop_named_like_a_rule_file_is_rr001_not_a_crash(run_cli, shop):
+    (shop / "rules" / "loop.rules").symlink_to("loop.rules")
+    for command in ("check", "test"):
+        result = run_cli(command, shop)
+        assert result.exit_code in (1, 2), result.output
+        assert "loop.rules: RR001 error: cannot read: Too many levels of symbolic links" in (
+            result.output
+        )
+        assert "internal error" not in result.output
+
+
+def test_a_test_file_below_a_folder_with_its_own_configuration_belongs_to_that_project(
+    run_cli, shop
+):
+    """tests/retentionrules.toml makes tests/ a project of its own, without rules."""
+    (shop / "tests" / "retentionrules.toml").write_text("")
+    result = run_cli("test", shop)
+    assert result.exit_code == 2, result.output
+    assert f"its configuration: {shop / 'tests' / 'retentionrules.toml'}" in result.output
