@@ -275,7 +275,10 @@ def approval_json(approval: Approval) -> str:
 
 def print_approval(approval: Approval, console: Console) -> None:
     header = approval.header
-    table = _table(title=f"plan {header['plan_id']} as of {header['as_of']}: what it will send")
+    console.print(
+        f"plan {header['plan_id']} as of {header['as_of']}: what it will send", markup=False
+    )
+    table = _table()
     for name in ("channel", "messages", "cost"):
         table.add_column(name, justify="left" if name == "channel" else "right")
     for channel, (count, cost) in sorted(approval.by_channel.items()):
@@ -337,7 +340,8 @@ def print_send(report: SendReport, console: Console) -> None:
         if any(t.counts[key] for t in report.channels.values())
     ]
     verb = "would send" if report.dry_run else f"sent to {report.transport}"
-    table = _table(title=f"plan {report.plan_id}: {verb}")
+    console.print(f"plan {report.plan_id}: {verb}", markup=False)  # a URL: never markup
+    table = _table()
     table.add_column("channel")
     for _key, title in shown:
         table.add_column(title, justify="right")

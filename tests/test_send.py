@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -436,15 +438,65 @@ def test_ledger_import_and_export_round_trip_and_plans_respect_imported_contacts
     assert recent in {r["customer_id"] for r in plan_rows(tmp_path / "unread.jsonl")}
 
 
-def test_the_readme_receiver_runs_as_a_module():
-    result = subprocess.run(
-        [sys.executable, "-m", "retentionrules.receiver", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0 and "--fail-rate" in result.stdout
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_readme_loop_on_the_demo_shop_sends_each_message_once_and_replans_nobody(tmp_path):
+    """The README's transcript, run as written on a copy of the demo shop with the receiver that
+    ships with retentionrules: what it shows is what happens."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    port = _free_port()
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "retentionrules.receiver", "--port", str(port),
+         "--out", "received.jsonl"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # wait until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/messages"
+        shop = tmp_path / "examples"
+        data = ("--customers", shop / "customers.csv")
+        plan = tmp_path / "demo-plan.jsonl"
+        planned = cli("plan", "--rules", shop / "rules", *data, "--as-of", AS_OF, "--out", plan)
+        assert planned.returncode == 0, planned.stderr
+        approved = cli("approve", plan, "--by", "lin", "--note", "checked",
+                       "--now", "2026-11-22T09:00")  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        for line in ("│ email   │       62 │  1.24 │", "│ phone   │        6 │ 12.00 │",
+                     "│ sms     │       13 │  1.30 │"):  # fmt: skip
+            assert line in approved.stdout
+        first = cli("send", plan, *data, "--to", url, "--now", "2026-11-22T09:30")
+        assert first.returncode == 0, first.stderr
+        assert "6 deferred: outside their channel's send window; run send again from " \
+            "2026-11-22T10:00+08:00" in first.stdout
+        assert "not sent: C0000157 (winback_silver): no_address" in first.stdout
+        second = cli("send", plan, *data, "--to", url, "--now", "2026-11-22T10:05")
+        assert second.returncode == 0, second.stderr
+        assert "│ phone   │    6 │           0 │          0 │ 12.00 │" in second.stdout
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=20)
+    received = plan_rows(tmp_path / "received.jsonl")
+    keys = [m["idempotency_key"] for m in received]
+    assert len(keys) == len(set(keys)) == 80
+    assert all("address" in m and m["address"] for m in received)
+    again = tmp_path / "demo-plan-2.jsonl"
+    replanned = cli("plan", "--rules", shop / "rules", *data, "--as-of", AS_OF, "--out", again)
+    assert replanned.returncode == 0, replanned.stderr
+    assert "80 contacts from the ledger" in replanned.stdout
+    contacted = {m["customer_id"] for m in received}
+    rows = plan_rows(again)
+    assert len(rows) == 6 and not contacted & {r["customer_id"] for r in rows}
 
 
 def test_contact_details_never_leave_the_export_except_through_send(tmp_path):
