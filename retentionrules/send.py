@@ -78,6 +78,8 @@ class PlannedMessage:
 def _read_plan(path: Path) -> tuple[dict[str, Any], list[PlannedMessage]]:
     """The verified header and every row of the plan, read from the very file whose digest the
     header vouches for (a plan replaced meanwhile cannot slip in)."""
+    if not path.exists() and not path.is_symlink():  # a typo in the name: usage, not a bad plan
+        raise UsageError(f"{path}: no such plan")
     with open_plan(path) as verified, tempfile.TemporaryDirectory() as folder:
         copy = Path(folder) / ("plan" + path.suffix.lower())
         with copy.open("wb") as handle:

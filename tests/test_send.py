@@ -277,6 +277,14 @@ def test_send_refuses_an_unapproved_plan_and_one_changed_since_approval(shop, tm
     assert list(outbox.iterdir()) == []
 
 
+def test_a_plan_name_that_names_nothing_is_a_usage_error_for_approve_and_send(shop, tmp_path):
+    _project, data = shop
+    missing = tmp_path / "no-such-plan.jsonl"
+    for command in (("approve", missing), ("send", missing, "--customers", data, "--dry-run")):
+        result = cli(*command)
+        assert result.returncode == 2 and "no-such-plan.jsonl: no such plan" in result.stderr
+
+
 def test_the_outbox_gets_every_due_message_once_and_a_rerun_sends_nothing_again(shop, tmp_path):
     project, data = shop
     out = tmp_path / "plan.jsonl"
