@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,21 @@ def write_rules(folder: Path, text: str, config: str | None = None) -> Path:
     (folder / "retentionrules.toml").write_text(config or "", encoding="utf-8")
     (folder / "r.rules").write_text(text, encoding="utf-8")
     return folder
+
+
+def git(folder: Path, *args: str) -> None:
+    """Run git in `folder` as a user with a name (commits need one), failing loudly."""
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
+
+
+# TOML nested thousands deep, as arrays and as inline tables: readers must not recurse on it.
+DEEP_TOML = pytest.mark.parametrize(
+    "value",
+    ["[" * 5000 + "]" * 5000, "{ a = " * 5000 + "1" + " }" * 5000],
+    ids=["arrays", "inline tables"],
+)

@@ -3,12 +3,11 @@
 import csv
 import json
 import shutil
-import subprocess
 import tempfile
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, git
 
 SHOP = ROOT / "examples"
 DATA = ("--customers", SHOP / "customers.csv", "--as-of", "2026-11-22")
@@ -68,22 +67,15 @@ def test_bad_fail_over_and_bad_revision_are_usage_errors(run_cli):
     assert run_cli("diff", "no-such-rev:examples/rules", SHOP / "rules", *DATA).exit_code == 2
 
 
-def _git(folder, *args):
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=folder,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture
 def repo(tmp_path):
     """A real git repository holding the demo shop under shop/, committed once."""
     shutil.copytree(SHOP, tmp_path / "shop")
-    _git(tmp_path, "init", "-q")
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "commit", "-q", "-m", "shop")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "shop")
     return tmp_path
 
 
@@ -106,7 +98,7 @@ def test_a_broken_rule_at_a_revision_is_named_by_revision_never_a_temporary_path
     rules = repo / "shop" / "rules" / "shop.rules"
     good = rules.read_text(encoding="utf-8")
     rules.write_text(good + "\nrule broken\n  when stage = sleepy\n  then tag x\n", "utf-8")
-    _git(repo, "commit", "-qam", "broken")
+    git(repo, "commit", "-qam", "broken")
     rules.write_text(good, "utf-8")
     monkeypatch.chdir(repo)
     result = run_cli("diff", "HEAD:shop/rules", repo / "shop" / "rules", *DATA)
@@ -122,8 +114,8 @@ def test_nested_projects_at_a_revision_are_refused_as_in_the_working_tree(
     nested.mkdir()
     (nested / "retentionrules.toml").write_text('timezone = "UTC"\n', "utf-8")
     (nested / "team.rules").write_text("rule team_tag\n  when tier = P\n  then tag vip\n", "utf-8")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "a nested project")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "a nested project")
     monkeypatch.chdir(repo)
     now = run_cli("diff", repo / "shop" / "rules", repo / "shop" / "rules", *DATA)
     assert now.exit_code == 2 and "different projects" in now.output
@@ -144,9 +136,9 @@ def test_a_revision_without_configuration_never_uses_one_outside_the_repository(
     (repo / "rules" / "a.rules").write_text(
         "rule a\n  when stage = sleeping\n  then send winback_coupon via email\n", "utf-8"
     )
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "rules without configuration")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "rules without configuration")
     temporary = tmp_path / "tmp"  # where the copy goes, under a stray configuration
     temporary.mkdir()
     (temporary / "retentionrules.toml").write_text(

@@ -4,11 +4,10 @@ them; each project is checked and tested under its own, and nothing plans rules 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from .conftest import ROOT, customer, write_csv, write_rules
+from .conftest import DEEP_TOML, ROOT, customer, git, write_csv, write_rules
 
 WHATSAPP = """
 [customers.fields]
@@ -147,13 +146,6 @@ def test_score_finds_the_configuration_from_the_current_folder_and_names_it(
     assert json.loads(explicit.output)["config"] == "downloads/retentionrules.toml"  # as typed
 
 
-def git(folder, *args):
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=folder,
-        check=True,
-        capture_output=True,
-    )
 
 
 def test_diff_of_a_git_revision_reads_file_names_with_spaces_and_chinese(run_cli, tmp_path):
@@ -235,11 +227,7 @@ def test_a_bad_configuration_is_caught_by_check_not_at_plan_time(
 # ---------------------------------------------------------------- review findings (issue 8)
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["[" * 5000 + "]" * 5000, "{ a = " * 5000 + "1" + " }" * 5000],
-    ids=["arrays", "inline tables"],
-)
+@DEEP_TOML
 def test_a_configuration_nested_thousands_deep_is_a_configuration_error_not_a_crash(
     run_cli, tmp_path, value
 ):

@@ -14,7 +14,7 @@ from retentionrules import testing
 from retentionrules.api import check_paths
 from retentionrules.errors import DataError
 
-from .conftest import ROOT, write_rules
+from .conftest import DEEP_TOML, ROOT, write_rules
 
 RULES = (
     "rule winback\n  when stage = sleeping\n  then send winback_coupon via email with amount = 5\n"
@@ -319,11 +319,7 @@ def test_expect_none_beside_an_empty_expect_removed_still_asserts_no_action(run_
     assert "expected no action, got {rule = 'winback'" in sleeping.output
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["[" * 5000 + "]" * 5000, "{ a = " * 5000 + "1" + " }" * 5000],
-    ids=["arrays", "inline tables"],
-)
+@DEEP_TOML
 def test_a_test_file_nested_thousands_deep_is_rr400_not_a_recursion_error(
     run_cli, project, value
 ):
