@@ -15,6 +15,7 @@ from .engine import Explanation, PlanResult, ScoreResult
 from .impact import Impact
 from .output import json_text
 from .policies import COLUMNS
+from .words import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -79,7 +80,8 @@ def print_plan(result: PlanResult, console: Console) -> None:
     console.print(table)
     stats = result.stats
     console.print(
-        f"{stats.customers} customers read; {stats.total_rejected} rows rejected"
+        f"{counted(stats.customers, 'customer')} read; "
+        f"{counted(stats.total_rejected, 'row')} rejected"
         + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items()),
         markup=False,
     )
@@ -157,7 +159,8 @@ def print_score(result: ScoreResult, console: Console) -> None:
         _row(table, tier or "(none)", *row, sum(row))
     console.print(table)
     console.print(
-        f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected",
+        f"{counted(result.stats.customers, 'customer')}; "
+        f"{counted(result.stats.total_rejected, 'row')} rejected",
         markup=False,
     )
     console.print(f"configuration: {result.config}", markup=False)
