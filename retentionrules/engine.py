@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import math
 import os
+import re
 import tempfile
 import threading
 import zoneinfo
@@ -39,6 +40,7 @@ from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppres
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
 from .types import ACTIVITY_FIELDS
+from .words import counted
 
 PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
 RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
@@ -67,11 +69,15 @@ def _as_of(given: AsOf, config: Config) -> dt.date:
     """The as-of date: given (a date, a datetime's date, or ISO text such as "2026-11-22"), or
     today; inside the range calendar arithmetic is defined for."""
     if isinstance(given, str):
-        try:
+        try:  # only YYYY-MM-DD, as --as-of: Python 3.11 would also take 20261122 and 2026-W47
+            if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", given.strip()):
+                raise ValueError(given)
             given = dt.date.fromisoformat(given.strip())
         except ValueError:
             raise UsageError(f"as-of date {given!r}: give a date as YYYY-MM-DD") from None
-    elif isinstance(given, dt.datetime):
+    elif isinstance(given, dt.datetime):  # a moment: its date in the shop's time zone
+        if given.tzinfo is not None:
+            given = given.astimezone(zoneinfo.ZoneInfo(config.timezone))
         given = given.date()
     elif given is not None and not isinstance(given, dt.date):
         raise UsageError(f"as-of date: a date or YYYY-MM-DD text, not {type(given).__name__}")
@@ -94,9 +100,45 @@ def _path(value: PathLike | None, what: str) -> Path | None:
 
 def _rule_paths(rule_paths: RulePaths) -> list[str | Path]:
     """Rule files and folders; one path on its own is one path, not a sequence of letters."""
-    if isinstance(rule_paths, (str, os.PathLike)):
-        return [Path(rule_paths)]
-    return [p for p in (_path(p, "rule path") for p in rule_paths) if p is not None]
+    given: object = rule_paths  # from Python, anything may come: checked, not trusted
+    if isinstance(given, (str, os.PathLike)):
+        return [Path(given)]
+    if isinstance(given, bytes) or not isinstance(given, Sequence):
+        raise UsageError(f"rule paths: a path or a list of paths, not {type(given).__name__}")
+    paths: list[str | Path] = []
+    for path in given:
+        if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+            raise UsageError(f"rule path: a path, not {type(path).__name__}")
+        paths.append(Path(path))
+    return paths
+
+
+def _ids(customers: Sequence[str] | str) -> list[str]:
+    """Customer ids to explain: one id on its own is one id, not a list of letters; a whole
+    number is the id it spells (ids are text, and `3` in an export is the id "3")."""
+    given: Sequence[object] = [customers] if isinstance(customers, (str, int)) else customers
+    if not isinstance(given, Sequence) or isinstance(given, bytes):
+        raise UsageError(f"customers: an id or a list of ids, not {type(customers).__name__}")
+    ids = []
+    for value in given:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise UsageError(f"customer id: text such as 'C1', not {type(value).__name__}")
+        ids.append(value)
+    return ids
+
+
+def _inputs(inputs: Inputs | PathLike) -> Inputs:
+    """The files to read: an Inputs, or the customer export's path alone."""
+    if isinstance(inputs, Inputs):
+        return inputs
+    if isinstance(inputs, (str, os.PathLike)) and not isinstance(inputs, bytes):
+        return Inputs(Path(inputs))
+    raise UsageError(
+        f"inputs: Inputs(customers, orders, contacts) or the customer export's path, "
+        f"not {type(inputs).__name__}"
+    )
 
 
 def checked_rules(rule_paths: Sequence[str | Path], config_path: Path | None) -> Report:
@@ -182,7 +224,7 @@ class Prepared:
 
 def prepare(
     rule_paths: RulePaths,
-    inputs: Inputs,
+    inputs: Inputs | PathLike,
     as_of: AsOf,
     config_path: PathLike | None = None,
     rejects: PathLike | None = None,
@@ -190,6 +232,7 @@ def prepare(
 ) -> Prepared:
     """Check the rules, load and validate the data (with the project's contact ledger, when it
     has one, as contact history), derive every field."""
+    inputs = _inputs(inputs)
     report = checked_rules(_rule_paths(rule_paths), _path(config_path, "config_path"))
     rejects = _path(rejects, "rejects")
     ruleset = report.ruleset
@@ -210,7 +253,7 @@ def prepare(
 
 def run_plan(
     rule_paths: RulePaths,
-    inputs: Inputs,
+    inputs: Inputs | PathLike,
     as_of: AsOf = None,
     *,
     out: PathLike | None = None,
@@ -223,7 +266,7 @@ def run_plan(
 
     Nothing is written unless every step before succeeded.
     """
-    rule_paths = _rule_paths(rule_paths)
+    rule_paths, inputs = _rule_paths(rule_paths), _inputs(inputs)
     out, rejects = _path(out, "out"), _path(rejects, "rejects")
     suppressed, config_path = _path(suppressed, "suppressed"), _path(config_path, "config_path")
     outputs = Outputs(
@@ -239,14 +282,20 @@ def run_plan(
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
     if ready.ledger is not None:
         plan.notes.append(
-            f"contact history: {stats.ledger_contacts} contacts from the ledger "
+            f"contact history: {counted(stats.ledger_contacts, 'contact')} from the ledger "
             f"{shown_path(ready.ledger)}"
         )
     if stats.unknown_history or stats.unreadable_contacts:
         plan.notes.append(_unknown_history_note(stats))
+    if stats.unreadable_customers:
+        plan.notes.append(
+            f"{counted(stats.unreadable_customers, 'customer row')} set aside could not be read "
+            "far enough to tell whose they were: if one is another row's customer (a withdrawn "
+            "consent, say), that customer is planned from the other row; fix them"
+        )
     if stats.future_contacts:  # not an error, but never silent
         plan.notes.append(
-            f"{stats.future_contacts} contacts dated after the as-of date were left out"
+            f"{counted(stats.future_contacts, 'contact')} dated after the as-of date were left out"
         )
     if stats.unconfigured_channels:
         plan.notes.append(_unconfigured_channels_note(stats.unconfigured_channels))
@@ -271,17 +320,19 @@ def run_plan(
 
 def _unknown_history_note(stats: LoadStats) -> str:
     """Rows of the contact history set aside with --rejects: whose caps cannot be judged."""
-    note = (
-        f"{stats.unknown_history} customers held back on every channel (reason unknown_history): "
-        "rows of their contact history were set aside, so their caps and quiet period cannot be "
-        "judged"
-    )
-    if stats.unreadable_contacts:
-        note += (
-            f"; {stats.unreadable_contacts} contact rows could not be read far enough to tell "
-            "whose they were: fix them, or those customers may be contacted too soon"
+    notes = []
+    if stats.unknown_history:
+        notes.append(
+            f"{counted(stats.unknown_history, 'customer')} held back from every message and call "
+            "(reason unknown_history): rows of their contact history were set aside, so their "
+            "caps and quiet period cannot be judged"
         )
-    return note
+    if stats.unreadable_contacts:
+        notes.append(
+            f"{counted(stats.unreadable_contacts, 'contact row')} could not be read far enough "
+            "to tell whose they were: fix them, or those customers may be contacted too soon"
+        )
+    return "; ".join(notes)
 
 
 def _unconfigured_channels_note(channels: dict[str, int]) -> str:
@@ -366,7 +417,7 @@ class Explanation:
 
 def explain(
     rule_paths: RulePaths,
-    inputs: Inputs,
+    inputs: Inputs | PathLike,
     customers: Sequence[str] | str,
     as_of: AsOf = None,
     config_path: PathLike | None = None,
@@ -374,8 +425,8 @@ def explain(
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
-    if isinstance(customers, str):  # one id on its own is one id, not a list of letters
-        customers = [customers]
+    inputs = _inputs(inputs)
+    customers = _ids(customers)
     ready = prepare(rule_paths, inputs, as_of, config_path, use_ledger=use_ledger)
     con, report, as_of = ready.con, ready.report, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
@@ -441,7 +492,7 @@ class ScoreResult:
 
 
 def score(
-    inputs: Inputs,
+    inputs: Inputs | PathLike,
     as_of: AsOf = None,
     *,
     out: PathLike | None = None,
@@ -449,6 +500,7 @@ def score(
     rejects: PathLike | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
+    inputs = _inputs(inputs)
     out, rejects = _path(out, "out"), _path(rejects, "rejects")
     config_path = _path(config_path, "config_path")
     config = config_for_data(config_path)

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -147,6 +148,7 @@ class LoadStats:
     ledger_contacts: int = 0  # of `contacts`, those the ledger gave
     unknown_history: int = 0  # customers whose contact rows were set aside (--rejects)
     unreadable_contacts: int = 0  # contact rows set aside whose customer cannot even be told
+    unreadable_customers: int = 0  # customer rows set aside without even a readable id
     # Contacts on a channel not configured under [channels] (a typo, or a channel under another
     # name): they count toward the quiet period and rule caps but toward no channel's cap.
     unconfigured_channels: dict[str, int] = field(default_factory=dict)
@@ -954,7 +956,8 @@ def _typed_table(
                 raise DataError(f"{path}: cannot read: {_first_line(error)}") from None
             if fmt == "jsonl":
                 _require_keys(con, table, source, columns)
-        _settle(con, table, source, key, rejects, stats)
+        owner = next((c for c in columns if c.key and c.not_empty), None)
+        _settle(con, table, source, key, rejects, stats, owner)
 
 
 def _require(path: Path, columns: list[_Column], header: list[str]) -> None:
@@ -1011,9 +1014,11 @@ def _settle(
     key: str | None,
     rejects: Path | None,
     stats: LoadStats,
+    owner: _Column | None = None,
 ) -> None:
     """Find the bad rows (problems, repeated ids, rows the re-read could not use); stop at the
-    first or set them aside; leave only the converted columns."""
+    first or set them aside; leave only the converted columns. `owner`: the column that says
+    whose a row is (the customer's id), read from broken rows too where it can be."""
     name = ident(table)
     keyed = f"count({ident(key)}) - count(DISTINCT {ident(key)})" if key else "0"
     bad, repeats = one(
@@ -1029,10 +1034,32 @@ def _settle(
             )
         if repeats:
             _mark_duplicates(con, table, key)
-        _reject(con, table, source, rejects, stats)
+        _reject(con, table, source, rejects, stats, owner)
     con.execute(f"ALTER TABLE {name} DROP COLUMN {PROBLEM}")
     if bad or repeats or structural or source.row is not None:
         con.execute(f"ALTER TABLE {name} DROP COLUMN {ROW}")
+
+
+def _mark_owned(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, owners: dict[str, list[int]]
+) -> None:
+    """A customer whose id is also on a row that could not be read: which row is right (the
+    consent given, or the one withdrawn) cannot be told, as with a repeated id."""
+    if not owners:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE __owned (id VARCHAR, listed VARCHAR)")
+    con.executemany(
+        "INSERT INTO __owned VALUES (?, ?)",
+        [[found, ", ".join(map(str, sorted(rows)[:5]))] for found, rows in owners.items()],
+    )
+    k = ident(key)
+    con.execute(f"""
+        UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
+            {literal(f"column {key}: the id `")} || c.{k} || '` is also on row ' || o.listed
+                || ', which could not be read: which is right cannot be told')
+        FROM __owned AS o WHERE c.{k} = o.id
+    """)
+    con.execute("DROP TABLE __owned")
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None) -> None:
@@ -1052,15 +1079,92 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None
     """)
 
 
+def _salvaged_id(record: str, kind: str, key: str, index: int | None) -> str | None:
+    """The id of a row set aside, read from its record as far as it can be (the record as the
+    rejects file has it: the cells of a ragged CSV row, the text of a line that is not JSON, the
+    object of a JSON line); normalised as ids are (`text_key`, whole numbers as integers). None
+    when the row does not say whose it is."""
+    try:
+        value: Any = json.loads(record)
+    except (ValueError, TypeError):
+        return None
+    if isinstance(value, list):  # a CSV row with too many or too few cells
+        value = value[index] if index is not None and index < len(value) else None
+    elif isinstance(value, str) and kind == "json":  # a line that is not JSON: find the key
+        found = re.search(
+            rf'"{re.escape(key)}"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.0*)?)(?=\s*[,}}]|\s*$)',
+            value,
+        )
+        try:
+            value = json.loads(found.group(1)) if found else None
+        except ValueError:
+            value = None
+    elif isinstance(value, dict):  # a row that was read: its id itself was not usable
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).strip(BLANKS)
+    return text or None
+
+
+def _unreadable_owners(
+    con: duckdb.DuckDBPyConnection, table: str, source: _Source, owner: _Column
+) -> tuple[dict[str, list[int]], int]:
+    """Rows set aside whose id was not read (the re-read could not use them, or the id cell was
+    not a usable id): the ids that can still be read from their records, with their rows, and
+    how many say nothing of whose they are. A broken row of a customer must not go unnoticed:
+    it may be the one that withdrew consent, or the contact that started a quiet period."""
+    name, column = ident(table), ident(owner.name)
+    relation = source.relation
+    if source.row is None:  # row numbers are the file's order: rowid of a stored copy
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __broken AS SELECT * FROM {relation}")
+        relation = "__broken"
+    row = "__file.rowid + 1" if source.row is None else f"__file.{ROW}"
+    queries = [
+        f"SELECT {row} AS row, {source.record} AS record FROM {relation} AS __file "
+        f"WHERE {row} IN (SELECT {ROW} FROM {name} "
+        f"WHERE {PROBLEM} IS NOT NULL AND {column} IS NULL)"
+    ]
+    if source.problems is not None:
+        queries.append(f"SELECT row, record FROM {source.problems}")
+    index = None
+    if source.kind == "text":
+        header = [h.strip(BLANKS) for h in _csv_header(source.path)]
+        index = header.index(owner.source) if owner.source in header else None
+    ids: dict[str, list[int]] = {}
+    unknown = 0
+    for number, record in con.execute(" UNION ALL ".join(queries)).fetchall():
+        found = _salvaged_id(str(record), source.kind, owner.source, index)
+        if found is None:
+            unknown += 1
+        else:
+            ids.setdefault(found, []).append(int(number))
+    con.execute("DROP TABLE IF EXISTS __broken")
+    return ids, unknown
+
+
 def _reject(
     con: duckdb.DuckDBPyConnection,
     table: str,
     source: _Source,
     rejects: Path | None,
     stats: LoadStats,
+    owner: _Column | None = None,
 ) -> None:
     path = source.path
     name = ident(table)
+    owners: dict[str, list[int]] = {}
+    if owner is not None and table in ("customers", "contacts"):
+        owners, unknown = _unreadable_owners(con, table, source, owner)
+        if table == "customers":
+            stats.unreadable_customers = unknown
+            _mark_owned(con, table, owner.name, owners)
+        else:
+            stats.unreadable_contacts = unknown
     found = f"SELECT {ROW} AS row, {PROBLEM} AS reason FROM {name} WHERE {PROBLEM} IS NOT NULL"
     if source.problems is not None:
         found += f" UNION ALL SELECT row, reason FROM {source.problems}"
@@ -1097,9 +1201,13 @@ def _reject(
             f"CREATE OR REPLACE TEMP TABLE {UNKNOWN_HISTORY} AS SELECT DISTINCT customer_id "
             f"FROM {name} WHERE {PROBLEM} IS NOT NULL AND customer_id IS NOT NULL"
         )
+        if owners:  # and those of rows too broken to convert, by the id still readable
+            con.executemany(
+                f"INSERT INTO {UNKNOWN_HISTORY} SELECT ? WHERE ? NOT IN "
+                f"(SELECT customer_id FROM {UNKNOWN_HISTORY})",
+                [[found, found] for found in owners],
+            )
         stats.unknown_history = one(con, f"SELECT count(*) FROM {UNKNOWN_HISTORY}")[0]
-        if source.problems is not None:
-            stats.unreadable_contacts = one(con, f"SELECT count(*) FROM {source.problems}")[0]
     con.execute(f"DELETE FROM {name} WHERE {PROBLEM} IS NOT NULL")
 
 
@@ -1257,10 +1365,10 @@ def load(
         if stats.future_contacts:
             con.execute(f"DELETE FROM contacts WHERE sent_at > {literal(as_of)}")
         known = ", ".join(channel_key(literal(name)) for name in config.channels) or "NULL"
-        stats.unconfigured_channels = dict(
+        stats.unconfigured_channels = dict(  # a blank channel (NULL) is no channel either
             con.execute(
-                "SELECT channel, count(*) FROM contacts WHERE channel IS NOT NULL "
-                f"AND channel NOT IN ({known}) GROUP BY channel ORDER BY count(*) DESC, channel"
+                f"SELECT coalesce(channel, ''), count(*) FROM contacts WHERE channel IS NULL "
+                f"OR channel NOT IN ({known}) GROUP BY 1 ORDER BY count(*) DESC, 1"
             ).fetchall()
         )
     return stats

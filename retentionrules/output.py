@@ -299,6 +299,12 @@ class Outputs:
         json_text: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.targets = {role: Path(path) for role, path in outputs.items() if path is not None}
+        for role, path in self.targets.items():  # `.`, `..`, `/`, "": a folder, not a file name
+            if path.name in ("", ".", "..") or str(path).endswith(("/", os.sep)):
+                raise OutputError(
+                    f"{role} {str(path) or '(empty)'}: names a folder, not a file; "
+                    "give a file name such as plan.csv"
+                )
         self.plan = plan if plan in self.targets else None
         self.json_text = dict(json_text or {})
         named = list(self.targets.items())

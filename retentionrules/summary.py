@@ -16,6 +16,7 @@ from .impact import Impact
 from .output import json_text
 from .policies import COLUMNS
 from .send import Approval, SendReport
+from .words import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,7 +81,8 @@ def print_plan(result: PlanResult, console: Console) -> None:
     console.print(table)
     stats = result.stats
     console.print(
-        f"{stats.customers} customers read; {stats.total_rejected} rows rejected"
+        f"{counted(stats.customers, 'customer')} read; "
+        f"{counted(stats.total_rejected, 'row')} rejected"
         + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items()),
         markup=False,
     )
@@ -158,7 +160,8 @@ def print_score(result: ScoreResult, console: Console) -> None:
         _row(table, tier or "(none)", *row, sum(row))
     console.print(table)
     console.print(
-        f"{result.stats.customers} customers; {result.stats.total_rejected} rows rejected",
+        f"{counted(result.stats.customers, 'customer')}; "
+        f"{counted(result.stats.total_rejected, 'row')} rejected",
         markup=False,
     )
     console.print(f"configuration: {result.config}", markup=False)
@@ -286,7 +289,8 @@ def print_approval(approval: Approval, console: Console) -> None:
     console.print(table)
     console.print(
         f"{approval.holdout} held out (never sent); "
-        f"{header['customers']} customers planned, {header['rejected_rows']} rows rejected",
+        f"{counted(header['customers'], 'customer')} planned, "
+        f"{counted(header['rejected_rows'], 'row')} rejected",
         markup=False,
     )
     record = approval.record

@@ -63,8 +63,30 @@ def test_score_and_explain_take_text_too(tmp_path):
             lambda: run_plan([SHOP / "rules"], Inputs(SHOP / "customers.csv"), out=3),
             "out: a path, not int",
         ),
+        (lambda: run_plan(None, Inputs(SHOP / "customers.csv")), "a path or a list of paths"),
+        (lambda: run_plan(5, Inputs(SHOP / "customers.csv")), "not int"),
+        (lambda: run_plan([None], Inputs(SHOP / "customers.csv")), "rule path: a path, not"),
+        (lambda: run_plan(SHOP / "rules", 3.5), "or the customer export.s path, not float"),
+        (lambda: explain(SHOP / "rules", SHOP / "customers.csv", None), "an id or a list"),
+        (lambda: explain(SHOP / "rules", SHOP / "customers.csv", [b"C1"]), "not bytes"),
+        (lambda: run_plan(SHOP / "rules", SHOP / "customers.csv", "20261122"), "YYYY-MM-DD"),
+        (lambda: run_plan(SHOP / "rules", SHOP / "customers.csv", "2026-W47-7"), "YYYY-MM-DD"),
     ],
 )
 def test_wrong_types_from_python_are_usage_errors_that_say_what_was_expected(call, message):
     with pytest.raises(UsageError, match=message):
         call()
+
+
+def test_a_moment_with_a_time_zone_is_taken_on_the_shops_calendar():
+    """20:00 UTC on the 22nd is already the 23rd in Shanghai, the demo shop's zone."""
+    moment = dt.datetime(2026, 11, 22, 20, 0, tzinfo=dt.timezone.utc)
+    result = run_plan(SHOP / "rules", SHOP / "customers.csv", moment)
+    assert result.meta["as_of"] == "2026-11-23"
+
+
+def test_the_customer_export_alone_may_stand_for_the_inputs_and_an_id_may_be_a_number():
+    planned = run_plan(SHOP / "rules", str(SHOP / "customers.csv"), "2026-11-22")
+    assert planned.meta["customers"] == 300
+    with pytest.raises(UsageError, match="customer '7' is not in"):
+        explain(SHOP / "rules", SHOP / "customers.csv", 7, "2026-11-22")

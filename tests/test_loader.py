@@ -96,6 +96,50 @@ def test_a_repeated_id_is_never_planned_whichever_row_withdraws_consent(run_cli,
     assert planned == ["C2", "C3"]
 
 
+def _typed(row: dict) -> dict:
+    """A CSV row of the shop as a JSON object with real numbers and booleans."""
+    numbers, flags = ("orders_12m", "spend_12m", "total_orders"), ("sms_opt_in", "email_opt_in")
+    typed = {k: v or None for k, v in row.items()}
+    typed.update({k: float(row[k]) for k in numbers if row[k]})
+    typed.update({k: row[k] == "true" for k in flags if row[k]})
+    return typed
+
+
+@pytest.mark.parametrize("form", ["ragged csv", "jsonl line that is not json"])
+def test_a_broken_row_of_a_customer_sets_aside_every_row_of_that_customer(run_cli, shop, form):
+    """A row too broken to convert still says whose it is: it may be the row that withdrew
+    consent, so the customer's other row must not be planned on its own."""
+    tmp_path, rules, rows = shop
+    rows[3].update(customer_id="C1", email_opt_in="false")  # C1 again, now without consent
+    if form == "ragged csv":
+        customers = write_csv(tmp_path / "customers.csv", rows)
+        lines = customers.read_text(encoding="utf-8").splitlines()
+        lines[4] += ",one cell too many"
+        customers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        customers = tmp_path / "customers.jsonl"
+        lines = [json.dumps(_typed(row)) for row in rows]
+        lines[3] = lines[3][:-1]  # the closing brace lost
+        customers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result, out = plan(run_cli, tmp_path, rules, customers, "--rejects", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    planned = [json.loads(line)["customer_id"] for line in out.read_text().splitlines()]
+    assert planned == ["C2", "C3"]
+    reasons = (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+    assert "the id `C1` is also on row 4, which could not be read" in reasons
+
+
+def test_a_broken_customer_row_without_a_readable_id_is_noted(run_cli, shop):
+    tmp_path, rules, rows = shop
+    customers = tmp_path / "customers.jsonl"
+    lines = [json.dumps({k: v or None for k, v in row.items()}) for row in rows]
+    lines.append("{not json at all")
+    customers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result, _ = plan(run_cli, tmp_path, rules, customers, "--rejects", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    assert "1 customer row set aside could not be read far enough" in result.output
+
+
 def test_missing_required_column(run_cli, shop):
     """The rule sends e-mail: the e-mail consent column is needed."""
     tmp_path, rules, rows = shop

@@ -1326,3 +1326,14 @@ def test_fmt_leaves_another_users_rule_file_in_a_sticky_folder_alone():
         assert theirs.read_text() == UNFORMATTED and staging_folders(base) == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "/"])
+def test_an_output_that_names_a_folder_is_a_usage_error_not_an_internal_error(
+    run_cli, tmp_path, name
+):
+    files = shop(tmp_path)
+    result = run_cli(*plan_args(files), "--out", name)
+    assert result.exit_code == 2 and "names a folder, not a file" in result.output
+    scored = run_cli("score", "--customers", files["customers"], "--out", name)
+    assert scored.exit_code == 2 and "names a folder, not a file" in scored.output

@@ -15,6 +15,7 @@ from retentionrules.derive import DERIVED
 from retentionrules.engine import run_plan
 from retentionrules.interpreter import evaluate
 from retentionrules.loader import Inputs
+from retentionrules.planner import assignments
 
 from .conftest import COLUMNS, customer, write_csv, write_rules
 from .test_evaluators import AS_OF as AS_OFS
@@ -347,7 +348,8 @@ def test_a_customer_whose_contact_rows_were_set_aside_is_held_back_on_every_chan
         "customer_id,channel,rule,sent_at\n"
         "C1,sms,text,2026/11/21 10:00\n"  # not a date the docs allow: set aside
         "C2,sms,text,2026-10-01\n"
-        "C3,sms,text,2026-11-21,extra\n"  # ragged: whose it is cannot be told
+        "C3,sms,text,2026-11-21,extra\n"  # ragged: whose it is is still read from its first cell
+        ",sms,text,2026-11-21\n"  # no id at all: whose it is cannot be told
     )
     result = run_plan(
         [folder], Inputs(customers, contacts=contacts), AS_OF,
@@ -355,12 +357,13 @@ def test_a_customer_whose_contact_rows_were_set_aside_is_held_back_on_every_chan
     )  # fmt: skip
     with (tmp_path / "s.csv").open(encoding="utf-8-sig") as handle:
         removed = {(r["customer_id"], r["rule"]): r["reason"] for r in csv.DictReader(handle)}
-    assert removed[("C1", "text")] == "unknown_history"
+    assert removed[("C1", "text")] == removed[("C3", "text")] == "unknown_history"
     assert ("C2", "text") not in removed  # its history is whole
     text = counts(result, "text")
-    assert (text.matched, text.consent, text.caps) == (3, 3, 2)
-    assert any("1 customers held back on every channel" in n for n in result.plan.notes)
-    assert any("1 contact rows could not be read far enough" in n for n in result.plan.notes)
+    assert (text.matched, text.consent, text.caps) == (3, 3, 1)
+    assert counts(result, "mark").caps == 3  # a tag contacts nobody: never held back
+    assert any("2 customers held back from every message" in n for n in result.plan.notes)
+    assert any("1 contact row could not be read far enough" in n for n in result.plan.notes)
 
 
 def test_contacts_on_a_channel_the_configuration_does_not_know_are_never_silent(
@@ -384,6 +387,7 @@ def test_contacts_on_a_channel_the_configuration_does_not_know_are_never_silent(
         "C1,text,hi,2026-11-20\n"  # the channel written another way: not the sms cap
         "C1,Text,hi,2026-11-19\n"
         "C2, SMS ,hi,2026-11-20\n"  # the configured channel, spelled loosely: counted
+        "C3,,hi,2026-11-01\n"  # no channel at all: no channel's cap either
     )
     out = tmp_path / "plan.csv"
     result = run_cli(
@@ -391,7 +395,51 @@ def test_contacts_on_a_channel_the_configuration_does_not_know_are_never_silent(
         "--as-of", AS_OF.isoformat(), "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "2 contacts on channels not configured under [channels] (text: 2)" in result.output
+    assert (
+        "3 contacts on channels not configured under [channels] (text: 2, (blank): 1)"
+        in result.output
+    )
     with out.open(encoding="utf-8-sig") as handle:
         planned = [row["customer_id"] for row in csv.DictReader(handle)]
     assert planned == ["C1"]  # C2's sms cap is reached; C1's `text` contacts are not sms
+
+
+@pytest.mark.parametrize(
+    ("line", "held", "unreadable"),
+    [
+        ('{"customer_id":"C1","channel":"sms","rule":"text","sent_at":"2026-11-21"', "C1", 0),
+        ('{"customer_id":" C1 ","channel":"sms","sent_at":"2026-11-21", "x":', "C1", 0),
+        ('{"customer_id":true,"channel":"sms","rule":"text","sent_at":"2026-11-21"}', None, 1),
+        ('{"channel":"sms","rule":"text","sent_at":"2026-11-21"}', None, 1),
+        ("garbage", None, 1),
+    ],
+    ids=["no closing brace", "cut mid-line", "id not text", "no id", "not json"],
+)
+def test_a_contact_line_too_broken_to_read_holds_its_customer_back_or_is_noted(
+    tmp_path, line, held, unreadable
+):
+    """A JSON line that is not JSON still names its customer when the id can be read from it:
+    that customer is held back (the contact may be yesterday's). One that names nobody is
+    counted in a note: never dropped without a word."""
+    from .conftest import customer, write_csv, write_rules
+
+    folder = write_rules(
+        tmp_path / "rules",
+        "rule text\n  when total_orders = 0\n  then send hi via sms\n",
+        '[contacts]\nquiet_period = "3 days"\n',
+    )
+    customers = write_csv(tmp_path / "c.csv", [customer("C1"), customer("C2")])
+    contacts = tmp_path / "k.jsonl"
+    contacts.write_text(
+        '{"customer_id":"C2","channel":"sms","rule":"text","sent_at":"2026-10-01"}\n'
+        + line + "\n",
+        encoding="utf-8",
+    )
+    result = run_plan(
+        [folder], Inputs(customers, contacts=contacts), AS_OF, rejects=tmp_path / "r.csv"
+    )
+    planned = set(assignments(result.plan))
+    assert planned == ({"C1", "C2"} - {held} if held else {"C1", "C2"})
+    notes = " ".join(result.plan.notes)
+    assert ("held back from every message" in notes) == (held is not None)
+    assert ("1 contact row could not be read far enough" in notes) == bool(unreadable)
