@@ -369,7 +369,7 @@ class Outputs:
             staged_header = None
             if self.plan is not None:
                 path = self.targets[self.plan]
-                committed = {**(header or {}), "plan_sha256": _sha256(staged[self.plan])}
+                committed = {**(header or {}), "plan_sha256": digest_file(staged[self.plan])}
                 name = staged[self.plan].name.removesuffix(_PART)
                 staged_header = staged[self.plan].with_name(f"{name}.meta{_PART}")
                 with _reported(sidecar(path)):
@@ -976,14 +976,6 @@ def _rename(staged: Path, path: Path) -> None:
     except OSError as error:
         raise OutputError(f"{path}: {error.strerror or error}") from None
     _fsync_dir(path.parent)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_record(path: Path, data: object, role: str = "output") -> None:
