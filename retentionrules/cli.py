@@ -255,10 +255,12 @@ def _as_of(value: str | None) -> datetime.date | None:
     return day
 
 
-def _inputs(customers: Path, orders: Path | None, contacts: Path | None) -> Inputs:
+def _inputs(
+    customers: Path, orders: Path | None, contacts: Path | None, products: Path | None = None
+) -> Inputs:
     from .loader import Inputs
 
-    return Inputs(customers, orders, contacts)
+    return Inputs(customers, orders, contacts, products=products)
 
 
 def _console() -> Console:
@@ -307,6 +309,14 @@ OrdersOption = Annotated[
         "--orders",
         help="Orders export (customer_id, order_date, amount): order "
         "dates, counts and spend are derived from it.",
+    ),
+]
+ProductsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--products",
+        help="Product catalogue (sku, category, days_per_unit, warranty_days): with order "
+        "lines, run-out and warranty dates are derived from it.",
     ),
 ]
 ContactsOption = Annotated[
@@ -363,6 +373,7 @@ def plan(
     ] = None,
     orders: OrdersOption = None,
     contacts: ContactsOption = None,
+    products: ProductsOption = None,
     as_of: AsOfOption = None,
     rejects: RejectsOption = None,
     suppressed: Annotated[
@@ -386,7 +397,7 @@ def plan(
     with _working("planning…"):
         result = run_plan(
             rules,
-            _inputs(customers, orders, contacts),
+            _inputs(customers, orders, contacts, products),
             _as_of(as_of),
             out=out,
             rejects=rejects,
@@ -405,6 +416,7 @@ def explain(
     customers: CustomersOption,
     orders: OrdersOption = None,
     contacts: ContactsOption = None,
+    products: ProductsOption = None,
     as_of: AsOfOption = None,
     config: ConfigOption = None,
     no_ledger: NoLedgerOption = False,
@@ -421,7 +433,7 @@ def explain(
     with _working("explaining…"):
         found = run_explain(
             rules,
-            _inputs(customers, orders, contacts),
+            _inputs(customers, orders, contacts, products),
             customer_ids,
             _as_of(as_of),
             config,
@@ -447,6 +459,7 @@ def score(
     ] = None,
     orders: OrdersOption = None,
     contacts: ContactsOption = None,
+    products: ProductsOption = None,
     as_of: AsOfOption = None,
     rejects: RejectsOption = None,
     config: Annotated[
@@ -467,7 +480,7 @@ def score(
 
     with _working("scoring…"):
         result = run_score(
-            _inputs(customers, orders, contacts),
+            _inputs(customers, orders, contacts, products),
             _as_of(as_of),
             out=out,
             config_path=config,
@@ -574,6 +587,7 @@ def diff_rules(
     customers: CustomersOption,
     orders: OrdersOption = None,
     contacts: ContactsOption = None,
+    products: ProductsOption = None,
     as_of: AsOfOption = None,
     config: ConfigOption = None,
     output_format: Annotated[
@@ -598,7 +612,8 @@ def diff_rules(
     from .summary import impact_json, impact_markdown, print_impact
 
     with _working("comparing…"):
-        impact = diff(old, new, _inputs(customers, orders, contacts), _as_of(as_of), config)
+        inputs = _inputs(customers, orders, contacts, products)
+        impact = diff(old, new, inputs, _as_of(as_of), config)
     if output_format is DiffFormat.markdown:
         typer.echo(impact_markdown(impact))
     else:

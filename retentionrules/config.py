@@ -212,11 +212,80 @@ class Stages(_Model):
 
 
 class Orders(_Model):
-    """Column names of the orders export: one row per order."""
+    """Column names of the orders export: one row per order, or per order line when the line
+    columns are named (each is read only when named here; docs/engine.md "Order lines")."""
 
     customer: str = "customer_id"
     date: str = "order_date"
     amount: str = "amount"
+    order_id: OptionalName = None  # lines of one order share it: orders are counted by it
+    sku: OptionalName = None
+    category: OptionalName = None
+    quantity: OptionalName = None  # units on the line; missing: 1; negative: units returned
+
+    @property
+    def lines(self) -> bool:
+        """Whether rows are order lines: a line column (sku, category, quantity) is named."""
+        return any(name is not None for name in (self.sku, self.category, self.quantity))
+
+
+# The largest number of days a product fact may hold: about 1,000 years, as a duration.
+MAX_PRODUCT_DAYS = 366_000
+
+
+class Product(_Model):
+    """What the catalogue says of a product (a SKU) or of every product of a category."""
+
+    category: str | None = None  # a SKU's category (for lines that do not name one)
+    days_per_unit: float | None = Field(default=None, gt=0, le=MAX_PRODUCT_DAYS)
+    warranty_days: int | None = Field(default=None, gt=0, le=MAX_PRODUCT_DAYS)
+
+    @field_validator("category")
+    @classmethod
+    def _category_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip(BLANKS):
+            raise ValueError("a category must not be empty")
+        return None if value is None else value.strip(BLANKS)
+
+
+class Products(_Model):
+    """`[products.sku."formula-900g"]` and `[products.category.diapers]`: the catalogue in the
+    configuration (a `--products` file may add to it, and replaces an entry with the same key)."""
+
+    sku: dict[str, Product] = Field(default_factory=dict)
+    category: dict[str, Product] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _keys_named(self) -> Products:
+        for table, entries in (("sku", self.sku), ("category", self.category)):
+            keys: dict[str, str] = {}
+            for key in entries:
+                found = key.strip(BLANKS)
+                if not found:
+                    raise ValueError(f"products.{table}: a key must not be empty")
+                if found in keys:
+                    raise ValueError(
+                        f"products.{table}: {keys[found]!r} and {key!r} are the same key "
+                        "(keys are compared without surrounding blanks)"
+                    )
+                keys[found] = key
+        for key, product in self.category.items():
+            if product.category is not None:
+                raise ValueError(
+                    f"products.category.{key}: a category entry has no category of its own"
+                )
+        return self
+
+    def rows(self) -> list[tuple[str | None, str | None, float | None, int | None]]:
+        """(sku, category, days_per_unit, warranty_days), as catalogue rows: SKUs, then
+        categories (a category row has no sku)."""
+        return [
+            (key.strip(BLANKS), p.category, p.days_per_unit, p.warranty_days)
+            for key, p in self.sku.items()
+        ] + [
+            (None, key.strip(BLANKS), p.days_per_unit, p.warranty_days)
+            for key, p in self.category.items()
+        ]
 
 
 class Contacts(_Model):
@@ -253,6 +322,7 @@ class Config(_Model):
     )
     stages: Stages = Stages()
     orders: Orders = Orders()
+    products: Products = Products()
     contacts: Contacts = Contacts()
     holdout_salt: str = "retentionrules"  # change it to draw a new control group
     ledger: LedgerSettings = LedgerSettings()
@@ -461,7 +531,27 @@ def load_config(path: Path | None) -> Config:
             f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"
             for e in error.errors()
         )
-        raise ConfigError(f"{path}: {problems}") from error
+        where = _where(text, [tuple(e["loc"]) for e in error.errors()])
+        raise ConfigError(f"{path}{where}: {problems}") from error
+
+
+def _where(text: str, locations: list[tuple[str | int, ...]]) -> str:
+    """`:LINE:COL` of the first problem whose key (or the nearest table above it) the file
+    names, else nothing (a problem of the whole file, or a default)."""
+    from .tomlpos import positions  # only for a configuration with a problem
+
+    try:
+        found = positions(text)
+    except RecursionError:  # pragma: no cover - tomllib refuses deeper nesting first
+        return ""
+    for location in locations:
+        keys = tuple(k for k in location if not str(k).startswith("function-"))
+        for end in range(len(keys), 0, -1):
+            place = found.get(keys[:end])
+            if place is not None:
+                span = place.value if end == len(keys) else place.key
+                return f":{span.line}:{span.column}"
+    return ""
 
 
 def find_config(start: Path) -> Path | None:

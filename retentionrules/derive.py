@@ -25,7 +25,7 @@ from .sql import (
     pick,
     rank_column,
 )
-from .timeutil import shift
+from .timeutil import MAX_DATE, shift
 
 DERIVED = "derived"
 
@@ -33,23 +33,172 @@ DERIVED = "derived"
 def _order_stats(config: Config, as_of: dt.date) -> str:
     """Per customer, the activity fields from the orders export.
 
-    Orders after the as-of date had not happened yet. A row with a negative amount is a
-    refund: it lowers the spend of the window it falls in (never below 0), is not an order
-    (it counts in neither orders_12m nor total_orders) and moves neither order date. A row
-    without an amount is an order of unknown value.
+    Orders after the as-of date had not happened yet. A row with a negative amount (or, when
+    rows are lines, a negative quantity) is a refund: it lowers the spend of the window it falls
+    in by its amount (never below 0), is not an order (it counts in neither orders_12m nor
+    total_orders) and moves neither order date. A row without an amount is an order of unknown
+    value. What is counted as one order: the rows sharing an `order_id` when `[orders]` names
+    one (a row without one is an order of its own); else, when rows are lines, a customer's
+    lines of one date (one basket); else each row.
     """
     start = literal(shift(as_of, config.scoring.window, -1))
     day = literal(as_of)
     in_window = f"order_date BETWEEN {start} AND {day}"
+    orders = config.orders
     order = "coalesce(amount >= 0, TRUE)"
+    if orders.quantity is not None:
+        order += " AND coalesce(quantity >= 0, TRUE)"
+
+    def count(where: str) -> str:
+        if orders.order_id is not None:
+            return (
+                f"count(DISTINCT order_id) FILTER (WHERE {where} AND {order}) "
+                f"+ count(*) FILTER (WHERE {where} AND {order} AND order_id IS NULL)"
+            )
+        if orders.lines:
+            return f"count(DISTINCT order_date) FILTER (WHERE {where} AND {order})"
+        return f"count(*) FILTER (WHERE {where} AND {order})"
+
     return f"""
         SELECT customer_id,
             min(order_date) FILTER (WHERE order_date <= {day} AND {order}) AS first_order_date,
             max(order_date) FILTER (WHERE order_date <= {day} AND {order}) AS last_order_date,
-            count(*) FILTER (WHERE {in_window} AND {order}) AS orders_12m,
+            {count(in_window)} AS orders_12m,
             greatest(coalesce(sum(amount) FILTER (WHERE {in_window}), 0), 0) AS spend_12m,
-            count(*) FILTER (WHERE order_date <= {day} AND {order}) AS total_orders
+            {count(f"order_date <= {day}")} AS total_orders
         FROM orders GROUP BY customer_id"""
+
+
+# The fields from order lines and the catalogue, in the SQL types the derived table gives them.
+_LINE_COLUMNS = {
+    "next_runout_date": "DATE",
+    "days_to_runout": "BIGINT",
+    "runout_sku": "VARCHAR",
+    "runout_category": "VARCHAR",
+    "next_warranty_end": "DATE",
+    "days_to_warranty_end": "BIGINT",
+    "warranty_sku": "VARCHAR",
+}
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _line_stats(config: Config, as_of: dt.date) -> str:
+    """Per customer, the next run-out and the next warranty end (docs/engine.md "Run-out and
+    warranty dates").
+
+    A line's product is its sku, else (no sku) its category. Its facts come from the catalogue
+    (`products`): days_per_unit and warranty_days from the sku's row, else from the row of the
+    product's category; the category is the sku row's, else that of the product's latest line.
+    Lines after the as-of date are left out. Dates are day numbers here (days since 1970-01-01)
+    so that fractions of a day carry over; a run-out date is the day its last fraction falls on.
+
+    Stock carries over: for one product, day by day (a day's lines netted: units bought less
+    units returned, times days_per_unit, is `a`), `runout = max(runout + a, day + max(a, 0))`,
+    which for a purchase is `max(runout, day) + a` and for a return takes the returned days off
+    the stock, never below the day of the return. That recurrence is max-plus linear, so the
+    last run-out is `S_n + max_i(day_i + max(a_i, 0) - S_i)` with `S_i` the running sum of `a`:
+    one window sum and one aggregate, no loop. A product whose stock is gone (run-out not after
+    its last day) has no run-out.
+    """
+    day = literal(as_of)
+    epoch = literal(_EPOCH)
+    last = literal((MAX_DATE - _EPOCH).days)  # a date after MAX_DATE is never
+    orders = config.orders
+    quantity = "quantity" if orders.quantity is not None else "1"
+    sku = "sku" if orders.sku is not None else "CAST(NULL AS VARCHAR)"
+    category = "category" if orders.category is not None else "CAST(NULL AS VARCHAR)"
+
+    def date(number: str) -> str:
+        """A day number as a date, NULL beyond MAX_DATE."""
+        return f"CASE WHEN {number} <= {last} THEN {epoch} + CAST(floor({number}) AS INTEGER) END"
+
+    return f"""
+        WITH lines AS (
+            SELECT customer_id, order_date AS day, {sku} AS sku, {category} AS category,
+                CASE WHEN {sku} IS NOT NULL THEN 's' || {sku} ELSE 'c' || {category} END
+                    AS product,
+                {quantity} AS quantity, coalesce(amount < 0, FALSE) AS refund
+            FROM orders
+            WHERE order_date <= {day} AND ({sku} IS NOT NULL OR {category} IS NOT NULL)
+        ),
+        owned AS (
+            SELECT customer_id, product, any_value(sku) AS sku,
+                max({{'d': day, 'c': category}}) FILTER (WHERE category IS NOT NULL).c
+                    AS category
+            FROM lines GROUP BY ALL
+        ),
+        facts AS (
+            SELECT o.customer_id, o.product, o.sku,
+                coalesce(s.category, o.category) AS category,
+                coalesce(s.days_per_unit, k.days_per_unit) AS days_per_unit,
+                coalesce(s.warranty_days, k.warranty_days) AS warranty_days
+            FROM owned o
+            LEFT JOIN (SELECT * FROM products WHERE sku IS NOT NULL) s ON s.sku = o.sku
+            LEFT JOIN (SELECT * FROM products WHERE sku IS NULL) k
+                ON k.category = coalesce(s.category, o.category)
+        ),
+        days AS (
+            SELECT customer_id, product, day - {epoch} AS day,
+                coalesce(sum(quantity) FILTER (WHERE quantity > 0 AND NOT refund), 0)
+                    AS bought,
+                coalesce(sum(-quantity) FILTER (WHERE quantity < 0), 0) AS returned
+            FROM lines GROUP BY ALL
+            HAVING bought > 0 OR returned > 0
+        ),
+        moves AS (
+            SELECT d.customer_id, d.product, d.day,
+                (d.bought - d.returned) * f.days_per_unit AS a,
+                sum((d.bought - d.returned) * f.days_per_unit) OVER (
+                    PARTITION BY d.customer_id, d.product ORDER BY d.day
+                    ROWS UNBOUNDED PRECEDING) AS s
+            FROM days d JOIN facts f USING (customer_id, product)
+            WHERE f.days_per_unit IS NOT NULL
+        ),
+        stock AS (
+            SELECT customer_id, product,
+                arg_max(s, day) + max(day + greatest(a, 0) - s) AS runout
+            FROM moves GROUP BY ALL
+            HAVING runout > max(day)
+        ),
+        gaps AS (
+            SELECT customer_id, product, day,
+                day - lag(day) OVER (PARTITION BY customer_id, product ORDER BY day) AS gap
+            FROM days d WHERE bought > 0 AND EXISTS (SELECT 1 FROM facts f
+                WHERE f.customer_id = d.customer_id AND f.product = d.product
+                AND f.days_per_unit IS NULL)
+        ),
+        rhythm AS (
+            SELECT customer_id, product, max(day) + floor(median(gap)) AS runout
+            FROM gaps GROUP BY ALL
+            HAVING count(gap) > 0
+        ),
+        runouts AS (
+            SELECT f.customer_id, f.sku, f.category, f.product, {date("t.runout")} AS runout
+            FROM facts f JOIN (SELECT * FROM stock UNION ALL SELECT * FROM rhythm) t
+                USING (customer_id, product)
+        ),
+        warranties AS (
+            SELECT d.customer_id, f.sku, f.product,
+                {date("d.day + f.warranty_days")} AS ends
+            FROM days d JOIN facts f USING (customer_id, product)
+            WHERE d.bought > 0 AND f.warranty_days IS NOT NULL
+        ),
+        next_runout AS (
+            SELECT customer_id, runout, sku, category FROM (
+                SELECT *, row_number() OVER (PARTITION BY customer_id
+                    ORDER BY runout, sku NULLS LAST, product) AS n
+                FROM runouts WHERE runout >= {day}) WHERE n = 1
+        ),
+        next_warranty AS (
+            SELECT customer_id, ends, sku FROM (
+                SELECT *, row_number() OVER (PARTITION BY customer_id
+                    ORDER BY ends, sku NULLS LAST, product) AS n
+                FROM warranties WHERE ends >= {day}) WHERE n = 1
+        )
+        SELECT coalesce(r.customer_id, w.customer_id) AS customer_id,
+            r.runout AS next_runout_date, r.sku AS runout_sku, r.category AS runout_category,
+            w.ends AS next_warranty_end, w.sku AS warranty_sku
+        FROM next_runout r FULL JOIN next_warranty w USING (customer_id)"""
 
 
 def _finite(number: str) -> str:
@@ -84,11 +233,29 @@ def _name(field: str, enum: t.Type) -> str:
     return pick(list(enum.values), rank_column(field))
 
 
-def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) -> str:
+def derived_sql(
+    config: Config, as_of: dt.date, orders: bool, contacts: bool, lines: bool = False
+) -> str:
+    """The derived table's query. `lines`: the orders export has lines (and `products`, the
+    catalogue, is loaded): run-out and warranty dates are derived; else they are missing."""
     key = ident(config.customers.id)
     day = literal(as_of)
     replaced = []
     joins = []
+    added = exclude = ""
+    if lines:
+        joins.append(f"LEFT JOIN ({_line_stats(config, as_of)}) l ON l.customer_id = c.{key}")
+        joined = [n for n in _LINE_COLUMNS if not n.startswith("days_")]
+        added = "".join(f", l.{n}" for n in joined)
+        exclude = f" EXCLUDE ({', '.join(joined)})"
+        since = {"days_to_runout": "next_runout_date", "days_to_warranty_end": "next_warranty_end"}
+        line_fields = ", ".join(
+            f"{days_between(since[n], day)} AS {n}" if n in since else n for n in _LINE_COLUMNS
+        )
+    else:
+        line_fields = ", ".join(
+            f"CAST(NULL AS {sql_type}) AS {name}" for name, sql_type in _LINE_COLUMNS.items()
+        )
     if orders:
         joins.append(f"LEFT JOIN ({_order_stats(config, as_of)}) o ON o.customer_id = c.{key}")
         replaced += [f"o.{n} AS {n}" for n in ("first_order_date", "last_order_date")]
@@ -141,7 +308,7 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
     )
     return f"""
         WITH base AS (
-            SELECT c.rowid AS __row, c.*{replace} FROM customers c {" ".join(joins)}
+            SELECT c.rowid AS __row, c.*{replace}{added} FROM customers c {" ".join(joins)}
         ),
         scored AS (
             SELECT *,
@@ -161,14 +328,15 @@ def derived_sql(config: Config, as_of: dt.date, orders: bool, contacts: bool) ->
                 {anniversaries}
             FROM weighted
         )
-        SELECT *,
+        SELECT *{exclude},
             {_name("tier", tier_type)} AS tier,
             {_name("stage", t.STAGE)} AS stage,
             {days_between(day, "last_order_date")} AS days_since_last_order,
             {days_between(day, "first_order_date")} AS days_since_first_order,
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
-            {_finite("spend_12m / NULLIF(orders_12m, 0)")} AS avg_order_value{ranks}
+            {_finite("spend_12m / NULLIF(orders_12m, 0)")} AS avg_order_value,
+            {line_fields}{ranks}
         FROM ranked"""
 
 
@@ -184,10 +352,15 @@ def fields_sql(config: Config, leave_out: Sequence[str] = ()) -> str:
 
 
 def create_derived(
-    con: duckdb.DuckDBPyConnection, config: Config, as_of: dt.date, orders: bool, contacts: bool
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    as_of: dt.date,
+    orders: bool,
+    contacts: bool,
+    lines: bool = False,
 ) -> None:
     """A view: the plan query computes the fields as it goes instead of storing them first."""
-    query = derived_sql(config, as_of, orders, contacts)
+    query = derived_sql(config, as_of, orders, contacts, lines)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")
 
 

@@ -156,12 +156,12 @@ class _Digest(threading.Thread):
     def __init__(self, inputs: Inputs) -> None:
         super().__init__(daemon=True)
         self.inputs = inputs
-        self.parts: dict[str, str] = {}  # "customers", "orders", "contacts" -> sha256
+        self.parts: dict[str, str] = {}  # "customers", "orders", ... -> sha256
         self.error: OSError | None = None
 
     def run(self) -> None:
         try:
-            for role in ("customers", "orders", "contacts"):
+            for role in ("customers", "orders", "contacts", "products"):
                 path = getattr(self.inputs, role)
                 if path is not None:
                     self.parts[role] = digest_file(path)
@@ -247,7 +247,8 @@ def prepare(
             inputs = dataclasses.replace(inputs, ledger=file)
             digest = digest_file(file)
         stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
-    create_derived(con, config, as_of, inputs.orders is not None, inputs.has_contacts)
+    orders, contacts = inputs.orders is not None, inputs.has_contacts
+    create_derived(con, config, as_of, orders, contacts, stats.order_lines)
     return Prepared(con, report, stats, as_of, inputs, ledger, digest)
 
 
@@ -357,6 +358,7 @@ def _named_inputs(
         ("--customers", inputs.customers),
         ("--orders", inputs.orders),
         ("--contacts", inputs.contacts),
+        ("--products", inputs.products),
         *(("rule file", f) for f in files),
         *(("configuration", c) for c in dict.fromkeys(configs)),
     ]
@@ -513,7 +515,8 @@ def score(
     as_of = _as_of(as_of, config)
     con = connect()
     stats = load(con, config, inputs, as_of, rejects)
-    create_derived(con, config, as_of, inputs.orders is not None, inputs.contacts is not None)
+    orders, contacts = inputs.orders is not None, inputs.contacts is not None
+    create_derived(con, config, as_of, orders, contacts, stats.order_lines)
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
         outputs.write(con, queries)

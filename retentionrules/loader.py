@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 import duckdb
 
 from . import types as t
-from .config import BLANKS, Config
+from .config import BLANKS, MAX_PRODUCT_DAYS, Config
 from .errors import DataError, UsageError
 from .sql import ident, literal
 from .timeutil import MAX_DATE, MIN_DATE
@@ -114,6 +114,9 @@ class Inputs:
     customers: Path
     orders: Path | None = None
     contacts: Path | None = None
+    # The product catalogue (sku, category, days_per_unit, warranty_days): with `[products]`
+    # in the configuration, what run-out and warranty dates are computed from.
+    products: Path | None = None
     # What the contact ledger holds, as a contact-history CSV with the standard column names
     # (history.ledger_history writes it): read like `contacts`, added to it.
     ledger: Path | None = None
@@ -124,7 +127,7 @@ class Inputs:
         return self.contacts is not None or self.ledger is not None
 
     def __post_init__(self) -> None:
-        for name in ("customers", "orders", "contacts", "ledger"):
+        for name in ("customers", "orders", "contacts", "ledger", "products"):
             value = getattr(self, name)
             if value is None and name != "customers":
                 continue
@@ -133,7 +136,8 @@ class Inputs:
             object.__setattr__(self, name, Path(value))
 
     def files(self) -> list[Path]:
-        return [p for p in (self.customers, self.orders, self.contacts) if p is not None]
+        files = (self.customers, self.orders, self.contacts, self.products)
+        return [p for p in files if p is not None]
 
 
 @dataclass
@@ -142,6 +146,8 @@ class LoadStats:
     rejected: dict[str, int] = field(default_factory=dict)  # file -> bad rows set aside
     orders: int = 0
     contacts: int = 0
+    products: int = 0  # catalogue rows: the file's and the configuration's
+    order_lines: bool = False  # the orders export has lines: run-out and warranty are derived
     # Contacts dated after the as-of date: they had not happened yet, so they are left out of
     # caps, quiet period and last_contacted (counted here so that the summary can say so).
     future_contacts: int = 0
@@ -218,6 +224,9 @@ class _Column:
     channel: bool = False  # a channel name: channel_key
     not_empty: bool = False  # every row must have a value
     non_negative: bool = False
+    positive: bool = False
+    whole: bool = False  # a whole number
+    at_most: float | None = None
     not_after: dt.date | None = None  # an activity date: not after the as-of date
     why: str | None = None  # why the run needs the column, for the message when it is missing
     # False: never read, always missing. Contact details (a channel's address field) are read
@@ -781,6 +790,12 @@ def _value_checks(column: _Column, value: str) -> list[tuple[str, str]]:
         )
     if column.non_negative:
         checks.append((f"{value} < 0", "is negative"))
+    if column.positive:
+        checks.append((f"{value} <= 0", "is not more than 0"))
+    if column.whole:
+        checks.append((f"{value} <> trunc({value})", "is not a whole number"))
+    if column.at_most is not None:
+        checks.append((f"{value} > {literal(column.at_most)}", f"is more than {column.at_most:,}"))
     if column.type.kind is t.Kind.NUMBER:
         checks.append((f"abs({value}) >= {NUMBER_LIMIT}", f"is out of range ({NUMBER_RANGE})"))
     if column.type.is_datelike:
@@ -882,8 +897,22 @@ def _create(
     )
 
 
+@dataclass(frozen=True)
+class RowKey:
+    """What makes a row unique when no one column does (a catalogue row: its sku, else its
+    category): SQL over the converted columns giving the key as messages show it (`sku `x``),
+    NULL for a row without one, which is a bad row: `missing` says why."""
+
+    sql: str
+    missing: str
+
+
+def _key_sql(key: str | RowKey) -> str:
+    return key.sql if isinstance(key, RowKey) else ident(key)
+
+
 def _clean(
-    con: duckdb.DuckDBPyConnection, table: str, columns: list[_Column], key: str | None
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[_Column], key: str | RowKey | None
 ) -> bool:
     """Whether the table made by the cheap pass holds only good rows: no suspect cell, every
     value passes its checks, no repeated id. One aggregate, mostly plain minima and maxima over
@@ -898,6 +927,12 @@ def _clean(
             tests.append(f"count(*) = count({name})")
         if column.non_negative:
             tests.append(f"coalesce(min({name}) >= 0, TRUE)")
+        if column.positive:
+            tests.append(f"coalesce(min({name}) > 0, TRUE)")
+        if column.whole:
+            tests.append(f"count(*) FILTER (WHERE {name} <> trunc({name})) = 0")
+        if column.at_most is not None:
+            tests.append(f"coalesce(max({name}) <= {literal(column.at_most)}, TRUE)")
         if column.type.kind is t.Kind.NUMBER:
             tests.append(
                 f"coalesce(min({name}) > -{NUMBER_LIMIT} AND max({name}) < {NUMBER_LIMIT}, TRUE)"
@@ -908,8 +943,10 @@ def _clean(
                 f"coalesce(min({name}) >= {literal(MIN_DATE)} "
                 f"AND max({name}) <= {literal(latest)}, TRUE)"
             )
+    if isinstance(key, RowKey):
+        tests.append(f"count(*) = count({key.sql})")
     if key is not None:
-        tests.append(f"count({ident(key)}) = count(DISTINCT {ident(key)})")
+        tests.append(f"count({_key_sql(key)}) = count(DISTINCT {_key_sql(key)})")
     (clean,) = one(con, f"SELECT {' AND '.join(tests)} FROM {ident(table)}")
     return bool(clean)
 
@@ -919,7 +956,7 @@ def _typed_table(
     table: str,
     path: Path,
     columns: list[_Column],
-    key: str | None,
+    key: str | RowKey | None,
     rejects: Path | None,
     stats: LoadStats,
     context: _Context,
@@ -1011,7 +1048,7 @@ def _settle(
     con: duckdb.DuckDBPyConnection,
     table: str,
     source: _Source,
-    key: str | None,
+    key: str | RowKey | None,
     rejects: Path | None,
     stats: LoadStats,
     owner: _Column | None = None,
@@ -1020,7 +1057,12 @@ def _settle(
     first or set them aside; leave only the converted columns. `owner`: the column that says
     whose a row is (the customer's id), read from broken rows too where it can be."""
     name = ident(table)
-    keyed = f"count({ident(key)}) - count(DISTINCT {ident(key)})" if key else "0"
+    if isinstance(key, RowKey):
+        con.execute(
+            f"UPDATE {name} SET {PROBLEM} = concat_ws('; ', {PROBLEM}, {literal(key.missing)}) "
+            f"WHERE {key.sql} IS NULL"
+        )
+    keyed = f"count({_key_sql(key)}) - count(DISTINCT {_key_sql(key)})" if key else "0"
     bad, repeats = one(
         con, f"SELECT count(*) FILTER (WHERE {PROBLEM} IS NOT NULL), {keyed} FROM {name}"
     )
@@ -1062,20 +1104,25 @@ def _mark_owned(
     con.execute("DROP TABLE __owned")
 
 
-def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | None) -> None:
+def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | RowKey | None) -> None:
     """Every row of a repeated id is a bad row naming the others: which of them is right (the
     consent given, or the one withdrawn) cannot be told, so none is planned."""
     assert key is not None
-    k = ident(key)
+    name = ident(table)
+    keyed = f"(SELECT {ROW}, {_key_sql(key)} AS id FROM {name})"
+    shown = "d.id"  # a RowKey shows itself
+    if not isinstance(key, RowKey):
+        shown = f"{literal(f'column {key}: the id `')} || d.id || '`'"
     con.execute(f"""
-        UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {literal(f"column {key}: the id `")} || c.{k} || '` is on '
+        UPDATE {name} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
+            {shown} || ' is on '
                 || d.n || ' rows (' || d.listed || '): which is right cannot be told')
-        FROM (SELECT {k} AS id, count(*) AS n,
-                  array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
-                  || CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed
-              FROM {ident(table)} GROUP BY 1 HAVING count(*) > 1) AS d
-        WHERE c.{k} = d.id
+        FROM (SELECT k.{ROW}, k.id, g.n, g.listed FROM {keyed} AS k JOIN (
+                SELECT id, count(*) AS n,
+                    array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
+                    || CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed
+                FROM {keyed} GROUP BY 1 HAVING count(*) > 1) AS g USING (id)) AS d
+        WHERE c.{ROW} = d.{ROW}
     """)
 
 
@@ -1211,6 +1258,93 @@ def _reject(
     con.execute(f"DELETE FROM {name} WHERE {PROBLEM} IS NOT NULL")
 
 
+PRODUCTS = "products"  # the catalogue: sku, category, days_per_unit, warranty_days
+
+
+def _line_columns(config: Config) -> list[_Column]:
+    """The order line columns `[orders]` names (each only when named; a named one must be in
+    the export). Ids and categories are compared as ids are: trimmed, exactly."""
+    o = config.orders
+    named = [
+        ("order_id", o.order_id, t.STRING),
+        ("sku", o.sku, t.STRING),
+        ("category", o.category, t.STRING),
+        ("quantity", o.quantity, t.NUMBER),  # negative: units returned
+    ]
+    return [
+        _Column(name, source, type_, key=type_ is t.STRING)
+        for name, source, type_ in named
+        if source is not None
+    ]
+
+
+def product_columns() -> list[_Column]:
+    """A catalogue's columns: each row is keyed by its sku, else by its category."""
+    return [
+        _Column("sku", "sku", t.STRING, required=False, key=True),
+        _Column("category", "category", t.STRING, required=False, key=True),
+        _Column(
+            "days_per_unit",
+            "days_per_unit",
+            t.NUMBER,
+            False,
+            positive=True,
+            at_most=MAX_PRODUCT_DAYS,
+        ),
+        _Column(
+            "warranty_days",
+            "warranty_days",
+            t.NUMBER,
+            False,
+            positive=True,
+            whole=True,
+            at_most=MAX_PRODUCT_DAYS,
+        ),
+    ]
+
+
+PRODUCT_KEY = RowKey(
+    "CASE WHEN sku IS NOT NULL THEN 'sku `' || sku || '`' "
+    "WHEN category IS NOT NULL THEN 'category `' || category || '`' END",
+    "names neither a sku nor a category (columns sku, category)",
+)
+
+
+def _catalogue(
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    path: Path | None,
+    rejects: Path | None,
+    stats: LoadStats,
+    context: _Context,
+) -> None:
+    """The table `products`: the `--products` file's rows, and the configuration's entries
+    whose key (sku, or category) the file does not give. A bad file row is bad data as in any
+    export; a sku (or a category row) on two rows is a repeated key: both are bad rows."""
+    table = ident(PRODUCTS)
+    if path is not None:
+        _typed_table(con, PRODUCTS, path, product_columns(), PRODUCT_KEY, rejects, stats, context)
+    else:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} (sku VARCHAR, category VARCHAR, "
+            "days_per_unit DOUBLE, warranty_days DOUBLE)"
+        )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __configured (sku VARCHAR, category VARCHAR, "
+        "days_per_unit DOUBLE, warranty_days DOUBLE)"
+    )
+    rows = config.products.rows()
+    if rows:
+        con.executemany("INSERT INTO __configured VALUES (?, ?, ?, ?)", [list(r) for r in rows])
+    con.execute(f"""
+        INSERT INTO {table} SELECT * FROM __configured AS g WHERE NOT EXISTS (
+            SELECT 1 FROM {table} AS f WHERE CASE WHEN g.sku IS NOT NULL THEN f.sku = g.sku
+                ELSE f.sku IS NULL AND f.category = g.category END)
+    """)
+    con.execute("DROP TABLE __configured")
+    stats.products = one(con, f"SELECT count(*) FROM {table}")[0]
+
+
 UNKNOWN_HISTORY = "unknown_history"  # customers with contact rows set aside (--rejects)
 
 
@@ -1333,6 +1467,7 @@ def load(
                 _Column("customer_id", o.customer, t.STRING, key=True, not_empty=True),
                 _Column("order_date", o.date, t.DATE, not_empty=True),
                 _Column("amount", o.amount, t.NUMBER),  # negative: a refund
+                *_line_columns(config),
             ],
         ),
         "contacts": (
@@ -1358,6 +1493,9 @@ def load(
             con.execute("INSERT INTO contacts SELECT * FROM ledger")
         stats.ledger_contacts = one(con, "SELECT count(*) FROM contacts")[0] - stats.contacts
         stats.contacts += stats.ledger_contacts
+    stats.order_lines = inputs.orders is not None and o.lines
+    if inputs.products is not None or config.products.rows() or stats.order_lines:
+        _catalogue(con, config, inputs.products, rejects, stats, context)
     if inputs.has_contacts:
         (stats.future_contacts,) = one(
             con, f"SELECT count(*) FROM contacts WHERE sent_at > {literal(as_of)}"

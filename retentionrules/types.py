@@ -69,4 +69,18 @@ def derived_fields(tier: Type) -> dict[str, Type]:
         "days_since_last_contact": NUMBER,
         "days_to_birthday": NUMBER,
         "avg_order_value": NUMBER,
+        **LINE_FIELDS,
     }
+
+
+# Fields derived from order lines and the product catalogue (docs/engine.md "Derived fields"):
+# missing for every customer unless the orders export has lines.
+LINE_FIELDS: dict[str, Type] = {
+    "next_runout_date": DATE,
+    "days_to_runout": NUMBER,
+    "runout_sku": STRING,
+    "runout_category": STRING,
+    "next_warranty_end": DATE,
+    "days_to_warranty_end": NUMBER,
+    "warranty_sku": STRING,
+}
