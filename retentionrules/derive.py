@@ -104,7 +104,7 @@ def _line_stats(config: Config, as_of: dt.date) -> str:
     epoch = literal(_EPOCH)
     last = literal((MAX_DATE - _EPOCH).days)  # a date after MAX_DATE is never
     orders = config.orders
-    quantity = "quantity" if orders.quantity is not None else "1"
+    quantity = "coalesce(quantity, 1)" if orders.quantity is not None else "1"
     sku = "sku" if orders.sku is not None else "CAST(NULL AS VARCHAR)"
     category = "category" if orders.category is not None else "CAST(NULL AS VARCHAR)"
 
@@ -152,7 +152,7 @@ def _line_stats(config: Config, as_of: dt.date) -> str:
                     PARTITION BY d.customer_id, d.product ORDER BY d.day
                     ROWS UNBOUNDED PRECEDING) AS s
             FROM days d JOIN facts f USING (customer_id, product)
-            WHERE f.days_per_unit IS NOT NULL
+            WHERE f.days_per_unit IS NOT NULL AND d.bought <> d.returned
         ),
         stock AS (
             SELECT customer_id, product,
