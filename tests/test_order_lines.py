@@ -114,8 +114,12 @@ RUNOUT_CASES = [
     ("a SKU bought once without days_per_unit: no run-out", [("2026-11-20", "T", 1)], None),
     (
         "without days_per_unit: the median interval (10, 15, 20: 15) after the last purchase",
-        [("2026-10-01", "T", 1), ("2026-10-11", "T", 1), ("2026-10-31", "T", 2)]
-        + [("2026-11-15", "T", 1)],
+        [
+            ("2026-10-01", "T", 1),
+            ("2026-10-11", "T", 1),
+            ("2026-10-31", "T", 2),
+            ("2026-11-15", "T", 1),
+        ],
         (D(2026, 11, 30), "T", None),
     ),
     (
@@ -328,8 +332,11 @@ def test_a_catalogue_file_adds_to_the_configuration_and_replaces_its_keys(tmp_pa
     )
     found = derive(
         tmp_path,
-        [line("f", "2026-11-20", "F", 1), line("t", "2026-11-20", "T", 1)]
-        + [line("k", "2026-11-20", "K", 1, category="kettle")],
+        [
+            line("f", "2026-11-20", "F", 1),
+            line("t", "2026-11-20", "T", 1),
+            line("k", "2026-11-20", "K", 1, category="kettle"),
+        ],
         products=products,
     )
     assert found["f"]["next_runout_date"] == D(2026, 11, 30)
@@ -374,7 +381,7 @@ def test_a_sku_on_two_catalogue_rows_sets_both_aside(tmp_path):
         ],
         ["sku", "category", "days_per_unit", "warranty_days"],
     )
-    config = config_of("[orders]\nsku = \"sku\"\n", tmp_path)
+    config = config_of('[orders]\nsku = "sku"\n', tmp_path)
     customers = write_csv(tmp_path / "c.csv", [customer("a")])
     orders = write_csv(tmp_path / "o.csv", [line("a", "2026-11-20", "G", 1)], LINES)
     con = duckdb.connect()
@@ -389,9 +396,7 @@ def test_a_sku_on_two_catalogue_rows_sets_both_aside(tmp_path):
 
 def test_a_catalogue_in_json_lines_is_read_by_its_types(tmp_path):
     products = tmp_path / "p.jsonl"
-    products.write_text(
-        json.dumps({"sku": "F", "days_per_unit": "5"}) + "\n", encoding="utf-8"
-    )
+    products.write_text(json.dumps({"sku": "F", "days_per_unit": "5"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"row 1: column days_per_unit: .* is not a number"):
         derive(tmp_path, [line("a", "2026-11-20", "F", 1)], products=products)
 
@@ -401,7 +406,7 @@ def test_bad_catalogue_settings_name_their_line_and_column(tmp_path):
     path.write_text('[products.sku."formula-900g"]\ndays_per_unit = -15\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"retentionrules.toml:2:17: .*greater than 0"):
         load_config(path)
-    path.write_text("[products.category.tea]\ncategory = \"x\"\n", encoding="utf-8")
+    path.write_text('[products.category.tea]\ncategory = "x"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="a category entry has no category of its own"):
         load_config(path)
 
