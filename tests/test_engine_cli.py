@@ -18,6 +18,14 @@ DERIVED_FIELDS = (
     "days_since_last_contact",
     "days_to_birthday",
     "avg_order_value",
+    # from order lines and the catalogue: shown, missing, without them
+    "next_runout_date",
+    "days_to_runout",
+    "runout_sku",
+    "runout_category",
+    "next_warranty_end",
+    "days_to_warranty_end",
+    "warranty_sku",
 )
 DEMO = ("--rules", SHOP / "rules", "--customers", SHOP / "customers.csv", "--as-of", "2026-11-22")
 
