@@ -18,12 +18,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from . import types as t
+from .shopcalendar import CalendarError, NamedDate, parse_named_date
 from .timeutil import Duration
 
 if sys.version_info >= (3, 11):
@@ -47,6 +52,13 @@ def _duration(value: Any) -> Duration:
 
 
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
+# A `[calendar]` entry, written back as it is spelled in retentionrules.toml (a plan's header
+# carries the configuration, and `send` reads it again).
+NamedDateField = Annotated[
+    NamedDate, PlainValidator(parse_named_date), PlainSerializer(lambda d: d.toml())
+]
+# Names a rule can use: Unicode identifiers, as the grammar's NAME.
+_NAME = re.compile(r"[^\W\d]\w*")
 
 
 class _Model(BaseModel):
@@ -257,7 +269,17 @@ class Config(_Model):
     holdout_salt: str = "retentionrules"  # change it to draw a new control group
     ledger: LedgerSettings = LedgerSettings()
     approval: Approval = Approval()
+    calendar: dict[str, NamedDateField] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a calendar, no `calendar` key: the configuration's digest (and so every
+        plan id) stays what it was before calendars existed."""
+        data: dict[str, Any] = handler(self)
+        if not self.calendar:
+            data.pop("calendar", None)
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -335,7 +357,41 @@ class Config(_Model):
             t.ANNIVERSARY,
         ):
             raise ValueError("customers.birthday must name a date or anniversary field")
+        self._calendar_names({**declared, **builtin})
         return self
+
+    def _calendar_names(self, fields: dict[str, t.Type]) -> None:
+        """A named date is a field: a name a rule can write, like no other field's (DuckDB
+        compares column names without case, so neither may differ only in case)."""
+        from .parser import RESERVED  # the parser's words; imported here, as it is heavy
+
+        taken = {name.casefold(): f"the field {name!r}" for name in fields}
+        for name in self.calendar:
+            where = ("calendar", name)
+            if not _NAME.fullmatch(name) or name.startswith("__"):
+                raise CalendarError(
+                    f"calendar: {name!r} cannot be a field name; use letters, digits and _, "
+                    "starting with a letter (not __), e.g. double_11",
+                    where,
+                    key=True,
+                )
+            if name in RESERVED:
+                raise CalendarError(
+                    f"calendar: {name!r} is a reserved word of the rule language; "
+                    f"choose another name, e.g. {name}_day",
+                    where,
+                    key=True,
+                )
+            clash = taken.get(name.casefold())
+            if clash is not None:
+                same = "" if repr(name) in clash else " (names are compared without case)"
+                raise CalendarError(
+                    f"calendar: {name!r} is already {clash}{same}; give the named date "
+                    "another name",
+                    where,
+                    key=True,
+                )
+            taken[name.casefold()] = f"the named date {name!r}"
 
     def where(self) -> str:
         """Where this configuration came from, as a person would type it."""
@@ -346,8 +402,13 @@ class Config(_Model):
         return t.Type(t.Kind.ENUM, "tier", tuple(ordered))
 
     def field_types(self) -> dict[str, t.Type]:
-        """Every field a rule can name: declared, activity and derived."""
-        return {**t.ACTIVITY_FIELDS, **self.customers.types(), **t.derived_fields(self.tier_type())}
+        """Every field a rule can name: declared, activity, derived and the named dates."""
+        return {
+            **t.ACTIVITY_FIELDS,
+            **self.customers.types(),
+            **t.derived_fields(self.tier_type()),
+            **dict.fromkeys(self.calendar, t.DATE),
+        }
 
 
 def shown_path(path: str | Path | None) -> str:
@@ -457,11 +518,35 @@ def load_config(path: Path | None) -> Config:
     except RecursionError:
         raise ConfigError(f"{path}: values nested too deeply to check") from None
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from error
+        raise ConfigError(_invalid(path, text, error)) from error
+
+
+def _invalid(path: Path, text: str, error: ValidationError) -> str:
+    """`FILE:LINE:COL: key: problem; ...`, at the first problem whose place is known (the
+    value, or the key when the name is what is wrong); `FILE: ...` when none is."""
+    from .tomlpos import positions
+
+    found = positions(text)
+    problems, where = [], None
+    for e in error.errors():
+        loc: tuple[str | int, ...] = tuple(e["loc"])
+        cause = e.get("ctx", {}).get("error")
+        key = False
+        if isinstance(cause, CalendarError):
+            loc, key = loc + cause.below, cause.key
+        message = str(cause) if isinstance(cause, ValueError) else e["msg"]
+        if isinstance(cause, CalendarError) and message.startswith("calendar: "):
+            problems.append(message)
+        else:
+            problems.append(f"{'.'.join(str(p) for p in loc) or 'top level'}: {message}")
+        for end in range(len(loc), 0, -1):  # the nearest written place: the key, or a table
+            located = found.get(loc[:end])
+            if where is None and located is not None:
+                span = located.key if key and end == len(loc) else located.value
+                where = (span.line, span.column)
+                break
+    at = f":{where[0]}:{where[1]}" if where else ""
+    return f"{path}{at}: {'; '.join(problems)}"
 
 
 def find_config(start: Path) -> Path | None:
