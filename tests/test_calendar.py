@@ -281,3 +281,18 @@ def test_explain_and_score_show_the_date_each_named_date_resolved_to(run_cli, tm
     header, row = out.read_text().splitlines()[:2]
     values = dict(zip(header.split(","), row.split(","), strict=True))
     assert (values["spring_festival"], values["member_day"]) == ("2028-01-26", "2027-02-28")
+
+
+def test_the_starter_configurations_calendar_example_works_when_uncommented(tmp_path):
+    from .conftest import ROOT
+
+    text = (ROOT / "rules" / "retentionrules.toml").read_text(encoding="utf-8")
+    example = text[text.index("# [calendar]") :].splitlines()
+    entries = [line[2:] for line in example if re.match(r"# (\[calendar\]|\w+ = )", line)]
+    config = config_of(tmp_path, "\n".join(entries) + "\n")
+    assert set(config.calendar) == {
+        "double_11", "big_sale_618", "member_day", "spring_festival", "mid_autumn", "dragon_boat",
+    }  # fmt: skip
+    resolved = {n: d.next_on_or_after(D(2027, 1, 29)) for n, d in config.calendar.items()}
+    assert resolved["spring_festival"] == D(2027, 2, 6)
+    assert resolved["big_sale_618"] == D(2027, 6, 18)
