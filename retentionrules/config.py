@@ -365,7 +365,7 @@ class Config(_Model):
         compares column names without case, so neither may differ only in case)."""
         from .parser import RESERVED  # the parser's words; imported here, as it is heavy
 
-        taken = {name.casefold(): f"the field {name!r}" for name in fields}
+        taken = {name.casefold(): ("field", name) for name in fields}
         for name in self.calendar:
             where = ("calendar", name)
             if not _NAME.fullmatch(name) or name.startswith("__"):
@@ -384,14 +384,15 @@ class Config(_Model):
                 )
             clash = taken.get(name.casefold())
             if clash is not None:
-                same = "" if repr(name) in clash else " (names are compared without case)"
+                what, other = clash
+                case = "" if other == name else " (names are compared without case)"
                 raise CalendarError(
-                    f"calendar: {name!r} is already {clash}{same}; give the named date "
-                    "another name",
+                    f"calendar: {name!r} is already the {what} {other!r}{case}; give the "
+                    "named date another name",
                     where,
                     key=True,
                 )
-            taken[name.casefold()] = f"the named date {name!r}"
+            taken[name.casefold()] = ("named date", name)
 
     def where(self) -> str:
         """Where this configuration came from, as a person would type it."""

@@ -4,6 +4,7 @@ the shop's named dates), on segments built on segments, and at the extremes of n
 the calendar."""
 
 import datetime as dt
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,15 +23,21 @@ from retentionrules.timeutil import MAX_DATE, MIN_DATE
 
 from .conftest import write_csv
 
-# Named dates are constant date fields of the derived table (docs/engine.md, The calendar).
-CONFIG = Config(
-    calendar={
-        "spring_festival": {"holiday": "spring_festival"},
-        "mid_autumn": {"holiday": "mid_autumn"},
-        "member_day": {"day": 30},
-        "double_11": "11-11",
-    }
-)
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Named dates are constant date fields of the derived table (docs/engine.md, The calendar); a
+# project whose rules are drawn from `conditions` declares them with CALENDAR_TOML.
+CALENDAR_TOML = """
+[calendar]
+spring_festival = { holiday = "spring_festival" }
+mid_autumn = { holiday = "mid_autumn" }
+member_day = { day = 30 }
+double_11 = "11-11"
+"""
+CONFIG = Config.model_validate(tomllib.loads(CALENDAR_TOML))
 NUMBER_FIELDS = [
     "orders_12m",
     "spend_12m",
