@@ -23,6 +23,7 @@ from .diagnostics import Code, Diagnostic
 from .formatter import format_statement
 from .limits import MAX_SEGMENT_CHAIN, NUMBER_DIGITS
 from .lints import lint_rules
+from .shopcalendar import HOLIDAY_NAMES
 from .timeutil import Duration, duration_problem
 
 if sys.version_info >= (3, 11):
@@ -506,7 +507,7 @@ class _Checker:
             Code.RR200,
             f"unknown field or segment `{node.id}`",
             node.span,
-            _did_you_mean(node.id, [*self.fields, *self.segment_defs]),
+            _did_you_mean(node.id, [*self.fields, *self.segment_defs]) or _holiday_hint(node.id),
         )
         raise _Invalid
 
@@ -695,6 +696,16 @@ def _clause_word(clause: ast.Clause) -> str:
         ast.OncePerHousehold: "once per household",
         ast.MaxPerRun: "max",
     }[type(clause)]
+
+
+def _holiday_hint(word: str) -> str | None:
+    """A statutory holiday is a field once the project's `[calendar]` names it."""
+    if word not in HOLIDAY_NAMES:
+        return None
+    return (
+        f"holidays are named dates: add `{word} = {{ holiday = \"{word}\" }}` under "
+        "[calendar] in retentionrules.toml"
+    )
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

@@ -18,12 +18,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from . import types as t
+from .shopcalendar import CalendarError, NamedDate, parse_named_date
 from .timeutil import Duration
 
 if sys.version_info >= (3, 11):
@@ -47,6 +52,13 @@ def _duration(value: Any) -> Duration:
 
 
 DurationField = Annotated[Duration, BeforeValidator(_duration)]
+# A `[calendar]` entry, written back as it is spelled in retentionrules.toml (a plan's header
+# carries the configuration, and `send` reads it again).
+NamedDateField = Annotated[
+    NamedDate, PlainValidator(parse_named_date), PlainSerializer(lambda d: d.toml())
+]
+# Names a rule can use: Unicode identifiers, as the grammar's NAME.
+_NAME = re.compile(r"[^\W\d]\w*")
 
 
 class _Model(BaseModel):
@@ -327,7 +339,17 @@ class Config(_Model):
     holdout_salt: str = "retentionrules"  # change it to draw a new control group
     ledger: LedgerSettings = LedgerSettings()
     approval: Approval = Approval()
+    calendar: dict[str, NamedDateField] = Field(default_factory=dict)
     source: str | None = Field(default=None, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a calendar, no `calendar` key: the configuration's digest (and so every
+        plan id) stays what it was before calendars existed."""
+        data: dict[str, Any] = handler(self)
+        if not self.calendar:
+            data.pop("calendar", None)
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -405,7 +427,42 @@ class Config(_Model):
             t.ANNIVERSARY,
         ):
             raise ValueError("customers.birthday must name a date or anniversary field")
+        self._calendar_names({**declared, **builtin})
         return self
+
+    def _calendar_names(self, fields: dict[str, t.Type]) -> None:
+        """A named date is a field: a name a rule can write, like no other field's (DuckDB
+        compares column names without case, so neither may differ only in case)."""
+        from .parser import RESERVED  # the parser's words; imported here, as it is heavy
+
+        taken = {name.casefold(): ("field", name) for name in fields}
+        for name in self.calendar:
+            where = ("calendar", name)
+            if not _NAME.fullmatch(name) or name.startswith("__"):
+                raise CalendarError(
+                    f"calendar: {name!r} cannot be a field name; use letters, digits and _, "
+                    "starting with a letter (not __), e.g. double_11",
+                    where,
+                    key=True,
+                )
+            if name in RESERVED:
+                raise CalendarError(
+                    f"calendar: {name!r} is a reserved word of the rule language; "
+                    f"choose another name, e.g. {name}_day",
+                    where,
+                    key=True,
+                )
+            clash = taken.get(name.casefold())
+            if clash is not None:
+                what, other = clash
+                case = "" if other == name else " (names are compared without case)"
+                raise CalendarError(
+                    f"calendar: {name!r} is already the {what} {other!r}{case}; give the "
+                    "named date another name",
+                    where,
+                    key=True,
+                )
+            taken[name.casefold()] = ("named date", name)
 
     def where(self) -> str:
         """Where this configuration came from, as a person would type it."""
@@ -416,8 +473,13 @@ class Config(_Model):
         return t.Type(t.Kind.ENUM, "tier", tuple(ordered))
 
     def field_types(self) -> dict[str, t.Type]:
-        """Every field a rule can name: declared, activity and derived."""
-        return {**t.ACTIVITY_FIELDS, **self.customers.types(), **t.derived_fields(self.tier_type())}
+        """Every field a rule can name: declared, activity, derived and the named dates."""
+        return {
+            **t.ACTIVITY_FIELDS,
+            **self.customers.types(),
+            **t.derived_fields(self.tier_type()),
+            **dict.fromkeys(self.calendar, t.DATE),
+        }
 
 
 def shown_path(path: str | Path | None) -> str:
@@ -527,31 +589,41 @@ def load_config(path: Path | None) -> Config:
     except RecursionError:
         raise ConfigError(f"{path}: values nested too deeply to check") from None
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}"
-            for e in error.errors()
-        )
-        where = _where(text, [tuple(e["loc"]) for e in error.errors()])
-        raise ConfigError(f"{path}{where}: {problems}") from error
+        raise ConfigError(_invalid(path, text, error)) from error
 
 
-def _where(text: str, locations: list[tuple[str | int, ...]]) -> str:
-    """`:LINE:COL` of the first problem whose key (or the nearest table above it) the file
-    names, else nothing (a problem of the whole file, or a default)."""
-    from .tomlpos import positions  # only for a configuration with a problem
+def _invalid(path: Path, text: str, error: ValidationError) -> str:
+    """`FILE:LINE:COL: key: problem; ...`, at the first problem whose place is known (the
+    value, or the key when the name is what is wrong); `FILE: ...` when none is."""
+    from .tomlpos import positions
 
     try:
         found = positions(text)
     except RecursionError:  # pragma: no cover - tomllib refuses deeper nesting first
-        return ""
-    for location in locations:
-        keys = tuple(k for k in location if not str(k).startswith("function-"))
-        for end in range(len(keys), 0, -1):
-            place = found.get(keys[:end])
-            if place is not None:
-                span = place.value if end == len(keys) else place.key
-                return f":{span.line}:{span.column}"
-    return ""
+        found = {}
+    problems, where = [], None
+    for e in error.errors():
+        # pydantic names validators in the location (`function-after[...]`): not keys
+        loc: tuple[str | int, ...] = tuple(
+            k for k in e["loc"] if not str(k).startswith("function-")
+        )
+        cause = e.get("ctx", {}).get("error")
+        key = False
+        if isinstance(cause, CalendarError):
+            loc, key = loc + cause.below, cause.key
+        message = str(cause) if isinstance(cause, ValueError) else e["msg"]
+        if isinstance(cause, CalendarError) and message.startswith("calendar: "):
+            problems.append(message)
+        else:
+            problems.append(f"{'.'.join(str(p) for p in loc) or 'top level'}: {message}")
+        for end in range(len(loc), 0, -1):  # the nearest written place: the key, or a table
+            located = found.get(loc[:end])
+            if where is None and located is not None:
+                span = located.key if key and end == len(loc) else located.value
+                where = (span.line, span.column)
+                break
+    at = f":{where[0]}:{where[1]}" if where else ""
+    return f"{path}{at}: {'; '.join(problems)}"
 
 
 def find_config(start: Path) -> Path | None:

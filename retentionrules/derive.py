@@ -1,9 +1,10 @@
-"""Derived fields: the single definition of scores, tier, stage and day counts.
+"""Derived fields: the single definition of scores, tier, stage, day counts and named dates.
 
 One SQL statement builds the table `derived` from `customers` (and the `orders` and `contacts`
 tables when given). Both evaluators read their fields from it, so they can only differ in how
 they evaluate rules, never in what a field means. Cut-off dates are computed here, in Python,
-with `timeutil`, so calendar months mean the same everywhere.
+with `timeutil`, so calendar months mean the same everywhere; so are the `[calendar]` dates,
+which enter the table as constants.
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ def derived_sql(
         for name, type_ in config.customers.types().items()
         if type_.kind is t.Kind.ENUM
     )
+    calendar_dates = _named_dates_sql(config, as_of)
     return f"""
         WITH base AS (
             SELECT c.rowid AS __row, c.*{replace}{added} FROM customers c {" ".join(joins)}
@@ -336,8 +338,22 @@ def derived_sql(
             {days_between(day, "last_contacted")} AS days_since_last_contact,
             {to_birthday} AS days_to_birthday,
             {_finite("spend_12m / NULLIF(orders_12m, 0)")} AS avg_order_value,
-            {line_fields}{ranks}
+            {line_fields}{ranks}{calendar_dates}
         FROM ranked"""
+
+
+def named_dates(config: Config, as_of: dt.date) -> dict[str, dt.date | None]:
+    """Each `[calendar]` date's next occurrence on or after the as-of date (None when the
+    holidays package has no date for it): one value for every customer."""
+    return {name: date.next_on_or_after(as_of) for name, date in config.calendar.items()}
+
+
+def _named_dates_sql(config: Config, as_of: dt.date) -> str:
+    """The named dates as constant DATE columns: nothing at all without a `[calendar]`."""
+    return "".join(
+        f", CAST({literal(day)} AS DATE) AS {ident(name)}"
+        for name, day in named_dates(config, as_of).items()
+    )
 
 
 def fields_sql(config: Config, leave_out: Sequence[str] = ()) -> str:

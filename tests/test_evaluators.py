@@ -1,8 +1,10 @@
 """Two evaluators, one meaning: the SQL compiler agrees with the Python interpreter on random
-rules over random customers (missing values, boundaries, leap-day birthdays, calendar months),
-on segments built on segments, and at the extremes of numbers and of the calendar."""
+rules over random customers (missing values, boundaries, leap-day birthdays, calendar months,
+the shop's named dates), on segments built on segments, and at the extremes of numbers and of
+the calendar."""
 
 import datetime as dt
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,7 +23,21 @@ from retentionrules.timeutil import MAX_DATE, MIN_DATE
 
 from .conftest import write_csv
 
-CONFIG = Config()
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+# Named dates are constant date fields of the derived table (docs/engine.md, The calendar); a
+# project whose rules are drawn from `conditions` declares them with CALENDAR_TOML.
+CALENDAR_TOML = """
+[calendar]
+spring_festival = { holiday = "spring_festival" }
+mid_autumn = { holiday = "mid_autumn" }
+member_day = { day = 30 }
+double_11 = "11-11"
+"""
+CONFIG = Config.model_validate(tomllib.loads(CALENDAR_TOML))
 NUMBER_FIELDS = [
     "orders_12m",
     "spend_12m",
@@ -35,6 +51,7 @@ NUMBER_FIELDS = [
     "avg_order_value",
 ]
 DATE_FIELDS = ["last_order_date", "first_order_date", "last_contacted"]
+NAMED_DATES = ["spring_festival", "mid_autumn", "member_day", "double_11"]
 OPS = st.sampled_from(["=", "!=", "<", "<=", ">", ">="])
 UNITS = st.sampled_from(["days", "weeks", "months", "years"])
 AS_OF = st.sampled_from(
@@ -44,6 +61,8 @@ AS_OF = st.sampled_from(
         dt.date(2026, 3, 31),
         dt.date(2027, 2, 28),
         dt.date(2026, 12, 31),
+        dt.date(2027, 2, 6),  # Spring Festival
+        dt.date(2027, 1, 30),  # member day
     ]
 )
 DATES = st.dates(dt.date(2023, 1, 1), dt.date(2029, 12, 31))
@@ -70,16 +89,19 @@ enum_tests = st.one_of(
     ),
 )
 date_tests = st.one_of(
-    st.tuples(st.sampled_from(DATE_FIELDS), st.integers(0, 400), UNITS, st.booleans()).map(
-        lambda t: f"{t[0]} within {'next ' if t[3] else ''}{t[1]} {t[2]}"
+    st.tuples(
+        st.sampled_from([*DATE_FIELDS, *NAMED_DATES]), st.integers(0, 400), UNITS, st.booleans()
+    ).map(lambda t: f"{t[0]} within {'next ' if t[3] else ''}{t[1]} {t[2]}"),
+    st.tuples(st.sampled_from(NAMED_DATES), st.integers(0, 31)).map(
+        lambda t: f"{t[0]} within next {t[1]} days"
     ),
     st.tuples(
-        st.sampled_from(DATE_FIELDS),
+        st.sampled_from([*DATE_FIELDS, *NAMED_DATES]),
         st.sampled_from(["before", "after"]),
         st.integers(0, 400),
         UNITS,
     ).map(lambda t: f"{t[0]} {t[1]} {t[2]} {t[3]} ago"),
-    st.tuples(st.sampled_from([*DATE_FIELDS, "birthday"]), OPS, DATES).map(
+    st.tuples(st.sampled_from([*DATE_FIELDS, *NAMED_DATES, "birthday"]), OPS, DATES).map(
         lambda t: f"{t[0]} {t[1]} {t[2].isoformat()}"
     ),
     st.tuples(st.integers(0, 400), UNITS).map(lambda t: f"birthday within {t[0]} {t[1]}"),
@@ -91,7 +113,7 @@ other_tests = st.one_of(
         lambda t: f"{t[0]} {'not in' if t[2] else 'in'} [{', '.join(t[1])}]"
     ),
     st.tuples(
-        st.sampled_from([*NUMBER_FIELDS, *DATE_FIELDS, "city", "tier", "birthday"]),
+        st.sampled_from([*NUMBER_FIELDS, *DATE_FIELDS, *NAMED_DATES, "city", "tier", "birthday"]),
         st.sampled_from(["missing", "present"]),
     ).map(lambda t: f"{t[0]} is {t[1]}"),
     st.tuples(
@@ -201,10 +223,12 @@ def test_consent_is_never_violated(rows, as_of):
             assert by_id[action["customer_id"]][field] == "true", action
 
 
-def agree(source: str, con, relation: str, as_of: dt.date) -> list[list[bool]]:
+def agree(
+    source: str, con, relation: str, as_of: dt.date, config: Config = CONFIG
+) -> list[list[bool]]:
     """Check `source` and evaluate every rule over `relation` with both evaluators; assert they
     agree and return the values, one list per row."""
-    report = check_sources({"r.rules": source}, CONFIG)
+    report = check_sources({"r.rules": source}, config)
     assert report.ok, (source, report.diagnostics)
     rules = report.ruleset.rules
     compiled = compile_conditions([r.condition for r in rules], as_of)

@@ -19,7 +19,7 @@ from retentionrules.planner import assignments
 
 from .conftest import COLUMNS, customer, write_csv, write_rules
 from .test_evaluators import AS_OF as AS_OFS
-from .test_evaluators import DATES, conditions, happened
+from .test_evaluators import CALENDAR_TOML, DATES, conditions, happened
 from .test_evaluators import customers as customer_rows
 
 AS_OF = dt.date(2026, 11, 22)
@@ -281,7 +281,7 @@ def test_every_matched_pair_is_planned_or_suppressed_once(
         '[contacts]\nquiet_period = "3 days"\n'
         '[channels.sms]\nconsent = "sms_opt_in"\ncap = { count = 1, per = "7 days" }\n'
         '[channels.email]\nconsent = "email_opt_in"\n'
-        "[channels.phone]\nrequires_consent = false\n"
+        "[channels.phone]\nrequires_consent = false\n" + CALENDAR_TOML
     )
     rows = happened([{**row, "customer_id": f"C{i}"} for i, row in enumerate(rows)], as_of)
     contacts = [
