@@ -26,6 +26,11 @@ DERIVED_FIELDS = (
     "next_warranty_end",
     "days_to_warranty_end",
     "warranty_sku",
+    # the demo shop's [calendar]: its named dates, in the order declared
+    "spring_festival",
+    "mid_autumn",
+    "member_day",
+    "double_11",
 )
 DEMO = ("--rules", SHOP / "rules", "--customers", SHOP / "customers.csv", "--as-of", "2026-11-22")
 

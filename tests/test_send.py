@@ -474,37 +474,41 @@ def test_the_readme_loop_on_the_demo_shop_sends_each_message_once_and_replans_no
         url = f"http://127.0.0.1:{port}/messages"
         shop = tmp_path / "examples"
         data = ("--customers", shop / "customers.csv")
+        lines = ("--orders", shop / "orders.csv", "--products", shop / "products.csv")
         plan = tmp_path / "demo-plan.jsonl"
-        planned = cli("plan", "--rules", shop / "rules", *data, "--as-of", AS_OF, "--out", plan)
+        planned = cli("plan", "--rules", shop / "rules", *data, *lines, "--as-of", AS_OF,
+                      "--out", plan)  # fmt: skip
         assert planned.returncode == 0, planned.stderr
         approved = cli("approve", plan, "--by", "lin", "--note", "checked",
                        "--now", "2026-11-22T09:00")  # fmt: skip
         assert approved.returncode == 0, approved.stderr
-        for line in ("│ email   │       62 │  1.24 │", "│ phone   │        6 │ 12.00 │",
-                     "│ sms     │       13 │  1.30 │"):  # fmt: skip
+        for line in ("│ email   │       68 │  1.36 │", "│ phone   │       10 │ 20.00 │",
+                     "│ sms     │       16 │  1.60 │"):  # fmt: skip
             assert line in approved.stdout
         first = cli("send", plan, *data, "--to", url, "--now", "2026-11-22T09:30")
         assert first.returncode == 0, first.stderr
-        assert "6 deferred: outside their channel's send window; run send again from " \
+        assert "10 deferred: outside their channel's send window; run send again from " \
             "2026-11-22T10:00+08:00" in first.stdout
         assert "not sent: C0000157 (winback_silver): no_address" in first.stdout
+        assert "not sent: C0000209 (referral): no_address" in first.stdout
         second = cli("send", plan, *data, "--to", url, "--now", "2026-11-22T10:05")
         assert second.returncode == 0, second.stderr
-        assert "│ phone   │    6 │           0 │          0 │ 12.00 │" in second.stdout
+        assert "│ phone   │   10 │           0 │          0 │ 20.00 │" in second.stdout
     finally:
         receiver.terminate()
         receiver.wait(timeout=20)
     received = plan_rows(tmp_path / "received.jsonl")
     keys = [m["idempotency_key"] for m in received]
-    assert len(keys) == len(set(keys)) == 80
+    assert len(keys) == len(set(keys)) == 92
     assert all("address" in m and m["address"] for m in received)
     again = tmp_path / "demo-plan-2.jsonl"
-    replanned = cli("plan", "--rules", shop / "rules", *data, "--as-of", AS_OF, "--out", again)
+    replanned = cli("plan", "--rules", shop / "rules", *data, *lines, "--as-of", AS_OF,
+                    "--out", again)  # fmt: skip
     assert replanned.returncode == 0, replanned.stderr
-    assert "80 contacts from the ledger" in replanned.stdout
+    assert "92 contacts from the ledger" in replanned.stdout
     contacted = {m["customer_id"] for m in received}
     rows = plan_rows(again)
-    assert len(rows) == 6 and not contacted & {r["customer_id"] for r in rows}
+    assert len(rows) == 7 and not contacted & {r["customer_id"] for r in rows}
 
 
 def test_contact_details_never_leave_the_export_except_through_send(tmp_path):
