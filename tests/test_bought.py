@@ -183,7 +183,10 @@ def check(source, config):
 
 CATALOGUE = {
     "orders": {"sku": "sku", "category": "category"},
-    "products": {"category": {"diapers": {"days_per_unit": 3}}, "sku": {"F": {"category": "formula"}}},
+    "products": {
+        "category": {"diapers": {"days_per_unit": 3}},
+        "sku": {"F": {"category": "formula"}},
+    },
 }
 
 
