@@ -162,6 +162,14 @@ class BeforeAfter(Node):
     ago: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Bought(Node):
+    """`bought "diapers"`: the date of the customer's last purchase in the category (missing
+    when there is none), so that `bought "diapers" within 60 days` reads as it says."""
+
+    category: str
+
+
 Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
     Name,
     Number,
@@ -182,6 +190,7 @@ Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
     StartsWith,
     Within,
     BeforeAfter,
+    Bought,
 ]
 
 

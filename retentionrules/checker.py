@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import NoReturn, TypeVar
 
 from . import ast, ir
 from . import types as t
-from .config import Config
+from .config import BLANKS, Config
 from .diagnostics import Code, Diagnostic
 from .formatter import format_statement
 from .limits import MAX_SEGMENT_CHAIN, NUMBER_DIGITS
@@ -371,7 +372,7 @@ class _Checker:
             case (
                 ast.Duration() | ast.Neg() | ast.Arith() | ast.Compare() | ast.And() | ast.Or()
                 | ast.Not() | ast.In() | ast.Between() | ast.IsMissing() | ast.Contains()
-                | ast.StartsWith() | ast.Within() | ast.BeforeAfter()
+                | ast.StartsWith() | ast.Within() | ast.BeforeAfter() | ast.Bought()
             ):
                 raise TypeError(f"the grammar allows only literals as parameters, not {node!r}")
             case _:
@@ -388,6 +389,13 @@ class _Checker:
     def _bool(self, node: ast.Expr) -> ir.Expr:
         """Type `node` as a condition: true or false, never missing."""
         typed = self._value(node)
+        if isinstance(typed, ir.Bought):
+            self._mismatch(
+                node,
+                "`bought` is the date of the last purchase in a category, not true or false",
+                f"say when: `{_bought_text(typed.category)} within 60 days`, or "
+                f"`{_bought_text(typed.category)} is present` for ever",
+            )
         if typed.type != t.BOOL:
             self._mismatch(node, f"a condition must be true or false, but this is {_a(typed.type)}")
         if isinstance(typed, ir.Field):  # a bool field on its own: true when present and true
@@ -452,6 +460,8 @@ class _Checker:
                 return self._within(node)
             case ast.BeforeAfter():
                 return self._before_after(node)
+            case ast.Bought():
+                return self._bought(node)
             case _:
                 assert_never(node)
 
@@ -643,6 +653,35 @@ class _Checker:
                 assert_never(node.direction)
         return ir.Compare(op, value, point, span=node.span)
 
+    def _bought(self, node: ast.Bought) -> ir.Expr:
+        """The last purchase date in a category. Its category is checked against the
+        configuration: no line column to tell a category by, or a category the configuration's
+        catalogue names nowhere while it names some, is a warning (RR210): a `--products` file
+        may name more at run time, so it cannot be an error."""
+        orders, products = self.config.orders, self.config.products
+        if orders.category is None and orders.sku is None:
+            self._report(
+                Code.RR210,
+                f"`{_bought_text(node.category)}` is never true: the orders export has no "
+                "category to tell purchases by",
+                node.span,
+                "name the orders' line columns under [orders] in retentionrules.toml, e.g. "
+                '`category = "category"` (or `sku` with a catalogue giving each sku a category)',
+            )
+        else:
+            known = {*(k.strip(BLANKS) for k in products.category)}
+            known |= {p.category for p in products.sku.values() if p.category is not None}
+            if known and node.category not in known:
+                self._report(
+                    Code.RR210,
+                    f"unknown category {_quoted(node.category)}: the catalogue in "
+                    "retentionrules.toml names no such category",
+                    node.span,
+                    _did_you_mean_category(node.category, sorted(known))
+                    or f"categories named there: {', '.join(map(_quoted, sorted(known)))}",
+                )
+        return ir.Bought(node.category, span=node.span)
+
     def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> NoReturn:
         self._report(Code.RR202, message, node.span, hint)
         raise _Invalid
@@ -706,6 +745,22 @@ def _holiday_hint(word: str) -> str | None:
         f"holidays are named dates: add `{word} = {{ holiday = \"{word}\" }}` under "
         "[calendar] in retentionrules.toml"
     )
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _bought_text(category: str) -> str:
+    return f"bought {_quoted(category)}"
+
+
+def _did_you_mean_category(category: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(category, known, n=1, cutoff=0.6)
+    if not close:
+        lowered = {k.lower(): k for k in known}  # `Diapers` for `diapers`: too far for difflib
+        close = [lowered[category.lower()]] if category.lower() in lowered else []
+    return f"did you mean `{_bought_text(close[0])}`?" if close else None
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

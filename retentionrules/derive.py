@@ -17,6 +17,7 @@ import duckdb
 
 from . import types as t
 from .config import Config
+from .ir import bought_column
 from .sql import (
     anniversary_column,
     days_between,
@@ -202,6 +203,36 @@ def _line_stats(config: Config, as_of: dt.date) -> str:
         FROM next_runout r FULL JOIN next_warranty w USING (customer_id)"""
 
 
+def _purchases(config: Config, as_of: dt.date, categories: Sequence[str]) -> str:
+    """Per customer, the last purchase date in each of `categories` (docs/engine.md "Purchases
+    by category"): the latest date of a purchase line in the category on or before the as-of
+    date. A purchase line has a quantity above 0 (a line without one is 1 unit) and an amount
+    that is not negative: refund and return lines are not purchases. A line's category is its
+    sku's in the catalogue, else the line's own `category`."""
+    orders = config.orders
+    day = literal(as_of)
+    quantity = "coalesce(o.quantity, 1) > 0" if orders.quantity is not None else "TRUE"
+    own = "o.category" if orders.category is not None else "CAST(NULL AS VARCHAR)"
+    category, join = own, ""
+    if orders.sku is not None:
+        category = f"coalesce(s.category, {own})"
+        join = (
+            "LEFT JOIN (SELECT sku, any_value(category) AS category FROM products "
+            "WHERE sku IS NOT NULL GROUP BY sku) s ON s.sku = o.sku"
+        )
+    facts = ", ".join(
+        f"max(order_date) FILTER (WHERE category = {literal(c)}) AS {ident(bought_column(c))}"
+        for c in categories
+    )
+    wanted = " OR ".join(f"category = {literal(c)}" for c in categories)
+    return f"""
+        SELECT customer_id, {facts} FROM (
+            SELECT o.customer_id, o.order_date, {category} AS category
+            FROM orders o {join}
+            WHERE o.order_date <= {day} AND coalesce(o.amount >= 0, TRUE) AND {quantity}
+        ) WHERE {wanted} GROUP BY customer_id"""
+
+
 def _finite(number: str) -> str:
     """A ratio that cannot be represented (a spend over a vanishing number of orders) is
     missing, never an infinity."""
@@ -234,20 +265,41 @@ def _name(field: str, enum: t.Type) -> str:
     return pick(list(enum.values), rank_column(field))
 
 
+def purchases_known(config: Config, lines: bool) -> bool:
+    """Whether a purchase's category can be known: the orders export has lines, with a category
+    column or a sku (whose category the catalogue may give)."""
+    return lines and (config.orders.category is not None or config.orders.sku is not None)
+
+
 def derived_sql(
-    config: Config, as_of: dt.date, orders: bool, contacts: bool, lines: bool = False
+    config: Config,
+    as_of: dt.date,
+    orders: bool,
+    contacts: bool,
+    lines: bool = False,
+    categories: Sequence[str] = (),
 ) -> str:
     """The derived table's query. `lines`: the orders export has lines (and `products`, the
-    catalogue, is loaded): run-out and warranty dates are derived; else they are missing."""
+    catalogue, is loaded): run-out and warranty dates are derived; else they are missing.
+    `categories`: those whose last purchase date (`bought "x"`) the rules read, each a column;
+    missing for everyone when purchases have no category."""
     key = ident(config.customers.id)
     day = literal(as_of)
     replaced = []
     joins = []
     added = exclude = ""
+    if categories and purchases_known(config, lines):
+        query = _purchases(config, as_of, categories)
+        joins.append(f"LEFT JOIN ({query}) b ON b.customer_id = c.{key}")
+        added += "".join(f", b.{ident(bought_column(c))}" for c in categories)
+    else:
+        added += "".join(
+            f", CAST(NULL AS DATE) AS {ident(bought_column(c))}" for c in categories
+        )
     if lines:
         joins.append(f"LEFT JOIN ({_line_stats(config, as_of)}) l ON l.customer_id = c.{key}")
         joined = [n for n in _LINE_COLUMNS if not n.startswith("days_")]
-        added = "".join(f", l.{n}" for n in joined)
+        added += "".join(f", l.{n}" for n in joined)
         exclude = f" EXCLUDE ({', '.join(joined)})"
         since = {"days_to_runout": "next_runout_date", "days_to_warranty_end": "next_warranty_end"}
         line_fields = ", ".join(
@@ -374,9 +426,10 @@ def create_derived(
     orders: bool,
     contacts: bool,
     lines: bool = False,
+    categories: Sequence[str] = (),
 ) -> None:
     """A view: the plan query computes the fields as it goes instead of storing them first."""
-    query = derived_sql(config, as_of, orders, contacts, lines)
+    query = derived_sql(config, as_of, orders, contacts, lines, categories)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")
 
 
@@ -409,11 +462,12 @@ def distribution(con: duckdb.DuckDBPyConnection) -> list[tuple[str | None, str, 
 
 def override(con: duckdb.DuckDBPyConnection, config: Config, values: dict[str, Any]) -> None:
     """Replace derived fields with given values for every customer (rule tests give `derived`
-    fields directly): the derived view becomes a table holding them, ranks recomputed."""
+    fields directly, `bought "x"` too): the derived view becomes a table holding them, ranks
+    recomputed."""
     con.execute(f"CREATE TEMP TABLE given AS SELECT * FROM {DERIVED}")
     types = config.field_types()
     for name, value in values.items():
         con.execute(f"UPDATE given SET {ident(name)} = ?", [value])
-        if types[name].kind is t.Kind.ENUM:
+        if name in types and types[name].kind is t.Kind.ENUM:
             con.execute(f"UPDATE given SET {rank_column(name)} = {rank_sql(name, types[name])}")
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS SELECT * FROM given")

@@ -58,6 +58,7 @@ class Code(str, Enum):
     RR207 = ("RR207", E, "duplicate parameter")
     RR208 = ("RR208", E, "no channel")
     RR209 = ("RR209", E, "segment chain too long")
+    RR210 = ("RR210", W, "unknown category")
     RR300 = ("RR300", W, "unnamed rule")
     RR301 = ("RR301", W, "condition can never hold")
     RR302 = ("RR302", W, "rule is shadowed")

@@ -30,10 +30,17 @@ from . import ir
 from .api import Report, check_paths, config_for_data, rule_files
 from .ast import Span
 from .config import BLANKS, Config, find_config, shown_path
-from .derive import create_derived, customer_fields, distribution, scores_sql
+from .derive import (
+    create_derived,
+    customer_fields,
+    distribution,
+    purchases_known,
+    scores_sql,
+)
 from .errors import DataError, RuleErrors, UsageError
 from .history import ledger_history
 from .interpreter import evaluate
+from .ir import bought_column
 from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_file, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
@@ -248,7 +255,8 @@ def prepare(
             digest = digest_file(file)
         stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
     orders, contacts = inputs.orders is not None, inputs.has_contacts
-    create_derived(con, config, as_of, orders, contacts, stats.order_lines)
+    categories = ir.categories_used(rule.condition for rule in ruleset.rules)
+    create_derived(con, config, as_of, orders, contacts, stats.order_lines, categories)
     return Prepared(con, report, stats, as_of, inputs, ledger, digest)
 
 
@@ -300,6 +308,9 @@ def run_plan(
         )
     if stats.unconfigured_channels:
         plan.notes.append(_unconfigured_channels_note(stats.unconfigured_channels))
+    bought = ir.categories_used(rule.condition for rule in report.ruleset.rules)
+    if bought and not purchases_known(report.ruleset.config, stats.order_lines):
+        plan.notes.append(_no_purchases_note(bought, ready.inputs))
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
@@ -334,6 +345,17 @@ def _unknown_history_note(stats: LoadStats) -> str:
             "to tell whose they were: fix them, or those customers may be contacted too soon"
         )
     return "; ".join(notes)
+
+
+def _no_purchases_note(categories: list[str], inputs: Inputs) -> str:
+    """Rules test purchases by category, and no purchase's category can be known."""
+    why = (
+        "no orders export was given (--orders)"
+        if inputs.orders is None
+        else "the orders export has no category (name `category` or `sku` under [orders])"
+    )
+    tests = ", ".join(f"`{bought_column(c)}`" for c in categories)
+    return f"{tests}: no purchase in a category is known ({why}), so no customer has bought any"
 
 
 def _unconfigured_channels_note(channels: dict[str, int]) -> str:

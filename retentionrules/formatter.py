@@ -54,7 +54,10 @@ def _level(node: ast.Expr) -> int:
             return _ARITH_LEVEL[node.op]
         case ast.Neg():
             return 7
-        case ast.Name() | ast.Number() | ast.String() | ast.Bool() | ast.Date() | ast.Duration():
+        case (
+            ast.Name() | ast.Number() | ast.String() | ast.Bool() | ast.Date() | ast.Duration()
+            | ast.Bought()
+        ):
             return 8
         case _:
             assert_never(node)
@@ -111,6 +114,8 @@ def _expr(node: ast.Expr) -> str:
             return node.value.isoformat()
         case ast.Duration():
             return _duration(node)
+        case ast.Bought():
+            return f"bought {_string(node.category)}"
         case _:
             assert_never(node)
 

@@ -68,6 +68,8 @@ class Evaluator:
                 return expr.value
             case ir.RelativeDate():
                 return shift(self.as_of, expr.duration, expr.sign)
+            case ir.Bought():
+                return self.row.get(expr.column)  # the derived table's fact (derive.py)
             case ir.NextAnniversary():
                 day = self.value(expr.field)
                 return None if day is None else next_anniversary(day, self.as_of)

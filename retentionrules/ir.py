@@ -11,6 +11,7 @@ gives the order), or thirty segments each using the previous one twice cost 2**3
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,28 @@ class NextAnniversary:
     field: Field
     span: Span = _field(default=NO_SPAN, compare=False, repr=False)
     type: Type = DATE
+
+
+@dataclass(frozen=True, slots=True)
+class Bought:
+    """`bought "diapers"`: the customer's last purchase date in the category, missing when none.
+
+    Both evaluators read it from the derived table's column `column` (derive.py defines the
+    fact once, for every category a checked rule set names: `categories_used`)."""
+
+    category: str
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
+    type: Type = DATE
+
+    @property
+    def column(self) -> str:
+        return bought_column(self.category)
+
+
+def bought_column(category: str) -> str:
+    """The derived column of a category's last purchase date: `bought "diapers"`, as the rules
+    write it (JSON's quoting keeps two categories apart; no declared field has a space)."""
+    return "bought " + json.dumps(category, ensure_ascii=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +189,7 @@ Expr = Union[  # noqa: UP007 - a runtime alias
     Const,
     RelativeDate,
     NextAnniversary,
+    Bought,
     Arith,
     Neg,
     Compare,
@@ -184,7 +208,7 @@ def subexpressions(expr: Expr) -> tuple[Expr, ...]:
     """The expressions directly inside `expr`. A segment reference has none: its definition is
     walked on its own, once (see `segments_used`)."""
     match expr:
-        case Field() | Const() | RelativeDate() | SegmentRef():
+        case Field() | Const() | RelativeDate() | Bought() | SegmentRef():
             return ()
         case NextAnniversary():
             return (expr.field,)
@@ -215,6 +239,20 @@ def fields_used(exprs: Iterable[Expr]) -> set[str]:
             names.add(node.name)
         pending.extend(subexpressions(node))
     return names
+
+
+def categories_used(exprs: Iterable[Expr]) -> list[str]:
+    """The categories `bought` tests in the expressions, through the segments they use: each
+    once, sorted (the derived table gets a column for each)."""
+    roots = list(exprs)
+    pending = [*roots, *(ref.condition for ref in segments_used(roots))]
+    found: set[str] = set()
+    while pending:
+        node = pending.pop()
+        if isinstance(node, Bought):
+            found.add(node.category)
+        pending.extend(subexpressions(node))
+    return sorted(found)
 
 
 def segment_key(ref: SegmentRef) -> int:

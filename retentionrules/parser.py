@@ -243,7 +243,7 @@ RESERVED = frozenset(
         "in", "between", "is", "missing", "present", "contains", "starts", "within", "next",
         "before", "after", "ago", "true", "false", "priority", "cap", "per", "holdout", "once",
         "household", "max", "run", "day", "days", "week", "weeks", "month", "months", "year",
-        "years",
+        "years", "bought",
     )
 )
 _STATEMENT_WORDS = ("rule", "segment", "when")
@@ -277,7 +277,7 @@ def _word(name: str) -> str:
     return name.lower()
 
 
-_VALUE_START = {"NAME", "NUMBER", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "MINUS"}
+_VALUE_START = {"NAME", "NUMBER", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "MINUS", "BOUGHT"}
 
 
 def _describe_expected(names: set[str]) -> str:
@@ -352,6 +352,11 @@ def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
     start = token.start_pos or 0
     if text == "=" and chunk.text[start - 1 : start] in ("=", "!", "<", ">"):
         return "compare with a single `=` (or `!=`, `<=`, `>=`)"
+    if expected == {"STRING"} and re.search(r"\bbought\s*$", chunk.text[: token.start_pos or 0]):
+        return (
+            '`bought` takes a category in quotes: `bought "diapers" within 60 days` tests the '
+            "last purchase in a category (a field cannot be named `bought`)"
+        )
     if token.type != "NAME" and text.isidentifier() and "NAME" in expected:
         return f"`{text}` is a keyword of the language and cannot be used as a name here"
     return None
@@ -579,6 +584,9 @@ class _Builder(Transformer[Token, ast.Statement]):
     def name(self, meta: Meta, children: Sequence[Any]) -> ast.Name:
         what = "a field, segment or value name"
         return ast.Name(self._name(children[0], what), span=self._span(meta))
+
+    def bought(self, meta: Meta, children: Sequence[Any]) -> ast.Bought:
+        return ast.Bought(_unquote(children[0]), span=self._span(meta))
 
     def duration(self, meta: Meta, children: Sequence[Any]) -> ast.Duration:
         amount = self._whole(children[0], "a duration")

@@ -312,6 +312,10 @@ class _Reader:
         self.id = config.customers.id
         self.fields = config.customers.types() | t.ACTIVITY_FIELDS
         self.derived = t.derived_fields(config.tier_type())
+        # `bought "x"`: the last purchase date in each category the rules test, given as a
+        # derived field (`'bought "diapers"' = 2026-03-01`)
+        categories = ir.categories_used(rule.condition for rule in ruleset.rules)
+        self.derived |= {ir.bought_column(c): t.DATE for c in categories}
         self.rules = [r.name for r in ruleset.rules]
         self.channels = {name.lower(): name for name in config.channels}
         self.diagnostics: list[Diagnostic] = []
@@ -738,7 +742,10 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, Tab
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
     load(con, config, inputs, case.as_of)
-    create_derived(con, config, case.as_of, orders=False, contacts=contacts is not None)
+    categories = ir.categories_used(rule.condition for rule in ruleset.rules)
+    create_derived(
+        con, config, case.as_of, orders=False, contacts=contacts is not None, categories=categories
+    )
     override(con, config, case.derived)
     plan = build_plan(con, ruleset, case.as_of, inputs)
     # The id as the loader keeps it: without the blanks it trims (and no others).

@@ -165,6 +165,16 @@ class Generator:
             return self.pick(["tier >= G and tier = B", "tier = Gold", "stage < asleep"])
         if kind == 10:
             return f"birthday within {self.duration()}"
+        if kind == 11 and self.rng.random() < 0.5:  # purchases by category: a date per category
+            bought = f"bought {self.text()}"
+            return self.pick(
+                [
+                    f"{bought} within {self.pick(['', 'next '])}{self.duration()}",
+                    f"{bought} {self.pick(['before', 'after'])} {self.date()}",
+                    f"{bought} is {self.pick(['missing', 'present'])}",
+                    bought,  # not a condition: RR202
+                ]
+            )
         return f"{self.name()} = {self.pick([self.number(), self.text(), self.name()])}"
 
     def sum(self, depth: int) -> str:

@@ -149,8 +149,11 @@ NAME_POSITIONS = {
     "channel": ("when sms_opt_in then send x via {w}\n", set()),
     "parameter name": ("when sms_opt_in then send x with a = 1, {w} = 2\n", set()),
     "bare parameter value": ("when sms_opt_in then send x with a = {w}\n", {"true", "false"}),
-    "field": ("when {w} = 1 then send x\n", {"not", "true", "false"}),
-    "enumeration value": ("when tier in [G, {w}] then send x\n", {"not", "true", "false"}),
+    "field": ("when {w} = 1 then send x\n", {"not", "true", "false", "bought"}),
+    "enumeration value": (
+        "when tier in [G, {w}] then send x\n",
+        {"not", "true", "false", "bought"},
+    ),
 }
 
 

@@ -59,6 +59,7 @@ FRAGMENTS = [
     " before ",
     " after ",
     " ago",
+    "bought ",
     " days",
     " months",
     "priority ",
