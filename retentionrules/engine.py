@@ -454,15 +454,18 @@ def explain(
     ready = prepare(rule_paths, inputs, as_of, config_path, use_ledger=use_ledger)
     con, report, as_of = ready.con, ready.report, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
+    # Contact details (a channel's address field) are for `send` alone: never shown here.
+    details = {c.address for c in plan.config.channels.values() if c.address}
+    details.discard(plan.config.customers.id)
     found = []
     for given in customers:
         customer = given.strip(BLANKS)  # ids are compared as the export's are (docs/engine.md)
         fields = customer_fields(con, plan.config, customer)
         if fields is None:
             raise UsageError(f"customer {given!r} is not in {inputs.customers}")
-        found.append(
-            Explanation(customer, fields, rule_traces(plan, report, fields, customer, as_of))
-        )
+        traces = rule_traces(plan, report, fields, customer, as_of)
+        shown = {k: v for k, v in fields.items() if k not in details}
+        found.append(Explanation(customer, shown, traces))
     return found
 
 

@@ -527,3 +527,5 @@ def test_contact_details_never_leave_the_export_except_through_send(tmp_path):
     assert "phone" not in header and "email" not in header
     for text in (scored.read_text("utf-8"), plan.read_text("utf-8"), explained.stdout):
         assert "+86 138" not in text and "@example.com" not in text
+    shown = [line.split()[0] for line in explained.stdout.splitlines() if line.startswith("  ")]
+    assert "city" in shown and "phone" not in shown and "email" not in shown  # not even as —
