@@ -170,6 +170,14 @@ class Bought(Node):
     category: str
 
 
+@dataclass(frozen=True, slots=True)
+class UnitsBought(Node):
+    """`units bought "formula"`: the quantity the customer bought in the category on their last
+    purchase date in it (missing when there is none), so `units bought "formula" >= 3`."""
+
+    category: str
+
+
 Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
     Name,
     Number,
@@ -191,6 +199,7 @@ Expr = Union[  # noqa: UP007 - a runtime alias used in isinstance checks
     Within,
     BeforeAfter,
     Bought,
+    UnitsBought,
 ]
 
 

@@ -373,6 +373,7 @@ class _Checker:
                 ast.Duration() | ast.Neg() | ast.Arith() | ast.Compare() | ast.And() | ast.Or()
                 | ast.Not() | ast.In() | ast.Between() | ast.IsMissing() | ast.Contains()
                 | ast.StartsWith() | ast.Within() | ast.BeforeAfter() | ast.Bought()
+                | ast.UnitsBought()
             ):
                 raise TypeError(f"the grammar allows only literals as parameters, not {node!r}")
             case _:
@@ -395,6 +396,14 @@ class _Checker:
                 "`bought` is the date of the last purchase in a category, not true or false",
                 f"say when: `{_bought_text(typed.category)} within 60 days`, or "
                 f"`{_bought_text(typed.category)} is present` for ever",
+            )
+        if isinstance(typed, ir.UnitsBought):
+            text = _bought_text(typed.category, units=True)
+            self._mismatch(
+                node,
+                "`units bought` is the quantity of the last purchase in a category, "
+                "not true or false",
+                f"say how many: `{text} >= 3`, or `{text} is present` for ever bought",
             )
         if typed.type != t.BOOL:
             self._mismatch(node, f"a condition must be true or false, but this is {_a(typed.type)}")
@@ -460,7 +469,7 @@ class _Checker:
                 return self._within(node)
             case ast.BeforeAfter():
                 return self._before_after(node)
-            case ast.Bought():
+            case ast.Bought() | ast.UnitsBought():
                 return self._bought(node)
             case _:
                 assert_never(node)
@@ -653,16 +662,19 @@ class _Checker:
                 assert_never(node.direction)
         return ir.Compare(op, value, point, span=node.span)
 
-    def _bought(self, node: ast.Bought) -> ir.Expr:
-        """The last purchase date in a category. Its category is checked against the
-        configuration: no line column to tell a category by, or a category the configuration's
-        catalogue names nowhere while it names some, is a warning (RR210): a `--products` file
-        may name more at run time, so it cannot be an error."""
+    def _bought(self, node: ast.Bought | ast.UnitsBought) -> ir.Expr:
+        """The last purchase date in a category, or (`units bought`) the quantity bought on that
+        date. Its category is checked against the configuration: no line column to tell a
+        category by, or a category the configuration's catalogue names nowhere while it names
+        some, is a warning (RR210): a `--products` file may name more at run time, so it cannot
+        be an error."""
         orders, products = self.config.orders, self.config.products
+        units = isinstance(node, ast.UnitsBought)
         if orders.category is None and orders.sku is None:
             self._report(
                 Code.RR210,
-                f"`{_bought_text(node.category)}` is never true: the orders export has no "
+                f"`{_bought_text(node.category, units)}` is "
+                f"{'always missing' if units else 'never true'}: the orders export has no "
                 "category to tell purchases by",
                 node.span,
                 "name the orders' line columns under [orders] in retentionrules.toml, e.g. "
@@ -677,9 +689,11 @@ class _Checker:
                     f"unknown category {_quoted(node.category)}: the catalogue in "
                     "retentionrules.toml names no such category",
                     node.span,
-                    _did_you_mean_category(node.category, sorted(known))
+                    _did_you_mean_category(node.category, sorted(known), units)
                     or f"categories named there: {', '.join(map(_quoted, sorted(known)))}",
                 )
+        if units:
+            return ir.UnitsBought(node.category, span=node.span)
         return ir.Bought(node.category, span=node.span)
 
     def _mismatch(self, node: ast.Node, message: str, hint: str | None = None) -> NoReturn:
@@ -751,16 +765,16 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _bought_text(category: str) -> str:
-    return f"bought {_quoted(category)}"
+def _bought_text(category: str, units: bool = False) -> str:
+    return f"{'units ' if units else ''}bought {_quoted(category)}"
 
 
-def _did_you_mean_category(category: str, known: list[str]) -> str | None:
+def _did_you_mean_category(category: str, known: list[str], units: bool) -> str | None:
     close = difflib.get_close_matches(category, known, n=1, cutoff=0.6)
     if not close:
         lowered = {k.lower(): k for k in known}  # `Diapers` for `diapers`: too far for difflib
         close = [lowered[category.lower()]] if category.lower() in lowered else []
-    return f"did you mean `{_bought_text(close[0])}`?" if close else None
+    return f"did you mean `{_bought_text(close[0], units)}`?" if close else None
 
 
 def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

@@ -92,7 +92,10 @@ def with_layers(relation: str, layers: Sequence[str]) -> str:
 def _may_be_null(expr: ir.Expr) -> bool:
     """Whether the SQL of `expr` can be NULL. Conditions never are; constants never are."""
     match expr:
-        case ir.Field() | ir.NextAnniversary() | ir.Bought() | ir.Arith() | ir.Neg():
+        case (
+            ir.Field() | ir.NextAnniversary() | ir.Bought() | ir.UnitsBought() | ir.Arith()
+            | ir.Neg()
+        ):
             return True  # a missing value, or arithmetic that gave none
         case ir.Const() | ir.RelativeDate():
             return False
@@ -116,8 +119,8 @@ def _may_be_infinite(expr: ir.Expr) -> bool:
                 return True
             case (
                 ir.Field() | ir.Const() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought()
-                | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth()
-                | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
+                | ir.UnitsBought() | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch()
+                | ir.Truth() | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
             ):
                 return False
             case _:
@@ -177,7 +180,7 @@ class _Compiler:
                 return _Sql(literal(shift(self.as_of, expr.duration, expr.sign)), 0, -1)
             case ir.NextAnniversary():
                 return _Sql(anniversary_column(expr.field.name), 0, -1)
-            case ir.Bought():
+            case ir.Bought() | ir.UnitsBought():
                 return _Sql(ident(expr.column), 0, -1)
             case ir.Arith():
                 left, right = self.operand(expr.left), self.operand(expr.right)
@@ -226,9 +229,9 @@ class _Compiler:
             case ir.Arith() | ir.Neg() | ir.Const():
                 return sql  # doubles already
             case (
-                ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought() | ir.Compare()
-                | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or()
-                | ir.Not() | ir.SegmentRef()
+                ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought()
+                | ir.UnitsBought() | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch()
+                | ir.Truth() | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
             ):
                 return _Sql(f"CAST({sql.text} AS DOUBLE)", sql.height, sql.layer)
             case _:
@@ -250,9 +253,9 @@ class _Compiler:
                     return _combine(f"CASE WHEN isfinite({sql.text}) THEN {sql.text} END", sql)
                 return sql
             case (
-                ir.Const() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought() | ir.Compare()
-                | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or()
-                | ir.Not() | ir.SegmentRef()
+                ir.Const() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought()
+                | ir.UnitsBought() | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch()
+                | ir.Truth() | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
             ):
                 return sql  # finite: constants, dates and conditions
             case _:
@@ -286,8 +289,9 @@ class _Compiler:
                 return _Sql(rank_column(expr.name), 0, -1)
             case (
                 ir.Const() | ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought()
-                | ir.Arith() | ir.Neg() | ir.Compare() | ir.InSet() | ir.IsMissing()
-                | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
+                | ir.UnitsBought() | ir.Arith() | ir.Neg() | ir.Compare() | ir.InSet()
+                | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or() | ir.Not()
+                | ir.SegmentRef()
             ):
                 # No other kind holds an enumeration value: the checker types these numbers,
                 # dates or booleans. A new kind that may must say here how it is ranked.

@@ -17,7 +17,7 @@ import duckdb
 
 from . import types as t
 from .config import Config
-from .ir import bought_column
+from .ir import bought_column, units_bought_column
 from .sql import (
     anniversary_column,
     days_between,
@@ -203,12 +203,18 @@ def _line_stats(config: Config, as_of: dt.date) -> str:
         FROM next_runout r FULL JOIN next_warranty w USING (customer_id)"""
 
 
-def _purchases(config: Config, as_of: dt.date, categories: Sequence[str]) -> str:
+def _purchases(
+    config: Config, as_of: dt.date, categories: Sequence[str], units: Sequence[str] = ()
+) -> str:
     """Per customer, the last purchase date in each of `categories` (docs/engine.md "Purchases
     by category"): the latest date of a purchase line in the category on or before the as-of
     date. A purchase line has a quantity above 0 (a line without one is 1 unit) and an amount
     that is not negative: refund and return lines are not purchases. A line's category is its
-    sku's in the catalogue, else the line's own `category`."""
+    sku's in the catalogue, else the line's own `category`.
+
+    And for each of `units` (`units bought "x"`), the quantity bought in the category on that
+    last date: the sum of that day's purchase lines' quantities (a line without one: 1), as a
+    double. Without `units` the query is the date's alone, as cheap as before."""
     orders = config.orders
     day = literal(as_of)
     quantity = "coalesce(o.quantity, 1) > 0" if orders.quantity is not None else "TRUE"
@@ -220,17 +226,36 @@ def _purchases(config: Config, as_of: dt.date, categories: Sequence[str]) -> str
             "LEFT JOIN (SELECT sku, any_value(category) AS category FROM products "
             "WHERE sku IS NOT NULL GROUP BY sku) s ON s.sku = o.sku"
         )
-    facts = ", ".join(
+    facts = [
         f"max(order_date) FILTER (WHERE category = {literal(c)}) AS {ident(bought_column(c))}"
         for c in categories
-    )
-    wanted = " OR ".join(f"category = {literal(c)}" for c in categories)
-    return f"""
-        SELECT customer_id, {facts} FROM (
-            SELECT o.customer_id, o.order_date, {category} AS category
+    ]
+    wanted = " OR ".join(f"category = {literal(c)}" for c in sorted({*categories, *units}))
+
+    def lines(extra: str) -> str:
+        return f"""
+            SELECT o.customer_id, o.order_date, {category} AS category{extra}
             FROM orders o {join}
-            WHERE o.order_date <= {day} AND coalesce(o.amount >= 0, TRUE) AND {quantity}
+            WHERE o.order_date <= {day} AND coalesce(o.amount >= 0, TRUE) AND {quantity}"""
+
+    if not units:
+        return f"""
+        SELECT customer_id, {", ".join(facts)} FROM ({lines("")}
         ) WHERE {wanted} GROUP BY customer_id"""
+    # One row per customer, category and day with that day's units: the last day's is the
+    # units of the row with the latest day (unique per customer and category, so exact).
+    count = "coalesce(o.quantity, 1)" if orders.quantity is not None else "1"
+    facts += [
+        f"arg_max(units, order_date) FILTER (WHERE category = {literal(c)}) "
+        f"AS {ident(units_bought_column(c))}"
+        for c in units
+    ]
+    per_day = lines(f", CAST({count} AS DOUBLE) AS units")
+    return f"""
+        SELECT customer_id, {", ".join(facts)} FROM (
+            SELECT customer_id, category, order_date, sum(units) AS units FROM ({per_day}
+            ) WHERE {wanted} GROUP BY customer_id, category, order_date
+        ) GROUP BY customer_id"""
 
 
 def _finite(number: str) -> str:
@@ -278,23 +303,29 @@ def derived_sql(
     contacts: bool,
     lines: bool = False,
     categories: Sequence[str] = (),
+    units: Sequence[str] = (),
 ) -> str:
     """The derived table's query. `lines`: the orders export has lines (and `products`, the
     catalogue, is loaded): run-out and warranty dates are derived; else they are missing.
     `categories`: those whose last purchase date (`bought "x"`) the rules read, each a column;
-    missing for everyone when purchases have no category."""
+    `units`: those whose last purchase's quantity (`units bought "x"`) the rules read, each a
+    column too. Both are missing for everyone when purchases have no category."""
     key = ident(config.customers.id)
     day = literal(as_of)
     replaced = []
     joins = []
     added = exclude = ""
-    if categories and purchases_known(config, lines):
-        query = _purchases(config, as_of, categories)
+    if (categories or units) and purchases_known(config, lines):
+        query = _purchases(config, as_of, categories, units)
         joins.append(f"LEFT JOIN ({query}) b ON b.customer_id = c.{key}")
         added += "".join(f", b.{ident(bought_column(c))}" for c in categories)
+        added += "".join(f", b.{ident(units_bought_column(c))}" for c in units)
     else:
         added += "".join(
             f", CAST(NULL AS DATE) AS {ident(bought_column(c))}" for c in categories
+        )
+        added += "".join(
+            f", CAST(NULL AS DOUBLE) AS {ident(units_bought_column(c))}" for c in units
         )
     if lines:
         joins.append(f"LEFT JOIN ({_line_stats(config, as_of)}) l ON l.customer_id = c.{key}")
@@ -427,9 +458,10 @@ def create_derived(
     contacts: bool,
     lines: bool = False,
     categories: Sequence[str] = (),
+    units: Sequence[str] = (),
 ) -> None:
     """A view: the plan query computes the fields as it goes instead of storing them first."""
-    query = derived_sql(config, as_of, orders, contacts, lines, categories)
+    query = derived_sql(config, as_of, orders, contacts, lines, categories, units)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")
 
 

@@ -40,7 +40,7 @@ from .derive import (
 from .errors import DataError, RuleErrors, UsageError
 from .history import ledger_history
 from .interpreter import evaluate
-from .ir import bought_column
+from .ir import bought_column, units_bought_column
 from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_file, digest_text
 from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
@@ -255,8 +255,9 @@ def prepare(
             digest = digest_file(file)
         stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
     orders, contacts = inputs.orders is not None, inputs.has_contacts
-    categories = ir.categories_used(rule.condition for rule in ruleset.rules)
-    create_derived(con, config, as_of, orders, contacts, stats.order_lines, categories)
+    conditions = [rule.condition for rule in ruleset.rules]
+    categories, units = ir.categories_used(conditions), ir.units_categories_used(conditions)
+    create_derived(con, config, as_of, orders, contacts, stats.order_lines, categories, units)
     return Prepared(con, report, stats, as_of, inputs, ledger, digest)
 
 
@@ -308,7 +309,9 @@ def run_plan(
         )
     if stats.unconfigured_channels:
         plan.notes.append(_unconfigured_channels_note(stats.unconfigured_channels))
-    bought = ir.categories_used(rule.condition for rule in report.ruleset.rules)
+    conditions = [rule.condition for rule in report.ruleset.rules]
+    bought = [bought_column(c) for c in ir.categories_used(conditions)]
+    bought += [units_bought_column(c) for c in ir.units_categories_used(conditions)]
     if bought and not purchases_known(report.ruleset.config, stats.order_lines):
         plan.notes.append(_no_purchases_note(bought, ready.inputs))
     digest.join()
@@ -347,14 +350,14 @@ def _unknown_history_note(stats: LoadStats) -> str:
     return "; ".join(notes)
 
 
-def _no_purchases_note(categories: list[str], inputs: Inputs) -> str:
+def _no_purchases_note(columns: list[str], inputs: Inputs) -> str:
     """Rules test purchases by category, and no purchase's category can be known."""
     why = (
         "no orders export was given (--orders)"
         if inputs.orders is None
         else "the orders export has no category (name `category` or `sku` under [orders])"
     )
-    tests = ", ".join(f"`{bought_column(c)}`" for c in categories)
+    tests = ", ".join(f"`{column}`" for column in columns)
     return f"{tests}: no purchase in a category is known ({why}), so no customer has bought any"
 
 

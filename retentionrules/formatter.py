@@ -56,7 +56,7 @@ def _level(node: ast.Expr) -> int:
             return 7
         case (
             ast.Name() | ast.Number() | ast.String() | ast.Bool() | ast.Date() | ast.Duration()
-            | ast.Bought()
+            | ast.Bought() | ast.UnitsBought()
         ):
             return 8
         case _:
@@ -116,6 +116,8 @@ def _expr(node: ast.Expr) -> str:
             return _duration(node)
         case ast.Bought():
             return f"bought {_string(node.category)}"
+        case ast.UnitsBought():
+            return f"units bought {_string(node.category)}"
         case _:
             assert_never(node)
 

@@ -68,7 +68,7 @@ class Evaluator:
                 return expr.value
             case ir.RelativeDate():
                 return shift(self.as_of, expr.duration, expr.sign)
-            case ir.Bought():
+            case ir.Bought() | ir.UnitsBought():
                 return self.row.get(expr.column)  # the derived table's fact (derive.py)
             case ir.NextAnniversary():
                 day = self.value(expr.field)

@@ -27,7 +27,7 @@ else:  # pragma: no cover - Python 3.10
 from .ast import NO_SPAN, ArithOp, CompareOp, Span
 from .config import Config
 from .timeutil import Duration
-from .types import BOOL, DATE, Type
+from .types import BOOL, DATE, NUMBER, Type
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,28 @@ def bought_column(category: str) -> str:
     """The derived column of a category's last purchase date: `bought "diapers"`, as the rules
     write it (JSON's quoting keeps two categories apart; no declared field has a space)."""
     return "bought " + json.dumps(category, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitsBought:
+    """`units bought "formula"`: the quantity the customer bought in the category on their last
+    purchase date in it (the sum of that day's purchase lines, a line without a quantity counting
+    1), missing when none. Both evaluators read it from the derived table's column `column`
+    (derive.py, for every category a checked rule set names so: `units_categories_used`)."""
+
+    category: str
+    span: Span = _field(default=NO_SPAN, compare=False, repr=False)
+    type: Type = NUMBER
+
+    @property
+    def column(self) -> str:
+        return units_bought_column(self.category)
+
+
+def units_bought_column(category: str) -> str:
+    """The derived column of the quantity of a category's last purchase: `units bought
+    "formula"`, as the rules write it."""
+    return "units " + bought_column(category)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +212,7 @@ Expr = Union[  # noqa: UP007 - a runtime alias
     RelativeDate,
     NextAnniversary,
     Bought,
+    UnitsBought,
     Arith,
     Neg,
     Compare,
@@ -208,7 +231,7 @@ def subexpressions(expr: Expr) -> tuple[Expr, ...]:
     """The expressions directly inside `expr`. A segment reference has none: its definition is
     walked on its own, once (see `segments_used`)."""
     match expr:
-        case Field() | Const() | RelativeDate() | Bought() | SegmentRef():
+        case Field() | Const() | RelativeDate() | Bought() | UnitsBought() | SegmentRef():
             return ()
         case NextAnniversary():
             return (expr.field,)
@@ -244,12 +267,22 @@ def fields_used(exprs: Iterable[Expr]) -> set[str]:
 def categories_used(exprs: Iterable[Expr]) -> list[str]:
     """The categories `bought` tests in the expressions, through the segments they use: each
     once, sorted (the derived table gets a column for each)."""
+    return _purchase_categories(exprs, Bought)
+
+
+def units_categories_used(exprs: Iterable[Expr]) -> list[str]:
+    """The categories `units bought` tests in the expressions, through the segments they use:
+    each once, sorted (the derived table gets a column for each)."""
+    return _purchase_categories(exprs, UnitsBought)
+
+
+def _purchase_categories(exprs: Iterable[Expr], kind: type[Bought | UnitsBought]) -> list[str]:
     roots = list(exprs)
     pending = [*roots, *(ref.condition for ref in segments_used(roots))]
     found: set[str] = set()
     while pending:
         node = pending.pop()
-        if isinstance(node, Bought):
+        if isinstance(node, kind):
             found.add(node.category)
         pending.extend(subexpressions(node))
     return sorted(found)

@@ -210,9 +210,9 @@ def _key(expr: ir.Expr) -> tuple[KeyKind, Key] | None:
                 return "days from as-of", expr.sign * days
             return None  # months and years: their length in days depends on the as-of date
         case (
-            ir.Field() | ir.NextAnniversary() | ir.Bought() | ir.Arith() | ir.Neg() | ir.Compare()
-            | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth() | ir.And() | ir.Or()
-            | ir.Not() | ir.SegmentRef()
+            ir.Field() | ir.NextAnniversary() | ir.Bought() | ir.UnitsBought() | ir.Arith()
+            | ir.Neg() | ir.Compare() | ir.InSet() | ir.IsMissing() | ir.TextMatch() | ir.Truth()
+            | ir.And() | ir.Or() | ir.Not() | ir.SegmentRef()
         ):
             return None  # not a constant: its value is known only per customer
         case _:
@@ -253,13 +253,14 @@ def _value_facts(name: str, kind: KeyKind, constraint: Constraint) -> Facts:
 def _compare_facts(expr: ir.Compare) -> Facts | None:
     """`field OP constant`, either way round."""
     op, left, right = expr.op, expr.left, expr.right
-    if not isinstance(left, ir.Field | ir.Bought):
+    if not isinstance(left, ir.Field | ir.Bought | ir.UnitsBought):
         op, left, right = _FLIP[op], right, left
     key = _key(right)
-    if not isinstance(left, ir.Field | ir.Bought) or key is None:
+    if not isinstance(left, ir.Field | ir.Bought | ir.UnitsBought) or key is None:
         return None
     kind, value = key
-    # `bought "x"` is a date per customer like a field, under its derived column's name
+    # `bought "x"` (a date) and `units bought "x"` (a number) are values per customer like
+    # fields, under their derived columns' names
     domain = _domain(left) if isinstance(left, ir.Field) else None
     name = left.name if isinstance(left, ir.Field) else left.column
     match op:
@@ -304,7 +305,7 @@ def facts(expr: ir.Expr, segments: Mapping[int, Facts]) -> Facts:
         case ir.IsMissing():
             if isinstance(expr.value, ir.Field):
                 return Facts(presence={expr.value.name: not expr.negated})
-            if isinstance(expr.value, ir.Bought):
+            if isinstance(expr.value, ir.Bought | ir.UnitsBought):
                 return Facts(presence={expr.value.column: not expr.negated})
             return opaque
         case ir.Truth():
@@ -314,8 +315,8 @@ def facts(expr: ir.Expr, segments: Mapping[int, Facts]) -> Facts:
         case ir.Or() | ir.Not() | ir.TextMatch() | ir.Const():
             return opaque
         case (
-            ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought() | ir.Arith()
-            | ir.Neg()
+            ir.Field() | ir.RelativeDate() | ir.NextAnniversary() | ir.Bought() | ir.UnitsBought()
+            | ir.Arith() | ir.Neg()
         ):
             return opaque  # values, not conditions: the checker never makes them one
         case _:

@@ -262,6 +262,7 @@ _TOKEN_WORDS = {
     "BEFORE_AFTER": "`before` or `after`",
     "NEXT": "`next`",
     "AGO": "`ago`",
+    "UNITS_BOUGHT": "`units bought`",
     "$END": "the end of the statement",
 }
 # Terminals listed first when several are possible, so the likeliest fix is read first.
@@ -277,7 +278,9 @@ def _word(name: str) -> str:
     return name.lower()
 
 
-_VALUE_START = {"NAME", "NUMBER", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "MINUS", "BOUGHT"}
+_VALUE_START = {
+    "NAME", "NUMBER", "STRING", "DATE", "TRUE", "FALSE", "LPAR", "MINUS", "BOUGHT", "UNITS_BOUGHT"
+}
 
 
 def _describe_expected(names: set[str]) -> str:
@@ -352,7 +355,13 @@ def _hint_for(token: Token, expected: set[str], chunk: _Chunk) -> str | None:
     start = token.start_pos or 0
     if text == "=" and chunk.text[start - 1 : start] in ("=", "!", "<", ">"):
         return "compare with a single `=` (or `!=`, `<=`, `>=`)"
-    if expected == {"STRING"} and re.search(r"\bbought\s*$", chunk.text[: token.start_pos or 0]):
+    before = chunk.text[: token.start_pos or 0]
+    if expected == {"STRING"} and re.search(r"\bunits\s+bought\s*$", before):
+        return (
+            '`units bought` takes a category in quotes: `units bought "formula" >= 3` tests the '
+            "quantity of the last purchase in a category"
+        )
+    if expected == {"STRING"} and re.search(r"\bbought\s*$", before):
         return (
             '`bought` takes a category in quotes: `bought "diapers" within 60 days` tests the '
             "last purchase in a category (a field cannot be named `bought`)"
@@ -587,6 +596,9 @@ class _Builder(Transformer[Token, ast.Statement]):
 
     def bought(self, meta: Meta, children: Sequence[Any]) -> ast.Bought:
         return ast.Bought(_unquote(children[0]), span=self._span(meta))
+
+    def units_bought(self, meta: Meta, children: Sequence[Any]) -> ast.UnitsBought:
+        return ast.UnitsBought(_unquote(children[1]), span=self._span(meta))
 
     def duration(self, meta: Meta, children: Sequence[Any]) -> ast.Duration:
         amount = self._whole(children[0], "a duration")

@@ -313,9 +313,13 @@ class _Reader:
         self.fields = config.customers.types() | t.ACTIVITY_FIELDS
         self.derived = t.derived_fields(config.tier_type())
         # `bought "x"`: the last purchase date in each category the rules test, given as a
-        # derived field (`'bought "diapers"' = 2026-03-01`)
-        categories = ir.categories_used(rule.condition for rule in ruleset.rules)
+        # derived field (`'bought "diapers"' = 2026-03-01`); `units bought "x"` its quantity
+        # (`'units bought "formula"' = 3`)
+        conditions = [rule.condition for rule in ruleset.rules]
+        categories = ir.categories_used(conditions)
         self.derived |= {ir.bought_column(c): t.DATE for c in categories}
+        units = ir.units_categories_used(conditions)
+        self.derived |= {ir.units_bought_column(c): t.NUMBER for c in units}
         self.rules = [r.name for r in ruleset.rules]
         self.channels = {name.lower(): name for name in config.channels}
         self.diagnostics: list[Diagnostic] = []
@@ -742,9 +746,15 @@ def _plan_case(case: Case, ruleset: ir.RuleSet, folder: Path) -> tuple[Plan, Tab
     inputs = Inputs(customers, contacts=contacts)
     con = connect()
     load(con, config, inputs, case.as_of)
-    categories = ir.categories_used(rule.condition for rule in ruleset.rules)
+    conditions = [rule.condition for rule in ruleset.rules]
     create_derived(
-        con, config, case.as_of, orders=False, contacts=contacts is not None, categories=categories
+        con,
+        config,
+        case.as_of,
+        orders=False,
+        contacts=contacts is not None,
+        categories=ir.categories_used(conditions),
+        units=ir.units_categories_used(conditions),
     )
     override(con, config, case.derived)
     plan = build_plan(con, ruleset, case.as_of, inputs)

@@ -173,6 +173,9 @@ class Generator:
                     f"{bought} {self.pick(['before', 'after'])} {self.date()}",
                     f"{bought} is {self.pick(['missing', 'present'])}",
                     bought,  # not a condition: RR202
+                    f"units {bought} {self.pick(['>=', '<', '='])} {self.number()}",
+                    f"units {bought} is {self.pick(['missing', 'present'])}",
+                    f"units {bought}",  # not a condition: RR202
                 ]
             )
         return f"{self.name()} = {self.pick([self.number(), self.text(), self.name()])}"

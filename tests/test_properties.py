@@ -60,6 +60,7 @@ FRAGMENTS = [
     " after ",
     " ago",
     "bought ",
+    "units bought ",
     " days",
     " months",
     "priority ",
