@@ -70,7 +70,7 @@ def lines_of(rng: random.Random, department: str, amount: float) -> list[tuple[s
     weights = [rng.uniform(0.5, 1.5) for _ in skus]
     shares = [round(amount * w / sum(weights), 2) for w in weights]
     shares[-1] = round(amount - sum(shares[:-1]), 2)
-    return [(sku, rng.randint(1, 4), share) for sku, share in zip(skus, shares)]
+    return [(sku, rng.randint(1, 4), share) for sku, share in zip(skus, shares, strict=True)]
 
 
 def main() -> None:
@@ -92,7 +92,8 @@ def main() -> None:
         # the window's spend split over its orders; older orders at list prices
         cents = round(spend * 100)
         splits = sorted(rng.sample(range(1, cents), len(inside) - 1)) if len(inside) > 1 else []
-        parts = [b - a for a, b in zip([0, *splits], [*splits, cents])] if inside else []
+        bounds = zip([0, *splits], [*splits, cents], strict=True)
+        parts = [b - a for a, b in bounds] if inside else []
         amounts = iter(p / 100 for p in parts)
         for day in when:
             number += 1
