@@ -427,8 +427,10 @@ def derived_sql(
 
 def named_dates(config: Config, as_of: dt.date) -> dict[str, dt.date | None]:
     """Each `[calendar]` date's next occurrence on or after the as-of date (None when the
-    holidays package has no date for it): one value for every customer."""
-    return {name: date.next_on_or_after(as_of) for name, date in config.calendar.items()}
+    holidays package has no date for it, or when it falls after the last date retentionrules
+    plans for, as run-out dates do): one value for every customer."""
+    found = {name: date.next_on_or_after(as_of) for name, date in config.calendar.items()}
+    return {name: day if day is None or day <= MAX_DATE else None for name, day in found.items()}
 
 
 def _named_dates_sql(config: Config, as_of: dt.date) -> str:

@@ -126,6 +126,15 @@ def test_named_dates_are_date_fields_the_same_for_every_customer(tmp_path):
     assert values == [(D(2027, 2, 6), D(2027, 1, 30))]
 
 
+def test_a_named_date_after_the_last_plannable_date_is_missing_like_a_runout(tmp_path):
+    """On 2199-12-31 the next member day and Double 11 fall in 2200, past the dates data and
+    plans may carry: missing, as run-out and warranty dates beyond it are."""
+    config = config_of(tmp_path)
+    found = named_dates(tmp_path, config, D(2199, 12, 31))
+    assert found["member_day"] is None and found["double_11"] is None
+    assert found["month_end"] == D(2199, 12, 31)  # today still counts
+
+
 def test_without_a_calendar_nothing_changes(tmp_path):
     """No named date, no column, no `calendar` key in the configuration a plan's header and
     digest carry: plans made before calendars keep their ids."""
