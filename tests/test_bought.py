@@ -381,22 +381,26 @@ def test_a_plan_without_order_lines_notes_that_nobody_has_bought(tmp_path):
     assert any('`bought "diapers"`: no purchase' in note for note in result.plan.notes)
 
 
-def test_a_rule_test_gives_bought_as_a_derived_field(tmp_path):
-    rules = write_rules(tmp_path / "rules", RULES, LINE_CONFIG)
+def _rule_tests_pass(tmp_path, rules_text: str, cases: str) -> None:
+    """The cases, run as `retentionrules test` runs them, all pass (two of them)."""
+    from retentionrules.api import check_paths
+
+    rules = write_rules(tmp_path / "rules", rules_text, LINE_CONFIG)
     tests = rules / "r.test.toml"
-    tests.write_text(
-        'as_of = 2026-11-22\n'
+    tests.write_text("as_of = 2026-11-22\n" + cases, encoding="utf-8")
+    tested = run_tests(check_paths([rules], rules / "retentionrules.toml"), [tests])
+    assert tested.problems == [] and tested.run is not None, tested
+    assert tested.run.failed == 0 and len(tested.run.results) == 2, tested
+
+
+def test_a_rule_test_gives_bought_as_a_derived_field(tmp_path):
+    _rule_tests_pass(
+        tmp_path,
+        RULES,
         '[[case]]\nname = "recent"\nderived = { \'bought "diapers"\' = 2026-11-01 }\n'
         'expect = [{ rule = "diapers" }]\n'
         '[[case]]\nname = "never"\nexpect = []\n',
-        encoding="utf-8",
     )
-    from retentionrules.api import check_paths
-
-    report = check_paths([rules], rules / "retentionrules.toml")
-    tested = run_tests(report, [tests])
-    assert tested.problems == [] and tested.run is not None, tested
-    assert tested.run.failed == 0 and len(tested.run.results) == 2, tested
 
 
 # ---------------------------------------------------------------- units bought
@@ -483,21 +487,13 @@ def test_a_plan_without_order_lines_notes_that_no_units_were_bought(tmp_path):
 
 
 def test_a_rule_test_gives_units_bought_as_a_derived_field(tmp_path):
-    rules = write_rules(tmp_path / "rules", UNITS_RULES, LINE_CONFIG)
-    tests = rules / "r.test.toml"
-    tests.write_text(
-        'as_of = 2026-11-22\n'
+    _rule_tests_pass(
+        tmp_path,
+        UNITS_RULES,
         '[[case]]\nname = "stocked"\n'
         'derived = { \'bought "formula"\' = 2026-11-01, \'units bought "formula"\' = 3 }\n'
         'expect = [{ rule = "formula_stock" }]\n'
         '[[case]]\nname = "one can"\n'
         'derived = { \'bought "formula"\' = 2026-11-01, \'units bought "formula"\' = 1 }\n'
         'expect = []\n',
-        encoding="utf-8",
     )
-    from retentionrules.api import check_paths
-
-    report = check_paths([rules], rules / "retentionrules.toml")
-    tested = run_tests(report, [tests])
-    assert tested.problems == [] and tested.run is not None, tested
-    assert tested.run.failed == 0 and len(tested.run.results) == 2, tested
