@@ -185,7 +185,16 @@ def test_plan_approve_send_through_a_failing_receiver_killed_at_random_then_plan
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            time.sleep(rng.uniform(0.3, 1.5))
+            # Kill at a random moment once this run is delivering (a fixed delay raced the
+            # machine's speed: on a fast one, runs finished before any kill).
+            seen, deadline = len(receiver.deliveries), time.monotonic() + 20
+            while (
+                run.poll() is None
+                and len(receiver.deliveries) == seen
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.6))
             if run.poll() is None:
                 run.send_signal(signal.SIGKILL)
                 kills += 1
