@@ -185,16 +185,18 @@ def test_plan_approve_send_through_a_failing_receiver_killed_at_random_then_plan
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             )
-            # Kill at a random moment once this run is delivering (a fixed delay raced the
-            # machine's speed: on a fast one, runs finished before any kill).
-            seen, deadline = len(receiver.deliveries), time.monotonic() + 20
+            # Kill once this run has delivered a random few messages, a random instant later
+            # (between an acknowledgement and its record in the ledger, or mid-request): a
+            # fixed delay raced the machine's speed, and on a fast one runs finished unkilled.
+            target = len(receiver.deliveries) + rng.randint(1, 8)
+            deadline = time.monotonic() + 20
             while (
                 run.poll() is None
-                and len(receiver.deliveries) == seen
+                and len(receiver.deliveries) < target
                 and time.monotonic() < deadline
             ):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 0.6))
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.05))
             if run.poll() is None:
                 run.send_signal(signal.SIGKILL)
                 kills += 1
