@@ -29,18 +29,28 @@ from .test_order_lines import AS_OF, LINE_CONFIG, LINES, config_of, line
 CATEGORIES = ["diapers", "formula", "kettle"]
 
 
-def bought(folder, lines, categories=CATEGORIES, as_of=AS_OF, config=LINE_CONFIG):
-    """Each customer's `bought "x"` columns, by id."""
+def _facts(folder, lines, fact, categories, as_of, config):
+    """Each customer's `FACT "x"` columns for `categories`, by id; the derived table holds only
+    the purchase facts asked for."""
     cfg = config_of(config, folder)
     ids = list(dict.fromkeys(row["customer_id"] for row in lines))
     customers = write_csv(folder / "c.csv", [customer(i) for i in ids])
     orders = write_csv(folder / "o.csv", lines, LINES)
     con = duckdb.connect()
     stats = load(con, cfg, Inputs(customers, orders), as_of)
-    create_derived(con, cfg, as_of, True, False, stats.order_lines, categories)
-    columns = ", ".join(f'"bought ""{c}"""' for c in categories)
+    asked = {"categories": categories} if fact == "bought" else {"units": categories}
+    create_derived(con, cfg, as_of, True, False, stats.order_lines, **asked)
+    names = [d[0] for d in con.execute(f"SELECT * FROM {DERIVED} LIMIT 0").description]
+    other = "units bought " if fact == "bought" else "bought "
+    assert not [n for n in names if n.startswith(other)]  # only the facts the rules name
+    columns = ", ".join(f'"{fact} ""{c}"""' for c in categories)
     rows = con.execute(f"SELECT customer_id, {columns} FROM {DERIVED}").fetchall()
     return {row[0]: dict(zip(categories, row[1:], strict=True)) for row in rows}
+
+
+def bought(folder, lines, categories=CATEGORIES, as_of=AS_OF, config=LINE_CONFIG):
+    """Each customer's `bought "x"` columns, by id."""
+    return _facts(folder, lines, "bought", categories, as_of, config)
 
 
 D = dt.date.fromisoformat
@@ -90,19 +100,7 @@ def test_the_last_purchase_in_a_category_hand_checked_table(tmp_path):
 
 def units(folder, lines, categories=CATEGORIES, as_of=AS_OF, config=LINE_CONFIG):
     """Each customer's `units bought "x"` columns (and nothing else of purchases), by id."""
-    cfg = config_of(config, folder)
-    ids = list(dict.fromkeys(row["customer_id"] for row in lines))
-    customers = write_csv(folder / "c.csv", [customer(i) for i in ids])
-    orders = write_csv(folder / "o.csv", lines, LINES)
-    con = duckdb.connect()
-    stats = load(con, cfg, Inputs(customers, orders), as_of)
-    create_derived(con, cfg, as_of, True, False, stats.order_lines, units=categories)
-    cursor = con.execute(f"SELECT * FROM {DERIVED}")
-    names = [d[0] for d in cursor.description]
-    assert not [n for n in names if n.startswith("bought ")]  # only the facts the rules name
-    columns = ", ".join(f'"units bought ""{c}"""' for c in categories)
-    rows = con.execute(f"SELECT customer_id, {columns} FROM {DERIVED}").fetchall()
-    return {row[0]: dict(zip(categories, row[1:], strict=True)) for row in rows}
+    return _facts(folder, lines, "units bought", categories, as_of, config)
 
 
 # (what it pins, the customer's lines, the units of the last purchase in diapers / formula /
