@@ -1,4 +1,5 @@
-"""`retentionrules.toml`, read into pydantic models. Defaults are the playbook's tables (docs/playbook.md).
+"""`retentionrules.toml`, read into pydantic models. Defaults are the playbook's tables
+(docs/playbook.md).
 
 A project without a configuration file gets the standard customer export's schema
 (the columns of the benchmark's data generator) and the channels sms, email and phone.

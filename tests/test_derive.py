@@ -1,4 +1,4 @@
-"""Derived fields: DOMAIN.md's scoring, stages, calendar months, anniversaries, orders export."""
+"""Derived fields: the playbook's scoring, stages, calendar months, anniversaries, orders export."""
 
 import datetime as dt
 
