@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import interrupts  # first: a Ctrl-C while the modules below load ends quietly
 
 # isort: split
+import copy
 import datetime
 import functools
 import sys
@@ -134,6 +135,14 @@ def _report(error: BaseException) -> int:
         typer.echo(render_text(error.report.diagnostics, error.report.sources), err=True)
         typer.echo("retentionrules: the rules have errors; nothing was run", err=True)
         return 1
+    if type(error).__name__ == "OutOfMemoryException":  # DuckDB's, known by name (see above)
+        typer.echo(
+            "retentionrules: out of memory: the run needs more than the engine may use; give "
+            "it more with --memory-limit (default: 80% of the machine's memory), or free "
+            f"some (DuckDB: {str(error).splitlines()[0]})",
+            err=True,
+        )
+        return 2
     typer.echo(f"retentionrules: internal error: {type(error).__name__}: {error}", err=True)
     typer.echo("please report this with the command and input that caused it", err=True)
     return 2
@@ -347,6 +356,33 @@ OutputFormatOption = Annotated[
 ]
 
 
+MemoryLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-limit",
+        metavar="SIZE",
+        help="Memory the engine may use, such as 4GB or 512MB (default: 80% of the "
+        "machine's); what does not fit is spilled to disk, slower but complete.",
+    ),
+]
+TempDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--temp-dir",
+        metavar="DIR",
+        file_okay=False,
+        help="Where to spill what does not fit in memory, in a folder of the run's own, "
+        "removed when it ends (default: the system's temporary folder).",
+    ),
+]
+
+
+def _resources(memory_limit: str | None, temp_dir: Path | None) -> Any:
+    from .loader import Resources
+
+    return Resources(memory_limit, temp_dir)
+
+
 NoLedgerOption = Annotated[
     bool,
     typer.Option(
@@ -385,6 +421,8 @@ def plan(
     config: ConfigOption = None,
     no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
+    memory_limit: MemoryLimitOption = None,
+    temp_dir: TempDirOption = None,
 ) -> None:
     """Dry-run the rules over a customer export: write the action plan and summarise it.
 
@@ -404,6 +442,7 @@ def plan(
             suppressed=suppressed,
             config_path=config,
             use_ledger=not no_ledger,
+            resources=_resources(memory_limit, temp_dir),
         )
     _emit(output_format is Output.json, result, plan_json, print_plan)
 
@@ -421,6 +460,8 @@ def explain(
     config: ConfigOption = None,
     no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
+    memory_limit: MemoryLimitOption = None,
+    temp_dir: TempDirOption = None,
 ) -> None:
     """Show why customers get, or do not get, each rule's action.
 
@@ -438,6 +479,7 @@ def explain(
             _as_of(as_of),
             config,
             use_ledger=not no_ledger,
+            resources=_resources(memory_limit, temp_dir),
         )
     if output_format is Output.json:
         typer.echo(explain_json(found))
@@ -473,6 +515,8 @@ def score(
         ),
     ] = None,
     output_format: OutputFormatOption = Output.text,
+    memory_limit: MemoryLimitOption = None,
+    temp_dir: TempDirOption = None,
 ) -> None:
     """Score customers (RFM, tier, stage, day counts) and print the tier x stage distribution."""
     from .engine import score as run_score
@@ -485,6 +529,7 @@ def score(
             out=out,
             config_path=config,
             rejects=rejects,
+            resources=_resources(memory_limit, temp_dir),
         )
     _emit(output_format is Output.json, result, score_json, print_score)
 
@@ -849,12 +894,39 @@ def _text_of(path: Path) -> str:
         return ""
 
 
+@app.callback()
+def _commands() -> None:
+    # A callback keeps the app a group of commands even when `_lean` leaves it only one;
+    # without one, Typer would run that command with its name taken for an argument.
+    pass
+
+
+def _lean(arguments: list[str]) -> typer.Typer:
+    """The app with only the command the arguments name. Typer builds every command's
+    parameters (their types, defaults and help) before it runs one; building only the one that
+    runs saves a fifth of a short command's start-up. Anything else (no command, `--help`, a
+    misspelt command) gets the whole app, so help and "no such command" read as always."""
+    name = arguments[0] if arguments else None
+    commands = [
+        c
+        for c in app.registered_commands
+        if c.callback is not None
+        and (c.name or c.callback.__name__.lower().replace("_", "-")) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands, lean.registered_groups = commands, groups
+    return lean
+
+
 def main() -> None:
     """The console script. Ctrl-C and SIGTERM are handled from the first import on (see
     `interrupts`); a command they stopped ends with its message and 130 or 143."""
     interrupts.install()
     try:
-        app()
+        _lean(sys.argv[1:])()
     except KeyboardInterrupt:  # one that no command caught
         interrupts.leave()
     except SystemExit:

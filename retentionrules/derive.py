@@ -467,6 +467,14 @@ def create_derived(
     con.execute(f"CREATE OR REPLACE TEMP VIEW {DERIVED} AS {query}")
 
 
+def release(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the derived view (and the table of given values a rule test put under it): once the
+    plan holds what it needs (`planner.build_plan`), the exports under it are dropped
+    (`loader.release`) and nothing may read it again."""
+    con.execute(f"DROP VIEW IF EXISTS {DERIVED}")
+    con.execute("DROP TABLE IF EXISTS given")
+
+
 # ---------------------------------------------------------------- reading the derived fields
 
 

@@ -85,14 +85,51 @@ _INTEGER_TYPES = {
 _NAIVE_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME"}
 _ZONED_TIMESTAMPS = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
 _CELL_LIMIT = 1 << 26  # 64 MB: a cell larger than this is not customer data
+_CSV_BUFFER = 1 << 23  # 8 MB: what DuckDB reads of a CSV file at a time
 _EXACT_DOUBLE = 2**53  # a whole number written as a float is an id only while it is exact
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory database for one run. DuckDB's own progress bar is off: it would write into
-    stdout, which may be carrying JSON; the CLI shows its own on a terminal."""
+# A size as DuckDB's memory_limit takes it: a number and a unit, decimal (GB) or binary (GiB).
+_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?([KMGT]i?B|B)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a run may take of the machine. `memory_limit` caps DuckDB's memory ("4GB"; None:
+    DuckDB's default, 80% of the machine's); what does not fit is spilled to disk, in a folder of
+    the run's own under `temp_dir` (None: the system's temporary folder), which DuckDB removes
+    when the run ends. A folder of its own, never DuckDB's default `.tmp` in the current folder:
+    two runs from one folder would share it, and a spill would land among the user's files."""
+
+    memory_limit: str | None = None
+    temp_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        limit = self.memory_limit
+        if limit is not None and (not isinstance(limit, str) or not _SIZE.fullmatch(limit)):
+            raise UsageError(
+                f"--memory-limit: expected a size such as 4GB, 512MB or 2GiB, not {limit!r}"
+            )
+        if self.temp_dir is not None:
+            if not isinstance(self.temp_dir, (str, os.PathLike)):
+                raise UsageError(f"temp_dir: expected a path, not {type(self.temp_dir).__name__}")
+            folder = Path(self.temp_dir)
+            if not folder.is_dir():
+                raise UsageError(f"--temp-dir {folder}: no such folder")
+            object.__setattr__(self, "temp_dir", folder)
+
+
+def connect(resources: Resources | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory database for one run, within `resources`. DuckDB's own progress bar is off:
+    it would write into stdout, which may be carrying JSON; the CLI shows its own on a terminal."""
+    resources = resources or Resources()
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    parent = resources.temp_dir or Path(tempfile.gettempdir())
+    spill = parent / f"retentionrules-spill-{os.getpid()}-{os.urandom(4).hex()}"
+    con.execute(f"SET temp_directory = {literal(str(spill))}")
+    if resources.memory_limit is not None:
+        con.execute(f"SET memory_limit = {literal(resources.memory_limit)}")
     return con
 
 
@@ -277,7 +314,9 @@ def _csv_read(
     guessing, and a row with too many or too few cells is an error rather than padded. A file
     this module `written` itself may have lines as long as Python read them."""
     columns = ", ".join(f"{literal(n)}: {literal((types or {}).get(n, 'VARCHAR'))}" for n in names)
-    longer = f", max_line_size = {_CELL_LIMIT}" if written else ""
+    # DuckDB's default buffer (32 MB a thread, more for a file read at once) alone can exceed a
+    # small --memory-limit; 8 MB buffers hold any line its default 2 MB line limit allows.
+    longer = f", max_line_size = {_CELL_LIMIT}" if written else f", buffer_size = {_CSV_BUFFER}"
     return (
         f"read_csv({literal(str(path))}, header = true, auto_detect = false, "
         f"delim = {literal(_delimiter(path))}, quote = '\"', escape = '\"', "
@@ -376,6 +415,8 @@ def _parquet_source(con: duckdb.DuckDBPyConnection, path: Path) -> _Source:
     relation = f"read_parquet({literal(str(path))})"
     try:
         described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+    except duckdb.OutOfMemoryException:  # the machine's limit, not the file's fault
+        raise
     except duckdb.Error as error:
         raise DataError(f"{path}: cannot read: {_first_line(error)}") from None
     types = {row[0]: row[1] for row in described}
@@ -982,6 +1023,8 @@ def _typed_table(
                 con.execute(f"ALTER TABLE {ident(table)} DROP COLUMN {SUSPECT}")
                 return
             _create(con, table, source, columns, context, exact=True)
+        except duckdb.OutOfMemoryException:  # the machine's limit, not the file's fault
+            raise
         except duckdb.Error as error:
             if not source.restructure:
                 raise DataError(f"{path}: cannot read: {_first_line(error)}") from None
@@ -989,6 +1032,8 @@ def _typed_table(
             source = _restructured(con, source, columns, folder)
             try:
                 _create(con, table, source, columns, context, exact=True)
+            except duckdb.OutOfMemoryException:  # the machine's limit, not the file's fault
+                raise
             except duckdb.Error as error:
                 raise DataError(f"{path}: cannot read: {_first_line(error)}") from None
             if fmt == "jsonl":
@@ -1355,6 +1400,16 @@ def unknown_history(con: duckdb.DuckDBPyConnection) -> str | None:
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [UNKNOWN_HISTORY]
     ).fetchone()
     return UNKNOWN_HISTORY if found and found[0] else None
+
+
+def release(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the loaded exports once the plan holds what it needs of them. At a million
+    customers their rows are most of the memory a plan holds, and writing the plan needs its own:
+    freed first, the one is reused for the other and the peak is about one copy, not two. The
+    rows set aside stay (`rejects_sql` reads them after), and nothing reads a dropped table
+    again: `derive`'s view over them is released first."""
+    for table in ("customers", "orders", "contacts", PRODUCTS, UNKNOWN_HISTORY):
+        con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
 
 
 def rejects_sql(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -565,13 +565,15 @@ def undefuse(text: str) -> str:
 
 
 def _defused_sql(value: str) -> str:
-    """`defuse` in SQL. A regular expression, not `unicode(v) IN (...)` or `list_contains`: DuckDB
-    plans a list of constants as a join, which does not keep the rows in order, and plans must
-    keep the customers' input order."""
-    pattern = "^[" + "".join(c for c in DEFUSED if c != "-") + "-]"  # `-` last: not a range
+    """`defuse` in SQL: whether the first character is one of `DEFUSED`, looked up in their
+    string. Not a regular expression (run on every text cell of a plan, it cost a fifth of the
+    standard job's writing), nor `unicode(v) IN (...)` or `list_contains`: DuckDB plans a list of
+    constants as a join, which does not keep the rows in order, and plans must keep the
+    customers' input order. `left` counts characters, as `str.startswith` does."""
+    first = f"left({value}, 1)"
     return (
-        f"CASE WHEN regexp_matches({value}, {literal(pattern)}) THEN {literal(chr(39))} || {value} "
-        f"ELSE {value} END"
+        f"CASE WHEN {value} <> '' AND contains({literal(''.join(DEFUSED))}, {first}) "
+        f"THEN {literal(chr(39))} || {value} ELSE {value} END"
     )
 
 

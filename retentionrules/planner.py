@@ -186,18 +186,22 @@ def _quiet_sql(config: Config, as_of: dt.date) -> str:
     return f"coalesce(last_contacted BETWEEN {since} AND {literal(as_of)}, FALSE)"
 
 
-def _with_columns(con: duckdb.DuckDBPyConnection, relation: str, compiled: Compiled) -> str:
-    """`relation` with the columns the compiled conditions read (segments, deep parts). A long
-    chain of them, segments built on segments, is stored every LAYERS_PER_QUERY layers, as
-    DuckDB limits how deeply one query may nest. Each step reads one table, so rows keep their
-    input order."""
+def _with_columns(
+    con: duckdb.DuckDBPyConnection, relation: str, compiled: Compiled
+) -> tuple[str, list[str]]:
+    """`relation` with the columns the compiled conditions read (segments, deep parts), and the
+    tables stored on the way. A long chain of them, segments built on segments, is stored every
+    LAYERS_PER_QUERY layers, as DuckDB limits how deeply one query may nest. Each step reads one
+    table, so rows keep their input order."""
     layers, size = compiled.layers, LAYERS_PER_QUERY
     blocks = [layers[start : start + size] for start in range(0, len(layers), size)]
+    stored = []
     for n, block in enumerate(blocks[:-1]):
         query = with_layers(relation, block)
         con.execute(f"CREATE OR REPLACE TEMP TABLE columns{n} AS SELECT * FROM {query}")
         relation = f"columns{n}"
-    return with_layers(relation, blocks[-1]) if blocks else relation
+        stored.append(relation)
+    return (with_layers(relation, blocks[-1]) if blocks else relation), stored
 
 
 def _flags(
@@ -222,7 +226,7 @@ def _flags(
     ]
     compiled = compile_conditions([rule.condition for rule in ruleset.rules], as_of)
     matches = "".join(f", {sql} AS m{i}" for i, sql in enumerate(compiled.conditions))
-    customers = _with_columns(
+    customers, stored = _with_columns(
         con, f"(SELECT *, {_quiet_sql(config, as_of)} AS {QUIET_COLUMN} FROM {DERIVED})", compiled
     )
     gate_columns = "".join(f", {sql} AS {column}" for sql, column in gates.items())
@@ -242,6 +246,8 @@ def _flags(
             FROM {customers} d {join}
         )
     """)
+    for table in [*stored, "contact_counts"]:  # what built `flags`, read by nothing else
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     stages = "".join(
         f", CASE WHEN {_matched(i)} THEN {gate} ELSE {NO_MATCH} END AS s{i}"
         for i, gate in enumerate(rule_gates)

@@ -12,16 +12,17 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .engine import Explanation, PlanResult, ScoreResult
-from .impact import Impact
 from .output import json_text
 from .policies import COLUMNS
-from .send import Approval, SendReport
 from .words import counted
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: importing `send` (HTTP, TLS) would slow every plan's start
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
+
+    from .impact import Impact
+    from .send import Approval, SendReport
 
 
 def _plain(value: Any) -> Any:

@@ -34,6 +34,7 @@ from retentionrules.output import (
     BOM,
     Outputs,
     UnverifiedPlan,
+    _defused_sql,
     defuse,
     json_text,
     lock_file,
@@ -1337,3 +1338,13 @@ def test_an_output_that_names_a_folder_is_a_usage_error_not_an_internal_error(
     assert result.exit_code == 2 and "names a folder, not a file" in result.output
     scored = run_cli("score", "--customers", files["customers"], "--out", name)
     assert scored.exit_code == 2 and "names a folder, not a file" in scored.output
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=6))
+def test_csv_defusing_in_sql_is_defuse_for_any_text(text):
+    """The SQL that defuses every CSV text cell agrees with `defuse`, first characters beyond
+    ASCII and empty text included: a formula cell can never reach a spreadsheet by one path."""
+    con = duckdb.connect()
+    (shown,) = con.execute(f"SELECT {_defused_sql('CAST($1 AS VARCHAR)')}", [text]).fetchone()
+    assert shown == defuse(text)

@@ -288,7 +288,7 @@ def test_every_matched_pair_is_planned_or_suppressed_once(
         (f"C{c}", channel, f"r{r}", day.isoformat()) for c, channel, r, day in sent if c < len(rows)
     ]
     result, planned, removed = plan(
-        tmp_path, rules, rows, config, contacts=contacts or None, as_of=as_of
+        tmp_path, rules, rows, config, contacts=contacts or None, as_of=as_of, keep_derived=True
     )
     con, ruleset = result.plan.con, result.plan.ruleset
     cursor = con.execute(f"SELECT * FROM {DERIVED}")

@@ -1,0 +1,111 @@
+"""Plans bigger than the memory they are given: `--memory-limit` caps the engine, what does not
+fit is spilled into a folder of the run's own and removed after, and running out is an error
+that says what to do. The plan is the same, limited or not."""
+
+import subprocess
+import sys
+
+import pytest
+
+from retentionrules.engine import run_plan
+from retentionrules.errors import UsageError
+from retentionrules.loader import Inputs, Resources
+
+from .conftest import ROOT
+
+JOB = ROOT / "bench" / "standard_job"
+AS_OF = "2026-11-22"
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory):
+    """100,000 customers of the standard job: about 25 MB in DuckDB, more than the limits below."""
+    path = tmp_path_factory.mktemp("memory") / "customers.csv"
+    subprocess.run([sys.executable, JOB / "gen_customers.py", "100000", path], check=True)
+    return path
+
+
+def test_a_plan_under_a_memory_limit_spills_into_its_own_folder_and_is_the_same_plan(
+    customers, tmp_path
+):
+    free = tmp_path / "free.csv"
+    run_plan([JOB], Inputs(customers), AS_OF, out=free, use_ledger=False)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    limited = tmp_path / "limited.csv"
+    result = run_plan(
+        [JOB],
+        Inputs(customers),
+        AS_OF,
+        out=limited,
+        use_ledger=False,
+        resources=Resources("24MB", spill),
+    )
+    assert limited.read_bytes() == free.read_bytes()
+    con = result.plan.con
+    spilled = [
+        row[0] for row in con.execute("SELECT path FROM duckdb_temporary_files()").fetchall()
+    ]
+    assert spilled, "24 MB is less than the plan's tables: some must be on disk"
+    (folder,) = spill.iterdir()
+    assert folder.name.startswith("retentionrules-spill-")
+    assert all(path.startswith(str(folder)) for path in spilled)
+    con.close()
+    assert not any(spill.iterdir()), "the run's spill folder is removed when it ends"
+
+
+def test_running_out_of_memory_is_an_error_that_names_the_option(customers, tmp_path, run_cli):
+    out = tmp_path / "plan.csv"
+    result = run_cli(
+        "plan",
+        "--rules",
+        JOB,
+        "--customers",
+        customers,
+        "--as-of",
+        AS_OF,
+        "--no-ledger",
+        "--memory-limit",
+        "8MB",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 2, result.output
+    assert "out of memory" in result.output and "--memory-limit" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", ["lots", "4", "-1GB", "4 GB please", ""])
+def test_a_memory_limit_is_a_size(size, run_cli):
+    result = run_cli("plan", "--rules", JOB, "--customers", JOB / "x.csv", "--memory-limit", size)
+    assert result.exit_code == 2
+    assert "--memory-limit: expected a size such as 4GB" in result.output
+
+
+def test_a_temp_dir_must_be_a_folder(tmp_path):
+    with pytest.raises(UsageError, match="no such folder"):
+        Resources("1GB", tmp_path / "missing")
+    with pytest.raises(UsageError, match="expected Resources"):
+        run_plan([JOB], Inputs(JOB / "x.csv"), AS_OF, resources="1GB")  # type: ignore[arg-type]
+
+
+def test_a_written_plan_releases_the_exports_unless_asked_to_keep_them(tmp_path):
+    """What lowers the peak: once the plan is built, writing it reuses the exports' memory. A
+    notebook that wants the derived fields after asks to keep them."""
+    shop = ROOT / "examples"
+    inputs = Inputs(shop / "customers.csv")
+    written = run_plan([shop / "rules"], inputs, AS_OF, out=tmp_path / "a.csv", use_ledger=False)
+    tables = {row[0] for row in written.plan.con.execute("SHOW TABLES").fetchall()}
+    assert "customers" not in tables and "derived" not in tables
+    assert written.plan.con.execute("SELECT count(*) FROM planned").fetchone()[0] > 0
+    kept = run_plan(
+        [shop / "rules"],
+        inputs,
+        AS_OF,
+        out=tmp_path / "b.csv",
+        use_ledger=False,
+        keep_derived=True,
+    )
+    assert kept.plan.con.execute("SELECT count(*) FROM derived").fetchone()[0] == 300
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
