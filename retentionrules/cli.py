@@ -830,6 +830,42 @@ def _progress_bar(what: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: shown.update(task, completed=done, total=total)
 
 
+class Lang(str, Enum):
+    en = "en"
+    zh = "zh"
+
+
+@app.command(short_help="Write a plan's report: one self-contained HTML file.")
+@_guarded
+def report(
+    plan: Annotated[Path, typer.Argument(help="The plan to report on.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The report, .html (default: beside the plan, PLAN-STEM.report.html).",
+        ),
+    ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            metavar="OTHER_PLAN",
+            help="Another plan (of the same customers): show who moved between rules.",
+        ),
+    ] = None,
+    lang: Annotated[Lang, typer.Option("--lang", help="The report's language.")] = Lang.en,
+) -> None:
+    """Write PLAN's report: the funnel per rule, customers by tier and stage, cost per channel
+    and per rule, why actions were removed, the top parameters, the approval, and, with
+    --against, the audience that moved. One HTML file: no network, no script; it opens from an
+    e-mail attachment or a shared drive."""
+    from .report import write_report
+
+    typer.echo(f"wrote {write_report(plan, out, against, lang.value)}")
+
+
 ledger_app = typer.Typer(
     help="The contact ledger: every message a receiver acknowledged, which plans read as "
     "contact history. Export it, or import sends made by other systems.",

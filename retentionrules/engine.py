@@ -335,6 +335,10 @@ def run_plan(
     if ready.ledger_digest:
         digest.parts["ledger"] = ready.ledger_digest
     meta = _meta(report, digest, as_of, plan, stats)
+    if out is not None:  # what `retentionrules report` shows, while the plan's tables are here
+        from .report import record
+
+        meta["report"] = record(plan)
     result = PlanResult(plan, stats, meta, report)
     _finite_costs(plan)
     if outputs and not keep_derived:  # writing then reuses their memory

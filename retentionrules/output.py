@@ -179,11 +179,13 @@ def refuse_case_twins(outputs: Iterable[tuple[str, Path]]) -> None:
         seen[key] = (role, path)
 
 
-def check_writable(path: Path, role: str = "output") -> None:
+def check_writable(path: Path, role: str = "output", suffixes: Sequence[str] = ()) -> None:
     """Fail before any work when the output could not be written anyway, or would be written
-    somewhere other than the name given."""
-    if path.suffix.lower() not in FORMATS:
-        raise OutputError(f"{path}: unknown output type; use .jsonl, .csv or .parquet")
+    somewhere other than the name given. `suffixes`: the types it may have (default: a data
+    file's, FORMATS)."""
+    if path.suffix.lower() not in (suffixes or FORMATS):
+        allowed = ", ".join(suffixes) if suffixes else ".jsonl, .csv or .parquet"
+        raise OutputError(f"{path}: unknown output type; use {allowed}")
     _check_name(path, role)
     folder = path.parent
     if not folder.is_dir():
@@ -989,6 +991,21 @@ def write_record(path: Path, data: object, role: str = "output") -> None:
         staged = staging.open() / f"0{_PART}"
         with _reported(path):
             _write_new(staged, (json_text(data, sort_keys=True) + "\n").encode("utf-8"))
+        _rename(staged, path)
+    finally:
+        staging.close()
+
+
+def write_text(path: Path, text: str, role: str, suffixes: Sequence[str]) -> None:
+    """A text file (an HTML report) in UTF-8, written like every output: the name checked (never
+    through a link), staged in a private folder, synced, renamed into place."""
+    check_writable(path, role, suffixes)
+    staging = _Staging(path.parent)
+    try:
+        staged = staging.open() / f"0{_PART}"
+        with _reported(path):
+            _write_new(staged, text.encode("utf-8"))
+        _keep_mode(staged, path)
         _rename(staged, path)
     finally:
         staging.close()

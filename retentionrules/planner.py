@@ -29,8 +29,9 @@ from .config import Config
 from .derive import DERIVED
 from .loader import Inputs, channel_key, one, text_key, unknown_history
 from .policies import POLICIES, SEND, Reason, RuleCounts
-from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick
+from .sql import HOLDOUT_BUCKETS, holdout_bucket, ident, literal, pick, rank_column
 from .timeutil import shift
+from .types import STAGE
 
 # Stage codes of a (customer, rule) pair after steps 1-3: 0 when the rule does not match, then
 # one code per reason the consent and caps policies remove for, in their order, then eligible.
@@ -40,6 +41,7 @@ NO_MATCH = 0
 CODE = {reason: i + 1 for i, reason in enumerate(_GATE_REASONS)}
 ELIGIBLE = len(_GATE_REASONS) + 1
 _REMOVED_LATER = (Reason.HOUSEHOLD, Reason.VOLUME)  # statuses of winners removed at steps 5-6
+_CAPS = next(p for p in POLICIES if p.name == "caps").reasons
 COUNTED = "__counted"  # contact_counts: whose contacts a row counts
 QUIET_COLUMN = "__quiet"  # contacted within the quiet period: computed once, used by every rule
 UNKNOWN_COLUMN = "__unknown_history"  # contact rows of the customer were set aside
@@ -56,6 +58,7 @@ class Plan:
     as_of: dt.date
     counts: list[RuleCounts] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    removed: list[dict[Reason, int]] = field(default_factory=list)  # per rule: by each reason
 
     @property
     def config(self) -> Config:
@@ -129,11 +132,11 @@ def _per_rule(values: Sequence[object]) -> str:
     return pick(values, "idx")
 
 
-def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> str:
-    """Steps 2-3 for a customer the rule matches: the stage code they reach.
-
-    Rules on the same channel without a cap of their own share one gate, computed once.
-    """
+def _gate_cases(
+    rule: ir.Rule, config: Config, counts: dict[str, str] | None
+) -> list[tuple[Reason, str]]:
+    """Steps 2-3 for a customer the rule matches: each reason the rule's channel and caps may
+    remove it for, in policy order, with the test that removes it."""
     cases = []
     channel_name = rule.action.channel
     channel = config.channels.get(channel_name) if channel_name else None
@@ -141,22 +144,28 @@ def _gate_sql(rule: ir.Rule, config: Config, counts: dict[str, str] | None) -> s
         if channel.requires_consent:
             assert channel.consent is not None  # the configuration requires it
             consent = ident(channel.consent)
-            cases.append(f"WHEN NOT coalesce({consent}, FALSE) THEN {CODE[Reason.CONSENT]}")
+            cases.append((Reason.CONSENT, f"NOT coalesce({consent}, FALSE)"))
         if counts is not None:  # rows of the customer's history were set aside: hold back
-            cases.append(f"WHEN {UNKNOWN_COLUMN} THEN {CODE[Reason.UNKNOWN_HISTORY]}")
+            cases.append((Reason.UNKNOWN_HISTORY, UNKNOWN_COLUMN))
         if config.contacts.quiet_period is not None:
-            cases.append(f"WHEN {QUIET_COLUMN} THEN {CODE[Reason.QUIET_PERIOD]}")
+            cases.append((Reason.QUIET_PERIOD, QUIET_COLUMN))
         if counts is not None and channel.cap is not None:
             column = counts[f"channel:{channel_name}"]
-            cases.append(
-                f"WHEN coalesce({column}, 0) >= {channel.cap.count} THEN {CODE[Reason.CHANNEL_CAP]}"
-            )
+            cases.append((Reason.CHANNEL_CAP, f"coalesce({column}, 0) >= {channel.cap.count}"))
     if counts is not None and rule.cap is not None:
         column = counts[f"rule:{rule.name}"]
-        cases.append(f"WHEN coalesce({column}, 0) >= {rule.cap[0]} THEN {CODE[Reason.RULE_CAP]}")
+        cases.append((Reason.RULE_CAP, f"coalesce({column}, 0) >= {rule.cap[0]}"))
+    return cases
+
+
+def _gate_sql(cases: list[tuple[Reason, str]]) -> str:
+    """The stage code a matched customer reaches: the first reason that removes them, else
+    eligible. Rules on the same channel without a cap of their own share one gate, computed
+    once."""
     if not cases:
         return f"CAST({ELIGIBLE} AS UTINYINT)"
-    return f"CAST(CASE {' '.join(cases)} ELSE {ELIGIBLE} END AS UTINYINT)"
+    whens = " ".join(f"WHEN {test} THEN {CODE[reason]}" for reason, test in cases)
+    return f"CAST(CASE {whens} ELSE {ELIGIBLE} END AS UTINYINT)"
 
 
 def _matched(i: int) -> str:
@@ -210,20 +219,19 @@ def _flags(
     config: Config,
     as_of: dt.date,
     has_contacts: bool,
-) -> list[str]:
+) -> tuple[list[str], list[tuple[Reason, ...]]]:
     """Steps 1-4 in one pass: per rule whether it matches (bits in `matched0`...) and the gate
     code its channel and caps give (`g0`...), then the winner. The stage codes are a view over
-    these (`stages`).
+    these (`stages`). Each customer's tier and stage ranks are kept for the report's counts.
 
-    Returns each rule's gate column, which the counts read.
+    Returns each rule's gate column and the reasons its gate may remove for, which the counts
+    read.
     """
     counts = _contact_counts(con, ruleset, config, as_of) if has_contacts else None
     key, household = ident(config.customers.id), config.customers.household
     gates: dict[str, str] = {}  # gate SQL -> its column
-    rule_gates = [
-        gates.setdefault(_gate_sql(rule, config, counts), f"g{len(gates)}")
-        for rule in ruleset.rules
-    ]
+    cases = [_gate_cases(rule, config, counts) for rule in ruleset.rules]
+    rule_gates = [gates.setdefault(_gate_sql(c), f"g{len(gates)}") for c in cases]
     compiled = compile_conditions([rule.condition for rule in ruleset.rules], as_of)
     matches = "".join(f", {sql} AS m{i}" for i, sql in enumerate(compiled.conditions))
     customers, stored = _with_columns(
@@ -237,12 +245,13 @@ def _flags(
     kept = _match_bits(len(rule_gates)) + "".join(f", {column}" for column in gates.values())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flags AS
-        SELECT input_row, customer_id, household, rfm_score{kept},
+        SELECT input_row, customer_id, household, rfm_score, tier_rank, stage_rank{kept},
             {f"CASE {winner} END" if winner else "NULL"} AS winner
         FROM (
             SELECT d.__row AS input_row, d.{key} AS customer_id,
                 {f"d.{ident(household)}" if household else "NULL"} AS household,
-                d.rfm_score AS rfm_score{matches}{gate_columns}
+                d.rfm_score AS rfm_score, d.{rank_column("tier")} AS tier_rank,
+                d.{rank_column("stage")} AS stage_rank{matches}{gate_columns}
             FROM {customers} d {join}
         )
     """)
@@ -253,7 +262,7 @@ def _flags(
         for i, gate in enumerate(rule_gates)
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW stages AS SELECT *{stages} FROM flags")
-    return rule_gates
+    return rule_gates, [tuple(reason for reason, _ in c) for c in cases]
 
 
 def _planned(
@@ -290,12 +299,12 @@ def _planned(
     con.execute(f"""
         CREATE OR REPLACE TEMP {"VIEW" if as_view else "TABLE"} planned AS
         WITH w AS (
-            SELECT input_row, customer_id, household, rfm_score, winner AS idx,
-                {household_rank} AS household_rank
+            SELECT input_row, customer_id, household, rfm_score, tier_rank, stage_rank,
+                winner AS idx, {household_rank} AS household_rank
             FROM flags WHERE winner IS NOT NULL
         ),
         v AS (SELECT *, {volume_rank} AS volume_rank FROM w)
-        SELECT input_row, customer_id, idx, CASE
+        SELECT input_row, customer_id, idx, tier_rank, stage_rank, CASE
             WHEN household_rank > 1 THEN {literal(Reason.HOUSEHOLD.value)}
             WHEN volume_rank > {_per_rule([r.max_per_run for r in rules])}
                 THEN {literal(Reason.VOLUME.value)}
@@ -308,11 +317,19 @@ def _planned(
 _IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"  # sent or held out
 
 
-def _count(con: duckdb.DuckDBPyConnection, plan: Plan, gates: list[str]) -> None:
-    """Per rule, how many customers are left after each policy (POLICIES order).
+def _count(
+    con: duckdb.DuckDBPyConnection,
+    plan: Plan,
+    gates: list[str],
+    reasons: list[tuple[Reason, ...]],
+) -> None:
+    """Per rule, how many customers are left after each policy (POLICIES order), and how many
+    each reason removed.
 
     Steps 1-3 count from the flags (count_if is far cheaper than grouping stage codes), steps
-    4-7 from the winners.
+    4-7 from the winners. A policy with one reason removed the difference of its neighbours'
+    counts; only a rule whose caps may remove for several reasons needs a count per reason, in
+    the same pass.
     """
     rules = plan.ruleset.rules
     if not rules:
@@ -325,8 +342,14 @@ def _count(con: duckdb.DuckDBPyConnection, plan: Plan, gates: list[str]) -> None
         for i, gate in enumerate(gates)
         for code in passed
     ]
+    capped = [[r for r in found if r in _CAPS] for found in reasons]
+    several = [
+        (i, reason) for i, found in enumerate(capped) if len(found) > 1 for reason in found
+    ]
+    columns += [f"count_if({_matched(i)} AND {gates[i]} = {CODE[r]})" for i, r in several]
     # count_if over no customers at all is NULL
     reached = [n or 0 for n in one(con, f"SELECT {', '.join(per_rule + columns)} FROM flags")]
+    by_reason = dict(zip(several, reached[len(rules) * (1 + len(_GATES)) :], strict=True))
     household, volume = (literal(r.value) for r in _REMOVED_LATER)
     after = {
         idx: counts
@@ -343,6 +366,15 @@ def _count(con: duckdb.DuckDBPyConnection, plan: Plan, gates: list[str]) -> None
         plan.counts.append(
             RuleCounts(rule.name, tuple(kept), round(later[-1] * _cost(rule, plan.config), 2))
         )
+        removed = dict.fromkeys(Reason, 0)
+        for policy, before, left in zip(POLICIES[1:], kept[:-1], kept[1:], strict=True):
+            if len(policy.reasons) == 1:
+                removed[policy.reasons[0]] = before - left
+        if len(capped[i]) == 1:
+            removed[capped[i][0]] = kept[1] - kept[2]
+        for reason in capped[i] if len(capped[i]) > 1 else ():
+            removed[reason] = by_reason[i, reason]
+        plan.removed.append(removed)
 
 
 def build_plan(
@@ -353,11 +385,11 @@ def build_plan(
     config = ruleset.config
     plan = Plan(con, ruleset, as_of)
     has_contacts = inputs.has_contacts
-    gates = _flags(con, ruleset, config, as_of, has_contacts)
+    gates, reasons = _flags(con, ruleset, config, as_of, has_contacts)
     # DuckDB keeps row order through single-table queries, not through joins: `flags` is in
     # input order unless orders or contacts were joined in.
     _planned(con, ruleset, config, flags_in_order=inputs.orders is None and not has_contacts)
-    _count(con, plan, gates)
+    _count(con, plan, gates, reasons)
     if not has_contacts and any(r.cap for r in ruleset.rules):
         plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
     return plan
@@ -464,3 +496,18 @@ def assignments(plan: Plan) -> dict[str, str]:
     names = [rule.name for rule in plan.ruleset.rules]
     rows = plan.con.execute(f"SELECT customer_id, idx FROM planned WHERE {_IN_PLAN}").fetchall()
     return {customer: names[idx] for customer, idx in rows}
+
+
+def tier_stage_counts(plan: Plan) -> tuple[list[tuple[str | None, str, int]], ...]:
+    """How many customers are in each (tier, stage): all of them, and those the plan sends to
+    (held-out actions left out). Two small GROUP BYs over the ranks the flags keep."""
+    tiers, stages = plan.config.tier_type().values, STAGE.values
+    found = []
+    for query in (
+        "SELECT tier_rank, stage_rank, count(*) FROM flags GROUP BY ALL ORDER BY ALL",
+        f"SELECT tier_rank, stage_rank, count(*) FROM planned WHERE status = {literal(SEND)} "
+        "GROUP BY ALL ORDER BY ALL",
+    ):
+        rows = plan.con.execute(query).fetchall()
+        found.append([(None if t is None else tiers[t], stages[s], n) for t, s, n in rows])
+    return tuple(found)

@@ -96,6 +96,11 @@ def _read_plan(path: Path) -> tuple[dict[str, Any], list[PlannedMessage]]:
     return header, rows
 
 
+def read_plan(path: Path) -> tuple[dict[str, Any], list[PlannedMessage]]:
+    """A plan's verified header and its rows, as `approve` and `send` read them (for `report`)."""
+    return _read_plan(path)
+
+
 def _rows(copy: Path) -> list[PlannedMessage]:
     """The plan's rows, read back exactly as written (docs/engine.md, Outputs): JSON lines as
     JSON, CSV with its byte order mark and defused cells undone, Parquet by its types."""
@@ -213,6 +218,18 @@ def _approved(plan: Path, header: dict[str, Any]) -> dict[str, Any]:
     if record.get("plan_id") != header["plan_id"]:
         raise SendError(f"{path}: the approval names plan {record.get('plan_id')}, not this one")
     return record
+
+
+def approval_status(plan: Path, header: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The approval of a verified plan as `send` would judge it: (the record, None) when
+    approved, (None, None) when there is no approval, (None, why not) when there is one that
+    does not approve this plan."""
+    if not approval_file(plan).exists():
+        return None, None
+    try:
+        return _approved(plan, header), None
+    except SendError as error:
+        return None, str(error)
 
 
 # ---------------------------------------------------------------- windows and clocks
