@@ -43,7 +43,15 @@ from .interpreter import evaluate
 from .ir import bought_column, units_bought_column
 from .loader import ORDER_FIELDS, Inputs, LoadStats, connect, load, rejects_sql
 from .output import Outputs, digest_file, digest_text
-from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
+from .planner import (
+    IN_PLAN,
+    Outcome,
+    Plan,
+    build_plan,
+    outcomes,
+    plan_rows_sql,
+    suppressed_sql,
+)
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
 from .types import ACTIVITY_FIELDS
@@ -236,16 +244,19 @@ def prepare(
     config_path: PathLike | None = None,
     rejects: PathLike | None = None,
     use_ledger: bool = True,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> Prepared:
     """Check the rules, load and validate the data (with the project's contact ledger, when it
-    has one, as contact history), derive every field."""
+    has one, as contact history), derive every field. `engine`: "duckdb" (in this process) or
+    "spark" (a Spark session, `spark_master` or the active one: docs/engine.md)."""
     inputs = _inputs(inputs)
     report = checked_rules(_rule_paths(rule_paths), _path(config_path, "config_path"))
     rejects = _path(rejects, "rejects")
     ruleset = report.ruleset
     config = ruleset.config
     as_of = _as_of(as_of, config)
-    con = connect()
+    con = _connection(engine, spark_master)
     with tempfile.TemporaryDirectory(prefix="retentionrules-ledger-") as folder:
         history = ledger_history(ruleset, as_of, Path(folder)) if use_ledger else None
         ledger, digest = None, ""
@@ -253,12 +264,60 @@ def prepare(
             file, _count, ledger = history
             inputs = dataclasses.replace(inputs, ledger=file)
             digest = digest_file(file)
-        stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
+        stats = _load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
     orders, contacts = inputs.orders is not None, inputs.has_contacts
     conditions = [rule.condition for rule in ruleset.rules]
     categories, units = ir.categories_used(conditions), ir.units_categories_used(conditions)
     create_derived(con, config, as_of, orders, contacts, stats.order_lines, categories, units)
     return Prepared(con, report, stats, as_of, inputs, ledger, digest)
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def _connection(engine: str, spark_master: str | None) -> Any:
+    """A DuckDB connection, or a Spark session behind the same interface (`spark.py`)."""
+    if engine not in ENGINES:
+        raise UsageError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    if engine == "duckdb":
+        if spark_master is not None:
+            raise UsageError("--spark-master goes with --engine spark")
+        return connect()
+    from .spark import SparkConnection, session
+
+    return SparkConnection(session(spark_master))
+
+
+def _load(
+    con: Any,
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    rejects: Path | None,
+    needed: dict[str, str | None] | None = None,
+) -> LoadStats:
+    """`loader.load`, or its Spark counterpart for a Spark connection."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return load(con, config, inputs, as_of, rejects, needed)
+    from . import spark
+
+    return spark.load(con, config, inputs, as_of, rejects, needed)
+
+
+def _written_from(con: Any, queries: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """Where the outputs are written from: DuckDB itself, or, for Spark, a local DuckDB holding
+    each output's rows streamed from Spark in their order (the same writer then writes them)."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return con, queries
+    from .spark import fetch
+
+    local = connect()
+    written = {}
+    for n, (role, query) in enumerate(queries.items()):
+        table = "planned" if role == "--out" else f"__output{n}"  # the plan: from the winners
+        fetch(con, query, local, table)
+        written[role] = f"SELECT * FROM {table}"
+    return local, written
 
 
 def run_plan(
@@ -271,6 +330,8 @@ def run_plan(
     suppressed: PathLike | None = None,
     config_path: PathLike | None = None,
     use_ledger: bool = True,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> PlanResult:
     """Plan, and write the plan, its header, the suppressed pairs and the rejects when asked.
 
@@ -287,7 +348,9 @@ def run_plan(
     )
     digest = _Digest(inputs)
     digest.start()
-    ready = prepare(rule_paths, inputs, as_of, config_path, rejects, use_ledger)
+    ready = prepare(
+        rule_paths, inputs, as_of, config_path, rejects, use_ledger, engine, spark_master
+    )
     con, report, stats, as_of = ready.con, ready.report, ready.stats, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
     if ready.ledger is not None:
@@ -328,7 +391,13 @@ def run_plan(
             "--suppressed": suppressed_sql(plan),
             "--rejects": rejects_sql(con) or _NO_REJECTS,
         }
-        header, result.written = outputs.write(con, queries, meta)
+        if not isinstance(con, duckdb.DuckDBPyConnection):  # the plan's rows from `planned`
+            queries["--out"] = f"SELECT * FROM planned WHERE {IN_PLAN} ORDER BY input_row"
+        queries = {role: queries[role] for role in outputs.targets}
+        writer, queries = _written_from(con, queries)
+        if writer is not con and "--out" in queries:  # Spark: the plan rows from its winners
+            queries["--out"] = plan_rows_sql(plan, meta["plan_id"])
+        header, result.written = outputs.write(writer, queries, meta)
         result.meta = header or meta
     return result
 
