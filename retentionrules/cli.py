@@ -347,6 +347,26 @@ OutputFormatOption = Annotated[
 ]
 
 
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="duckdb|spark",
+        help="Where to run: duckdb (embedded, the default) or spark (Apache Spark; "
+        "pip install 'retentionrules[spark]'). Same result either way.",
+    ),
+]
+SparkMasterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        metavar="URL",
+        help="With --engine spark: the Spark master (local[4], spark://host:7077, yarn); "
+        "default: the active session's, else local[*].",
+    ),
+]
+
+
 NoLedgerOption = Annotated[
     bool,
     typer.Option(
@@ -385,6 +405,8 @@ def plan(
     config: ConfigOption = None,
     no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Dry-run the rules over a customer export: write the action plan and summarise it.
 
@@ -404,6 +426,8 @@ def plan(
             suppressed=suppressed,
             config_path=config,
             use_ledger=not no_ledger,
+            engine=engine,
+            spark_master=spark_master,
         )
     _emit(output_format is Output.json, result, plan_json, print_plan)
 
@@ -421,6 +445,8 @@ def explain(
     config: ConfigOption = None,
     no_ledger: NoLedgerOption = False,
     output_format: OutputFormatOption = Output.text,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Show why customers get, or do not get, each rule's action.
 
@@ -438,6 +464,8 @@ def explain(
             _as_of(as_of),
             config,
             use_ledger=not no_ledger,
+            engine=engine,
+            spark_master=spark_master,
         )
     if output_format is Output.json:
         typer.echo(explain_json(found))
@@ -473,6 +501,8 @@ def score(
         ),
     ] = None,
     output_format: OutputFormatOption = Output.text,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Score customers (RFM, tier, stage, day counts) and print the tier x stage distribution."""
     from .engine import score as run_score
@@ -485,6 +515,8 @@ def score(
             out=out,
             config_path=config,
             rejects=rejects,
+            engine=engine,
+            spark_master=spark_master,
         )
     _emit(output_format is Output.json, result, score_json, print_score)
 

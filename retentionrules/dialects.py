@@ -34,7 +34,6 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.optimizer.qualify import qualify
 
 
-
 class _DuckDB(DuckDB):
     """DuckDB's dialect, with list indexes kept as written (1-based): sqlglot otherwise shifts
     an index to 0-based only where it can type it, which leaves `[...][idx + 1]` ambiguous."""
@@ -45,25 +44,27 @@ class _DuckDB(DuckDB):
 Schema = Mapping[str, Mapping[str, str]]  # table -> column -> Spark type ("string", "date"...)
 
 
-def parse(sql: str) -> exp.Expression:
+def parse(sql: str) -> exp.Expr:
     """A statement of the engine's SQL (DuckDB's dialect)."""
     tree = sqlglot.parse_one(sql, read=_DuckDB)
     assert tree is not None
     return tree
 
 
-def _call(name: str, *args: exp.Expression) -> exp.Expression:
+def _call(name: str, *args: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _is_date(node: exp.Expression) -> bool:
+def _is_date(node: exp.Expr) -> bool:
     """A DATE literal as sqlglot parses `DATE 'YYYY-MM-DD'`."""
-    return isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.DATE and isinstance(
-        node.this, exp.Literal
+    return (
+        isinstance(node, exp.Cast)
+        and node.to.this == exp.DataType.Type.DATE
+        and isinstance(node.this, exp.Literal)
     )
 
 
-def _finite(value: exp.Expression) -> exp.Expression:
+def _finite(value: exp.Expr) -> exp.Expr:
     infinity = exp.cast(exp.Literal.string("inf"), exp.DataType.build("double"))
     return exp.paren(
         exp.and_(
@@ -73,14 +74,14 @@ def _finite(value: exp.Expression) -> exp.Expression:
     )
 
 
-def _row_number(node: exp.Expression) -> exp.Expression:
+def _row_number(node: exp.Expr) -> exp.Expr:
     """DuckDB's `rowid` of a stored table: the `__row` column every Spark table has."""
     if isinstance(node, exp.Column) and node.name.lower() == "rowid":
         return exp.column("__row", table=node.table or None)
     return node
 
 
-def _rewrite(node: exp.Expression) -> exp.Expression:
+def _rewrite(node: exp.Expr) -> exp.Expr:
     """One node's DuckDB construct as Spark needs it (see the module docstring)."""
     name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
     args = node.expressions if isinstance(node, exp.Anonymous) else []
@@ -106,12 +107,16 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return _call("datediff", node.this, node.expression)
     if isinstance(node, exp.Trunc) or name == "trunc":
         value = node.this if not args else args[0]
-        return exp.paren(exp.Sub(this=value.copy(), expression=exp.Mod(
-            this=value.copy(), expression=exp.Literal.number(1))))
+        return exp.paren(
+            exp.Sub(
+                this=value.copy(),
+                expression=exp.Mod(this=value.copy(), expression=exp.Literal.number(1)),
+            )
+        )
     return node
 
 
-def render(tree: exp.Expression, schema: Schema | None = None) -> str:
+def render(tree: exp.Expr, schema: Schema | None = None) -> str:
     """A parsed statement (a query) as Spark SQL. `schema`: the columns of the tables it reads,
     for expanding `* EXCLUDE` / `* REPLACE` and the aliases a select refers to within itself
     (DuckDB's lateral aliases, which Spark does not take inside a window)."""

@@ -57,6 +57,7 @@ from .timeutil import MAX_DATE, MIN_DATE
 from .types import ACTIVITY_FIELDS
 from .words import counted
 
+TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue (--engine spark)
 PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
 RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
 AsOf: TypeAlias = "dt.date | str | None"  # a date, or ISO text; None: today in the shop's zone
@@ -178,7 +179,9 @@ class _Digest(threading.Thread):
         try:
             for role in ("customers", "orders", "contacts", "products"):
                 path = getattr(self.inputs, role)
-                if path is not None:
+                if path is not None and str(path).startswith(TABLE_PREFIX):
+                    self.parts[role] = digest_text(str(path))  # a catalogue table: its name
+                elif path is not None:
                     self.parts[role] = digest_file(path)
         except OSError as error:
             self.error = error
@@ -228,7 +231,7 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> dict[str, str | None]:
 class Prepared:
     """Rules checked, data loaded and validated, fields derived: ready to plan or explain."""
 
-    con: duckdb.DuckDBPyConnection
+    con: Any  # a DuckDB connection, or a spark.SparkConnection (the same interface)
     report: Report
     stats: LoadStats
     as_of: dt.date
@@ -283,8 +286,12 @@ def _connection(engine: str, spark_master: str | None) -> Any:
         if spark_master is not None:
             raise UsageError("--spark-master goes with --engine spark")
         return connect()
-    from .spark import SparkConnection, session
-
+    try:
+        from .spark import SparkConnection, session
+    except ImportError:  # sqlglot, which the spark extra installs with PySpark
+        raise UsageError(
+            "--engine spark needs PySpark and sqlglot: pip install 'retentionrules[spark]'"
+        ) from None
     return SparkConnection(session(spark_master))
 
 
@@ -314,9 +321,8 @@ def _written_from(con: Any, queries: dict[str, str]) -> tuple[Any, dict[str, str
     local = connect()
     written = {}
     for n, (role, query) in enumerate(queries.items()):
-        table = "planned" if role == "--out" else f"__output{n}"  # the plan: from the winners
-        fetch(con, query, local, table)
-        written[role] = f"SELECT * FROM {table}"
+        fetch(con, query, local, f"__output{n}")
+        written[role] = f"SELECT * FROM __output{n}"
     return local, written
 
 
@@ -396,6 +402,7 @@ def run_plan(
         queries = {role: queries[role] for role in outputs.targets}
         writer, queries = _written_from(con, queries)
         if writer is not con and "--out" in queries:  # Spark: the plan rows from its winners
+            writer.execute(f"CREATE VIEW planned AS {queries['--out']}")
             queries["--out"] = plan_rows_sql(plan, meta["plan_id"])
         header, result.written = outputs.write(writer, queries, meta)
         result.meta = header or meta
@@ -518,12 +525,16 @@ def explain(
     as_of: AsOf = None,
     config_path: PathLike | None = None,
     use_ledger: bool = True,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
     inputs = _inputs(inputs)
     customers = _ids(customers)
-    ready = prepare(rule_paths, inputs, as_of, config_path, use_ledger=use_ledger)
+    ready = prepare(
+        rule_paths, inputs, as_of, config_path, None, use_ledger, engine, spark_master
+    )
     con, report, as_of = ready.con, ready.report, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
     # Contact details (a channel's address field) are for `send` alone: never shown here.
@@ -597,6 +608,8 @@ def score(
     out: PathLike | None = None,
     config_path: PathLike | None = None,
     rejects: PathLike | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
     inputs = _inputs(inputs)
@@ -610,11 +623,12 @@ def score(
         json_text={"--rejects": ["record"]},
     )
     as_of = _as_of(as_of, config)
-    con = connect()
-    stats = load(con, config, inputs, as_of, rejects)
+    con = _connection(engine, spark_master)
+    stats = _load(con, config, inputs, as_of, rejects)
     orders, contacts = inputs.orders is not None, inputs.contacts is not None
     create_derived(con, config, as_of, orders, contacts, stats.order_lines)
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
-        outputs.write(con, queries)
+        writer, queries = _written_from(con, {r: queries[r] for r in outputs.targets})
+        outputs.write(writer, queries)
     return ScoreResult(stats, distribution(con), config.tier_type().values, config.where())

@@ -14,7 +14,6 @@ the DuckDB engine writes it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import os
@@ -56,10 +55,11 @@ from .loader import (
 )
 from .sql import ident, literal
 
+TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue: table:db.name
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue: table:db.name
 INSTALL = "pip install 'retentionrules[spark]'"
 _SESSION: SparkSession | None = None
 
@@ -82,7 +82,11 @@ def session(master: str | None = None) -> SparkSession:
         elif not os.environ.get("SPARK_REMOTE"):
             builder = builder.master(os.environ.get("MASTER", "local[*]"))
         builder = builder.config("spark.ui.showConsoleProgress", "false")
+        if (master or "local").startswith("local"):  # one machine: few, larger tasks
+            builder = builder.config("spark.sql.shuffle.partitions", "4")
+            builder = builder.config("spark.ui.enabled", "false")
         spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("ERROR")
     spark.conf.set("spark.sql.ansi.enabled", "false")
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.conf.set("spark.sql.caseSensitive", "true")
@@ -119,7 +123,7 @@ class SparkConnection:
         self.schemas[name] = {f.name: _spark_type(f.dataType) for f in frame.schema.fields}
         return frame
 
-    def sql(self, query: str | exp.Expression) -> DataFrame:
+    def sql(self, query: str | exp.Expr) -> DataFrame:
         tree = parse(query) if isinstance(query, str) else query
         return self.spark.sql(render(tree, self.schemas))
 
@@ -210,9 +214,16 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             _require(path, columns, header)
             schema = ", ".join(f"c{i} string" for i in range(len(header)))
             frame = spark.read.csv(
-                text, schema=schema, header=True, multiLine=True, escape='"',
-                sep=_delimiter(path), enforceSchema=True, mode="PERMISSIVE",
-                ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
+                text,
+                schema=schema,
+                header=True,
+                multiLine=True,
+                escape='"',
+                sep=_delimiter(path),
+                enforceSchema=True,
+                mode="PERMISSIVE",
+                ignoreLeadingWhiteSpace=False,
+                ignoreTrailingWhiteSpace=False,
             )
             frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
             sc.register(raw, frame)
@@ -247,7 +258,9 @@ def _typed(
     source = _source(sc, f"raw_{table}", where, columns)
     sc.execute(create_sql(table, source, columns, context, exact=True))
     name = ident(table)
-    missing = f"WHEN {key.sql} IS NULL THEN {literal(key.missing)} " if isinstance(key, RowKey) else ""
+    missing = (
+        f"WHEN {key.sql} IS NULL THEN {literal(key.missing)} " if isinstance(key, RowKey) else ""
+    )
     problem = f"CASE {missing}ELSE {PROBLEM} END" if missing else PROBLEM
     keyed = _key_sql(key) if key is not None else "NULL"
     bad = sc.execute(f"""
@@ -295,7 +308,9 @@ def load(
     context = _Context(config.timezone, as_of)
     stats = LoadStats()
     columns = _customer_columns(config, inputs, as_of, needed)
-    stats.customers = _typed(sc, "customers", inputs.customers, columns, config.customers.id, context)
+    stats.customers = _typed(
+        sc, "customers", inputs.customers, columns, config.customers.id, context
+    )
     o, c = config.orders, config.contacts
     contact_columns = [
         _Column("customer_id", c.customer, t.STRING, key=True, not_empty=True),
@@ -331,8 +346,10 @@ def load(
         found = sc.execute(f"SELECT count(*) FROM contacts WHERE sent_at > {day}").fetchone()
         stats.future_contacts = int(found[0]) if found else 0
         if stats.future_contacts:
-            sc.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT * FROM contacts "
-                       f"WHERE NOT sent_at > {day}")
+            sc.execute(
+                f"CREATE OR REPLACE TEMP TABLE contacts AS SELECT * FROM contacts "
+                f"WHERE NOT sent_at > {day}"
+            )
         known = ", ".join(channel_key(literal(name)) for name in config.channels) or "NULL"
         stats.unconfigured_channels = dict(
             sc.execute(
@@ -383,9 +400,8 @@ def fetch(sc: SparkConnection, query: str, local: duckdb.DuckDBPyConnection, tab
     with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
         path = Path(folder) / "rows.csv"
         with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC)
             for row in frame.toLocalIterator():
-                writer.writerow([_cell(v) for v in row])
+                handle.write(",".join(_cell(v) for v in row) + "\n")
         spec = "{" + ", ".join(f"{literal(n)}: {literal(k)}" for n, k in declared.items()) + "}"
         local.execute(
             f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM read_csv("
@@ -394,12 +410,15 @@ def fetch(sc: SparkConnection, query: str, local: duckdb.DuckDBPyConnection, tab
         )
 
 
-def _cell(value: object) -> object:
-    """A value as the private CSV file carries it: text quoted, numbers exact (`repr`)."""
+def _cell(value: object) -> str:
+    """A value as the private CSV file carries it: NULL as nothing, text always quoted (so an
+    empty text is not NULL), numbers exact (`repr`), dates in ISO form."""
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
-        return float(repr(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
-    return value
+    return '"' + str(value).replace('"', '""') + '"'
