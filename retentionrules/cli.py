@@ -375,6 +375,24 @@ TempDirOption = Annotated[
         "removed when it ends (default: the system's temporary folder).",
     ),
 ]
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="duckdb|spark",
+        help="Where to run: duckdb (embedded, the default) or spark (Apache Spark; "
+        "pip install 'retentionrules[spark]'). Same result either way.",
+    ),
+]
+SparkMasterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        metavar="URL",
+        help="With --engine spark: the Spark master (local[4], spark://host:7077, yarn); "
+        "default: the active session's, else local[*].",
+    ),
+]
 
 
 def _resources(memory_limit: str | None, temp_dir: Path | None) -> Any:
@@ -423,6 +441,8 @@ def plan(
     output_format: OutputFormatOption = Output.text,
     memory_limit: MemoryLimitOption = None,
     temp_dir: TempDirOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Dry-run the rules over a customer export: write the action plan and summarise it.
 
@@ -443,6 +463,8 @@ def plan(
             config_path=config,
             use_ledger=not no_ledger,
             resources=_resources(memory_limit, temp_dir),
+            engine=engine,
+            spark_master=spark_master,
         )
     _emit(output_format is Output.json, result, plan_json, print_plan)
 
@@ -462,6 +484,8 @@ def explain(
     output_format: OutputFormatOption = Output.text,
     memory_limit: MemoryLimitOption = None,
     temp_dir: TempDirOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Show why customers get, or do not get, each rule's action.
 
@@ -480,6 +504,8 @@ def explain(
             config,
             use_ledger=not no_ledger,
             resources=_resources(memory_limit, temp_dir),
+            engine=engine,
+            spark_master=spark_master,
         )
     if output_format is Output.json:
         typer.echo(explain_json(found))
@@ -517,6 +543,8 @@ def score(
     output_format: OutputFormatOption = Output.text,
     memory_limit: MemoryLimitOption = None,
     temp_dir: TempDirOption = None,
+    engine: EngineOption = "duckdb",
+    spark_master: SparkMasterOption = None,
 ) -> None:
     """Score customers (RFM, tier, stage, day counts) and print the tier x stage distribution."""
     from .engine import score as run_score
@@ -530,6 +558,8 @@ def score(
             config_path=config,
             rejects=rejects,
             resources=_resources(memory_limit, temp_dir),
+            engine=engine,
+            spark_master=spark_master,
         )
     _emit(output_format is Output.json, result, score_json, print_score)
 

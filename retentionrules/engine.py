@@ -45,12 +45,21 @@ from .ir import bought_column, units_bought_column
 from .loader import ORDER_FIELDS, Inputs, LoadStats, Resources, connect, load, rejects_sql
 from .loader import release as release_inputs
 from .output import Outputs, digest_file, digest_text
-from .planner import Outcome, Plan, build_plan, outcomes, plan_rows_sql, suppressed_sql
+from .planner import (
+    IN_PLAN,
+    Outcome,
+    Plan,
+    build_plan,
+    outcomes,
+    plan_rows_sql,
+    suppressed_sql,
+)
 from .policies import Reason
 from .timeutil import MAX_DATE, MIN_DATE
 from .types import ACTIVITY_FIELDS
 from .words import counted
 
+TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue (--engine spark)
 PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
 RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
 AsOf: TypeAlias = "dt.date | str | None"  # a date, or ISO text; None: today in the shop's zone
@@ -172,7 +181,9 @@ class _Digest(threading.Thread):
         try:
             for role in ("customers", "orders", "contacts", "products"):
                 path = getattr(self.inputs, role)
-                if path is not None:
+                if path is not None and str(path).startswith(TABLE_PREFIX):
+                    self.parts[role] = digest_text(str(path))  # a catalogue table: its name
+                elif path is not None:
                     self.parts[role] = digest_file(path)
         except OSError as error:
             self.error = error
@@ -222,7 +233,7 @@ def needed_fields(ruleset: ir.RuleSet, inputs: Inputs) -> dict[str, str | None]:
 class Prepared:
     """Rules checked, data loaded and validated, fields derived: ready to plan or explain."""
 
-    con: duckdb.DuckDBPyConnection
+    con: Any  # a DuckDB connection, or a spark.SparkConnection (the same interface)
     report: Report
     stats: LoadStats
     as_of: dt.date
@@ -246,16 +257,19 @@ def prepare(
     rejects: PathLike | None = None,
     use_ledger: bool = True,
     resources: Resources | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> Prepared:
     """Check the rules, load and validate the data (with the project's contact ledger, when it
-    has one, as contact history), derive every field."""
+    has one, as contact history), derive every field. `engine`: "duckdb" (in this process) or
+    "spark" (a Spark session, `spark_master` or the active one: docs/engine.md)."""
     inputs = _inputs(inputs)
     report = checked_rules(_rule_paths(rule_paths), _path(config_path, "config_path"))
     rejects = _path(rejects, "rejects")
     ruleset = report.ruleset
     config = ruleset.config
     as_of = _as_of(as_of, config)
-    con = connect(_resources(resources))
+    con = _connection(engine, spark_master, resources)
     with tempfile.TemporaryDirectory(prefix="retentionrules-ledger-") as folder:
         history = ledger_history(ruleset, as_of, Path(folder)) if use_ledger else None
         ledger, digest = None, ""
@@ -263,12 +277,70 @@ def prepare(
             file, _count, ledger = history
             inputs = dataclasses.replace(inputs, ledger=file)
             digest = digest_file(file)
-        stats = load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
+        stats = _load(con, config, inputs, as_of, rejects, needed_fields(ruleset, inputs))
     orders, contacts = inputs.orders is not None, inputs.has_contacts
     conditions = [rule.condition for rule in ruleset.rules]
     categories, units = ir.categories_used(conditions), ir.units_categories_used(conditions)
     create_derived(con, config, as_of, orders, contacts, stats.order_lines, categories, units)
     return Prepared(con, report, stats, as_of, inputs, ledger, digest)
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def _connection(engine: str, spark_master: str | None, resources: Resources | None) -> Any:
+    """A DuckDB connection within `resources`, or a Spark session behind the same interface
+    (`spark.py`), whose resources are the cluster's."""
+    if engine not in ENGINES:
+        raise UsageError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
+    resources = _resources(resources)
+    if engine == "duckdb":
+        if spark_master is not None:
+            raise UsageError("--spark-master goes with --engine spark")
+        return connect(resources)
+    if resources is not None and resources != Resources():
+        raise UsageError(
+            "--memory-limit and --temp-dir go with --engine duckdb: Spark's memory is the "
+            "cluster's (spark.executor.memory, spark.local.dir)"
+        )
+    try:
+        from .spark import SparkConnection, session
+    except ImportError:  # sqlglot, which the spark extra installs with PySpark
+        raise UsageError(
+            "--engine spark needs PySpark and sqlglot: pip install 'retentionrules[spark]'"
+        ) from None
+    return SparkConnection(session(spark_master))
+
+
+def _load(
+    con: Any,
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    rejects: Path | None,
+    needed: dict[str, str | None] | None = None,
+) -> LoadStats:
+    """`loader.load`, or its Spark counterpart for a Spark connection."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return load(con, config, inputs, as_of, rejects, needed)
+    from . import spark
+
+    return spark.load(con, config, inputs, as_of, rejects, needed)
+
+
+def _written_from(con: Any, queries: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """Where the outputs are written from: DuckDB itself, or, for Spark, a local DuckDB holding
+    each output's rows streamed from Spark in their order (the same writer then writes them)."""
+    if isinstance(con, duckdb.DuckDBPyConnection):
+        return con, queries
+    from .spark import fetch
+
+    local = connect()
+    written = {}
+    for n, (role, query) in enumerate(queries.items()):
+        fetch(con, query, local, f"__output{n}")
+        written[role] = f"SELECT * FROM __output{n}"
+    return local, written
 
 
 def run_plan(
@@ -283,6 +355,8 @@ def run_plan(
     use_ledger: bool = True,
     resources: Resources | None = None,
     keep_derived: bool = False,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> PlanResult:
     """Plan, and write the plan, its header, the suppressed pairs and the rejects when asked.
 
@@ -300,9 +374,14 @@ def run_plan(
         plan="--out",
         json_text={"--rejects": ["record"]},
     )
+    if engine == "spark" and suppressed is not None:  # its query unnests two lists in step
+        raise UsageError("--suppressed is not available with --engine spark yet: use DuckDB")
     digest = _Digest(inputs)
     digest.start()
-    ready = prepare(rule_paths, inputs, as_of, config_path, rejects, use_ledger, resources)
+    ready = prepare(
+        rule_paths, inputs, as_of, config_path, rejects, use_ledger, resources, engine,
+        spark_master,
+    )
     con, report, stats, as_of = ready.con, ready.report, ready.stats, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
     if ready.ledger is not None:
@@ -341,7 +420,7 @@ def run_plan(
         meta["report"] = record(plan)
     result = PlanResult(plan, stats, meta, report)
     _finite_costs(plan)
-    if outputs and not keep_derived:  # writing then reuses their memory
+    if outputs and not keep_derived and engine == "duckdb":  # writing then reuses their memory
         release_derived(con)
         release_inputs(con)
     if outputs:
@@ -350,7 +429,14 @@ def run_plan(
             "--suppressed": suppressed_sql(plan),
             "--rejects": rejects_sql(con) or _NO_REJECTS,
         }
-        header, result.written = outputs.write(con, queries, meta)
+        if not isinstance(con, duckdb.DuckDBPyConnection):  # the plan's rows from `planned`
+            queries["--out"] = f"SELECT * FROM planned WHERE {IN_PLAN} ORDER BY input_row"
+        queries = {role: queries[role] for role in outputs.targets}
+        writer, queries = _written_from(con, queries)
+        if writer is not con and "--out" in queries:  # Spark: the plan rows from its winners
+            writer.execute(f"CREATE VIEW planned AS {queries['--out']}")
+            queries["--out"] = plan_rows_sql(plan, meta["plan_id"])
+        header, result.written = outputs.write(writer, queries, meta)
         result.meta = header or meta
     return result
 
@@ -472,13 +558,15 @@ def explain(
     config_path: PathLike | None = None,
     use_ledger: bool = True,
     resources: Resources | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> list[Explanation]:
     """Why each customer got, or did not get, each rule's action (the plan runs over everyone:
     household and volume limits depend on the other customers)."""
     inputs = _inputs(inputs)
     customers = _ids(customers)
     ready = prepare(
-        rule_paths, inputs, as_of, config_path, use_ledger=use_ledger, resources=resources
+        rule_paths, inputs, as_of, config_path, None, use_ledger, resources, engine, spark_master
     )
     con, report, as_of = ready.con, ready.report, ready.as_of
     plan = build_plan(con, report.ruleset, as_of, ready.inputs)
@@ -554,6 +642,8 @@ def score(
     config_path: PathLike | None = None,
     rejects: PathLike | None = None,
     resources: Resources | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> ScoreResult:
     """The derived-field table for every customer, and the tier x stage distribution."""
     inputs = _inputs(inputs)
@@ -567,11 +657,12 @@ def score(
         json_text={"--rejects": ["record"]},
     )
     as_of = _as_of(as_of, config)
-    con = connect(_resources(resources))
-    stats = load(con, config, inputs, as_of, rejects)
+    con = _connection(engine, spark_master, resources)
+    stats = _load(con, config, inputs, as_of, rejects)
     orders, contacts = inputs.orders is not None, inputs.contacts is not None
     create_derived(con, config, as_of, orders, contacts, stats.order_lines)
     if outputs:
         queries = {"--out": scores_sql(config), "--rejects": rejects_sql(con) or _NO_REJECTS}
-        outputs.write(con, queries)
+        writer, queries = _written_from(con, {r: queries[r] for r in outputs.targets})
+        outputs.write(writer, queries)
     return ScoreResult(stats, distribution(con), config.tier_type().values, config.where())

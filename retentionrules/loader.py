@@ -889,7 +889,14 @@ def _create(
 ) -> None:
     """One pass over the file: the converted columns and, per row, either whether it may be
     bad (the cheap pass, for the common case of valid data) or, `exact`, its problems (NULL for
-    a good row).
+    a good row)."""
+    con.execute(create_sql(table, source, columns, context, exact))
+
+
+def create_sql(
+    table: str, source: _Source, columns: list[_Column], context: _Context, exact: bool
+) -> str:
+    """The statement `_create` runs (the Spark engine renders it for Spark).
 
     The inner query converts each cell once; the outer one reads the values to judge them.
     """
@@ -932,7 +939,7 @@ def _create(
         outer.append(f"coalesce(__structural, {problem}) AS {PROBLEM}")
     else:
         outer.append(f"(__structural IS NOT NULL OR {' OR '.join(judged) or 'FALSE'}) AS {SUSPECT}")
-    con.execute(
+    return (
         f"CREATE OR REPLACE TEMP TABLE {ident(table)} AS SELECT {', '.join(outer)} "
         f"FROM (SELECT {', '.join(inner)} FROM {source.relation})"
     )

@@ -314,7 +314,8 @@ def _planned(
     """)
 
 
-_IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"  # sent or held out
+# sent or held out
+IN_PLAN = f"status IN ({literal(SEND)}, {literal(Reason.HOLDOUT.value)})"
 
 
 def _count(
@@ -417,7 +418,7 @@ def plan_rows_sql(plan: Plan, plan_id: str) -> str:
             CASE WHEN status = {holdout} THEN 0.0
                 ELSE {_per_rule([_cost(r, plan.config) for r in rules])} END AS estimated_cost
         FROM planned
-        WHERE {_IN_PLAN}"""
+        WHERE {IN_PLAN}"""
 
 
 def suppressed_sql(plan: Plan) -> str:
@@ -494,7 +495,7 @@ def outcomes(plan: Plan, customer_id: str) -> list[Outcome]:
 def assignments(plan: Plan) -> dict[str, str]:
     """Each customer in the plan (sent or held out) and the rule they got."""
     names = [rule.name for rule in plan.ruleset.rules]
-    rows = plan.con.execute(f"SELECT customer_id, idx FROM planned WHERE {_IN_PLAN}").fetchall()
+    rows = plan.con.execute(f"SELECT customer_id, idx FROM planned WHERE {IN_PLAN}").fetchall()
     return {customer: names[idx] for customer, idx in rows}
 
 

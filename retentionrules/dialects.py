@@ -1,0 +1,148 @@
+"""The engine's SQL rendered for Apache Spark: the one place where DuckDB's SQL becomes Spark's.
+
+The pipeline writes its SQL once, in DuckDB's dialect, through the quoting choke point
+(`sql.ident`, `sql.literal`). For `--engine spark` every statement goes through `to_spark`:
+sqlglot parses it as DuckDB SQL and generates Spark SQL, and the transforms below fix what
+sqlglot's translation leaves wrong or missing for the constructs this engine uses:
+
+- `SELECT * EXCLUDE (...)` / `* REPLACE (...)`: expanded into explicit columns from the schemas
+  of the tables the statement reads (sqlglot's `qualify`), since Spark has neither;
+- `rowid`, DuckDB's row number of a stored table: the column `__row` the Spark loader gives
+  every table it makes (the input order);
+- `[a, b, c][i]`, a 1-based index into a constant list: `element_at(array(a, b, c), i)`;
+- the holdout bucket `('0x' || substr(md5(k), 1, 8))::UBIGINT`: `conv(..., 16, 10)`;
+- `regexp_full_match(x, p)`: `x RLIKE '^(?:p)$'` (the patterns are plain ASCII classes, which
+  RE2 and Java read alike);
+- `isfinite(x)`: neither NaN nor an infinity; `trunc(x)` of a double: `x - x % 1`;
+- `timezone(zone, instant)`: `from_utc_timestamp(instant, zone)` (the Spark session runs in UTC,
+  so a parsed instant's wall-clock time is UTC's);
+- date arithmetic: `date - date` is `datediff`, `date_diff('day', a, b)` is `datediff(b, a)`;
+- NULL ordering: DuckDB sorts NULLs last, Spark first; sqlglot writes `NULLS LAST` where it
+  differs (checked by the tests, which compare the plans byte for byte).
+
+Strings compare by their UTF-8 bytes on both engines (code-point order), so ties on ids break the
+same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.optimizer.qualify import qualify
+
+
+class _DuckDB(DuckDB):
+    """DuckDB's dialect, with list indexes kept as written (1-based): sqlglot otherwise shifts
+    an index to 0-based only where it can type it, which leaves `[...][idx + 1]` ambiguous."""
+
+    INDEX_OFFSET = 0
+
+
+Schema = Mapping[str, Mapping[str, str]]  # table -> column -> Spark type ("string", "date"...)
+
+
+def parse(sql: str) -> exp.Expr:
+    """A statement of the engine's SQL (DuckDB's dialect)."""
+    tree = sqlglot.parse_one(sql, read=_DuckDB)
+    assert tree is not None
+    return tree
+
+
+def _call(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _is_date(node: exp.Expr) -> bool:
+    """A DATE literal as sqlglot parses `DATE 'YYYY-MM-DD'`."""
+    return (
+        isinstance(node, exp.Cast)
+        and node.to.this == exp.DataType.Type.DATE
+        and isinstance(node.this, exp.Literal)
+    )
+
+
+def _finite(value: exp.Expr) -> exp.Expr:
+    infinity = exp.cast(exp.Literal.string("inf"), exp.DataType.build("double"))
+    return exp.paren(
+        exp.and_(
+            exp.not_(_call("isnan", value.copy())),
+            exp.NEQ(this=exp.Abs(this=value.copy()), expression=infinity),
+        )
+    )
+
+
+def _row_number(node: exp.Expr) -> exp.Expr:
+    """DuckDB's `rowid` of a stored table: the `__row` column every Spark table has."""
+    if isinstance(node, exp.Column) and node.name.lower() == "rowid":
+        return exp.column("__row", table=node.table or None)
+    return node
+
+
+def _rewrite(node: exp.Expr) -> exp.Expr:
+    """One node's DuckDB construct as Spark needs it (see the module docstring)."""
+    name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
+    args = node.expressions if isinstance(node, exp.Anonymous) else []
+    if isinstance(node, exp.RegexpFullMatch) or name == "regexp_full_match":
+        value, pattern = (node.this, node.expression) if not args else (args[0], args[1])
+        anchored = exp.Literal.string(f"^(?:{pattern.name})$")
+        return exp.RegexpLike(this=value, expression=anchored)
+    if name == "isfinite":
+        return _finite(args[0])
+    if name == "timezone" and len(args) == 2:
+        return _call("from_utc_timestamp", args[1], args[0])
+    if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Array):
+        (index,) = node.expressions  # 1-based, as written (see _DuckDB), as element_at counts
+        return _call("element_at", node.this, index)
+    if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.UBIGINT:
+        inner = node.this.unnest() if isinstance(node.this, exp.Paren) else node.this
+        if isinstance(inner, exp.DPipe) and inner.this.name == "0x":
+            digits = _call("conv", inner.expression, exp.Literal.number(16), exp.Literal.number(10))
+            return exp.cast(digits, exp.DataType.build("bigint"))
+    if isinstance(node, exp.Sub) and _is_date(node.expression):
+        return exp.DateDiff(this=node.this, expression=node.expression)
+    if isinstance(node, exp.DateDiff) and node.unit and node.unit.name.lower() == "day":
+        return _call("datediff", node.this, node.expression)
+    if isinstance(node, exp.Trunc) or name == "trunc":
+        value = node.this if not args else args[0]
+        return exp.paren(
+            exp.Sub(
+                this=value.copy(),
+                expression=exp.Mod(this=value.copy(), expression=exp.Literal.number(1)),
+            )
+        )
+    return node
+
+
+def render(tree: exp.Expr, schema: Schema | None = None) -> str:
+    """A parsed statement (a query) as Spark SQL. `schema`: the columns of the tables it reads,
+    for expanding `* EXCLUDE` / `* REPLACE` and the aliases a select refers to within itself
+    (DuckDB's lateral aliases, which Spark does not take inside a window)."""
+    tree = tree.copy()
+    tree = tree.transform(_row_number)
+    if schema is not None:
+        tree = qualify(
+            tree,
+            schema={k: dict(v) for k, v in schema.items()},
+            dialect=_DuckDB,
+            validate_qualify_columns=False,
+            quote_identifiers=True,
+            identify=True,
+        )
+        for select in tree.find_all(exp.Select):  # `c.rowid AS __row, c.*`: __row once
+            seen: set[str] = set()
+            kept = []
+            for column in select.expressions:
+                if column.alias_or_name not in seen or not column.alias_or_name:
+                    kept.append(column)
+                seen.add(column.alias_or_name)
+            select.set("expressions", kept)
+    tree = tree.transform(_rewrite)
+    return tree.sql(dialect="spark")
+
+
+def to_spark(sql: str, schema: Schema | None = None) -> str:
+    """The engine's DuckDB SQL as Spark SQL: the one rendering function."""
+    return render(parse(sql), schema)
