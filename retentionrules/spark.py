@@ -140,11 +140,11 @@ class SparkConnection:
             name = tree.this.name if isinstance(tree.this, exp.Table) else tree.this.this.name
             kind = str(tree.args.get("kind", "")).upper()
             self.register(name, self.sql(tree.expression), store=kind == "TABLE")
-        elif isinstance(tree, exp.Drop):
-            name = tree.this.name
-            self.spark.catalog.dropTempView(name)
-            self.schemas.pop(name, None)
-            self.frames.pop(name, None)
+        elif isinstance(tree, exp.Drop):  # sqlglot keeps the dropped names in `tables`
+            for table in tree.args.get("tables") or [tree.this]:
+                self.spark.catalog.dropTempView(table.name)  # False, quietly, when not there
+                self.schemas.pop(table.name, None)
+                self.frames.pop(table.name, None)
         else:
             self._result = self.sql(tree)
         return self
