@@ -352,9 +352,29 @@ def build_plan(
     # input order unless orders or contacts were joined in.
     _planned(con, ruleset, config, flags_in_order=inputs.orders is None and not has_contacts)
     _count(con, plan, gates)
-    if not has_contacts and any(r.cap for r in ruleset.rules):
-        plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
+    if not has_contacts:
+        unapplied = caps_not_applied(ruleset)
+        if unapplied:
+            plan.notes.append(
+                "no contact history given (--contacts): these caps were not applied: "
+                + ", ".join(unapplied)
+            )
     return plan
+
+
+def caps_not_applied(ruleset: ir.RuleSet) -> list[str]:
+    """Every cap that needs a contact history to count against: each rule's own (`cap N per
+    D`) and the caps of the channels the rules reach (a channel's `cap` in the configuration).
+    Without a history none of them is applied, and the summary says which."""
+    config = ruleset.config
+    caps = [f"rule {r.name} ({r.cap[0]} per {r.cap[1]})" for r in ruleset.rules if r.cap]
+    used = {r.action.channel for r in ruleset.rules if r.action.channel}
+    caps += [
+        f"channel {name} ({channel.cap.count} per {channel.cap.per})"
+        for name, channel in config.channels.items()
+        if channel.cap is not None and name in used
+    ]
+    return caps
 
 
 def _cost(rule: ir.Rule, config: Config) -> float:
