@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from . import ir
-from .engine import Explanation, PlanResult, ScoreResult
+from .engine import Explanation, PlanResult, ScoreResult, test_line
 from .impact import Impact
 from .output import json_text
 from .policies import POLICIES, RuleCounts
@@ -161,7 +161,12 @@ def explain_json(explanations: list[Explanation]) -> str:
                         "matched": t.matched,
                         "outcome": t.outcome,
                         "conditions": [
-                            {"test": text, "value": _plain(v)} for text, v in t.conditions
+                            {
+                                "test": c.text,
+                                "value": _plain(c.value),
+                                "reads": {k: _plain(v) for k, v in c.reads.items()},
+                            }
+                            for c in t.conditions
                         ],
                     }
                     for t in e.rules
@@ -184,8 +189,8 @@ def print_explanation(explanation: Explanation, console: Console) -> None:
         line.append(trace.rule, style="bold")
         line.append(f": {trace.outcome}")
         console.print(line)
-        for text, value in trace.conditions:
-            console.print(f"    {'true ' if value else 'false'}  {text}", markup=False)
+        for test in trace.conditions:
+            console.print(f"    {test_line(test)}", markup=False)
 
 
 def score_json(result: ScoreResult) -> str:

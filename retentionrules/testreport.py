@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .diagnostics import Diagnostic
+from .engine import test_line
 from .render import escape_controls, escape_github, render_github, render_json, render_text
 from .testing import CaseResult, TestRun
 
@@ -40,9 +41,7 @@ def _explain(result: CaseResult) -> list[str]:
     lines = []
     for trace in result.traces:
         lines.append(f"      {'✓' if trace.matched else '✗'} {trace.rule}: {trace.outcome}")
-        lines.extend(
-            f"          {'true ' if value else 'false'}  {text}" for text, value in trace.conditions
-        )
+        lines.extend(f"          {test_line(test)}" for test in trace.conditions)
     return lines
 
 
