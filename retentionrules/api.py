@@ -17,7 +17,7 @@ from .ast import Span
 from .checker import check
 from .config import Config, ConfigError, find_config, load_config, shown_path
 from .diagnostics import Code, Diagnostic, apply_noqa, noqa_codes
-from .errors import UsageError
+from .errors import ConfigProblems, UsageError
 from .formatter import Layout, format_file, logical_lines
 
 RULE_SUFFIX = ".rules"
@@ -79,7 +79,7 @@ class Project:
         try:
             return load_config(self.config_path)
         except ConfigError as error:
-            raise UsageError(str(error)) from error
+            raise ConfigProblems(str(error)) from error
 
 
 def projects(

@@ -113,12 +113,16 @@ def _report(error: BaseException) -> int:
     """Say what stopped a command, for people; return the exit code. After Ctrl-C or SIGTERM,
     whatever error the signal caused on its way (DuckDB's own "interrupted", an import cut in
     two) is the signal's."""
-    from .errors import DataError, OutputError, RuleErrors, UsageError
+    from .errors import ConfigProblems, DataError, OutputError, RuleErrors, UsageError
 
     if isinstance(error, KeyboardInterrupt) or interrupts.pending() or _interrupted(error):
         message, code = interrupts.outcome()
         typer.echo(message, err=True)
         return code
+    if isinstance(error, ConfigProblems):  # located like rule diagnostics: as they are
+        typer.echo(str(error), err=True)
+        typer.echo("retentionrules: the configuration has errors; nothing was run", err=True)
+        return 2
     if isinstance(error, UsageError):
         typer.echo(f"retentionrules: {error}", err=True)
         return 2
