@@ -68,6 +68,26 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"retentionrules {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before the command (`retentionrules --version`)."""
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -502,12 +522,11 @@ def test_rules(
         TestFormat, typer.Option("--format", "-f", help="text, json, junit (XML) or github.")
     ] = TestFormat.text,
     min_coverage: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--min-coverage",
-            help="Fail when fewer than this percentage of rules fire in some case.",
-            min=0,
-            max=100,
+            metavar="PCT",
+            help="Fail when fewer than this percentage of rules fire in some case (80 or 80%).",
         ),
     ] = None,
 ) -> None:
@@ -518,6 +537,40 @@ def test_rules(
     retentionrules.toml above it). Exit 0 when every case passes (and coverage is met), 1 on
     failures, 2 on errors in the rule or test files themselves.
     """
+    from .errors import UsageError
+    from .testreport import render_stopped
+
+    try:
+        _test_rules(paths, config, output_format, _percentage(min_coverage))
+    except UsageError as error:  # CI still gets a report in its format, not an empty file
+        if output_format is not TestFormat.text:
+            typer.echo(render_stopped(str(error), output_format.value))
+        raise
+
+
+def _percentage(value: str | None) -> float | None:
+    """--min-coverage: 80 or 80%, from 0 to 100."""
+    import math
+
+    from .errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        number = float(value.strip().removesuffix("%"))
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= 100:  # NaN too
+        raise UsageError(f"--min-coverage {value!r}: give a percentage from 0 to 100, e.g. 80%")
+    return number
+
+
+def _test_rules(
+    paths: list[Path] | None,
+    config: Path | None,
+    output_format: TestFormat,
+    min_coverage: float | None,
+) -> None:
     from .api import check_projects, rule_files
     from .errors import UsageError
     from .testing import TestRun, by_project, run_tests, test_files

@@ -151,6 +151,23 @@ def _junit_problems(diagnostics: Sequence[Diagnostic]) -> str:
     )
 
 
+def render_stopped(message: str, fmt: str) -> str:
+    """The tests could not start (a usage error: rules of a test file's project not given, a
+    broken configuration): said in the format asked for, so that CI shows why, not an empty or
+    unreadable report."""
+    if fmt == "junit":
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<testsuite name="retentionrules" tests="1" failures="0" errors="1">\n'
+            '  <testcase classname="retentionrules" name="retentionrules test">\n'
+            f'    <error type="usage" message={quoteattr(_xml(message.splitlines()[0]))}>'
+            f"{escape(_xml(message))}</error>\n  </testcase>\n</testsuite>"
+        )
+    if fmt == "github":
+        return f"::error title=retentionrules test::{escape_github(message)}"
+    return json.dumps({"error": message}, ensure_ascii=False, indent=2)
+
+
 def _github(run: TestRun) -> str:
     lines = []
     for result in run.results:
