@@ -173,16 +173,25 @@ def check(
         typer.Option("--format", "-f", help="text for people; json, github or sarif for CI."),
     ] = Format.text,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+    whole_project: Annotated[
+        bool,
+        typer.Option(
+            "--project",
+            help="Check the whole project of each path given (every rule file under the folder "
+            "of its retentionrules.toml): for hooks that pass only the changed files.",
+        ),
+    ] = False,
 ) -> None:
     """Parse and type-check rule files against the customer schema; report every problem.
 
     Exit 0 when clean, 1 on errors (or on warnings with --strict), 2 on usage errors.
     """
-    from .api import check_projects
+    from .api import check_projects, project_folders
     from .diagnostics import Diagnostic
     from .render import render
 
-    reports = check_projects(paths or [Path.cwd()], config)
+    given = paths or [Path.cwd()]
+    reports = check_projects(project_folders(given) if whole_project else given, config)
     sources = {path: text for report in reports for path, text in report.sources.items()}
     found = sorted((d for r in reports for d in r.diagnostics), key=Diagnostic.sort_key)
     text = render(found, sources, output_format.value)

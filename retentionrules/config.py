@@ -233,9 +233,19 @@ class Stages(_Model):
         for shorter, longer in itertools.pairwise(names):
             low, high = getattr(self, shorter), getattr(self, longer)
             if _days(low)[1] >= _days(high)[0]:
+                written = self.model_fields_set
+                said = {n: f"{getattr(self, n)}{'' if n in written else ', the default'}"
+                        for n in (shorter, longer)}  # fmt: skip
+                if longer in written:  # said where it is written
+                    message = f"{longer} ({said[longer]}) must be longer than {shorter}"
+                    where = longer
+                else:
+                    message = f"{shorter} ({said[shorter]}) must be shorter than {longer}"
+                    where = shorter
+                other = shorter if where == longer else longer
                 raise SettingError(
-                    f"{longer} ({high}) must be longer than {shorter} ({low})",
-                    below=(longer,),
+                    f"{message} ({said[other]})",
+                    below=(where,),
                     hint="stages are in order: active < silent < sleeping; after sleeping a "
                     "customer is lost",
                 )

@@ -31,7 +31,7 @@ CASES = [
     (
         '[stages]\nsleeping = "5 months"\n',  # 5 months is 140 to 155 days: before silent's 180
         "retentionrules.toml:2:12: stages.sleeping: sleeping (5 months) must be longer than "
-        "silent (180 days)\n"
+        "silent (180 days, the default)\n"
         '    sleeping = "5 months"\n'
         "               ^^^^^^^^^^\n"
         "    hint: stages are in order: active < silent < sleeping; after sleeping a customer "
