@@ -320,6 +320,7 @@ def run_plan(
     if ready.ledger_digest:
         digest.parts["ledger"] = ready.ledger_digest
     meta = _meta(report, digest, as_of, plan, stats)
+    plan.plan_id = meta["plan_id"]
     result = PlanResult(plan, stats, meta, report)
     _finite_costs(plan)
     if outputs:

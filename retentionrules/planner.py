@@ -20,6 +20,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -56,14 +57,54 @@ class Plan:
     as_of: dt.date
     counts: list[RuleCounts] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    plan_id: str = ""  # set by `engine.run_plan` once the inputs' digests are known
 
     @property
     def config(self) -> Config:
         return self.ruleset.config
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The plan's rows, as the plan file holds them (one per action, in the customers'
+        input order), each a dict; `parameters` a dict. Read from DuckDB when asked: planning
+        costs nothing more for it."""
+        cursor = self.con.execute(plan_rows_sql(self, self.plan_id))
+        names = [d[0] for d in cursor.description]
+        found = []
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            row["parameters"] = json.loads(row["parameters"])
+            found.append(row)
+        return found
+
+    def to_arrow(self) -> Any:
+        """The plan's rows as a pyarrow Table (`parameters` as JSON text). Needs pyarrow."""
+        _needs("pyarrow", "to_arrow")
+        relation: Any = self.con.sql(plan_rows_sql(self, self.plan_id))
+        # DuckDB 1.4 named it to_arrow_table; before, `arrow()` gave the table
+        table = getattr(relation, "to_arrow_table", None) or relation.arrow
+        return table()
+
+    def to_pandas(self) -> Any:
+        """The plan's rows as a pandas DataFrame (`parameters` as JSON text). Needs pandas."""
+        _needs("pandas", "to_pandas")
+        return self.con.sql(plan_rows_sql(self, self.plan_id)).df()
+
     @property
     def actions(self) -> int:
         return sum(c.after[-2] for c in self.counts)  # sent and held out: every row of the plan
+
+
+def _needs(module: str, method: str) -> None:
+    """An optional library a method needs: a clear ImportError that says how to get it."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"Plan.{method}() needs {module}, which is not installed: pip install {module} "
+            "(Plan.rows() needs nothing: a list of dicts)"
+        ) from None
 
 
 def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
