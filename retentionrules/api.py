@@ -15,9 +15,9 @@ from pathlib import Path
 from . import ast, ir, parser
 from .ast import Span
 from .checker import check
-from .config import Config, ConfigError, find_config, load_config, shown_path
+from .config import CONFIG_NAME, Config, ConfigError, find_config, load_config, shown_path
 from .diagnostics import Code, Diagnostic, apply_noqa, noqa_codes
-from .errors import UsageError
+from .errors import ConfigProblems, UsageError
 from .formatter import Layout, format_file, logical_lines
 
 RULE_SUFFIX = ".rules"
@@ -79,7 +79,7 @@ class Project:
         try:
             return load_config(self.config_path)
         except ConfigError as error:
-            raise UsageError(str(error)) from error
+            raise ConfigProblems(str(error)) from error
 
 
 def projects(
@@ -98,6 +98,25 @@ def projects(
     for path in files:
         groups.setdefault(find_config(path), []).append(path)
     return [Project(config, tuple(group)) for config, group in groups.items()]
+
+
+def project_folders(paths: Iterable[str | Path]) -> list[Path]:
+    """The whole project of each path, as a folder to check: the folder of the nearest
+    retentionrules.toml above a file (or of the file itself, a `retentionrules.toml` included),
+    else the file's own folder; a folder stays as it is. A pre-commit hook passes only the
+    changed files, and a rule using a segment defined in another file needs that file too."""
+    folders: dict[Path, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            folder = path
+        elif not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        else:
+            config = path if path.name == CONFIG_NAME else find_config(path)
+            folder = config.parent if config is not None else path.parent
+        folders.setdefault(file_key(folder), folder)
+    return list(folders.values())
 
 
 def one_project(paths: Iterable[str | Path], config_path: Path | None = None) -> Project:

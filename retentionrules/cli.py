@@ -69,6 +69,26 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"retentionrules {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before the command (`retentionrules --version`)."""
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -114,12 +134,16 @@ def _report(error: BaseException) -> int:
     """Say what stopped a command, for people; return the exit code. After Ctrl-C or SIGTERM,
     whatever error the signal caused on its way (DuckDB's own "interrupted", an import cut in
     two) is the signal's."""
-    from .errors import DataError, OutputError, RuleErrors, UsageError
+    from .errors import ConfigProblems, DataError, OutputError, RuleErrors, UsageError
 
     if isinstance(error, KeyboardInterrupt) or interrupts.pending() or _interrupted(error):
         message, code = interrupts.outcome()
         typer.echo(message, err=True)
         return code
+    if isinstance(error, ConfigProblems):  # located like rule diagnostics: as they are
+        typer.echo(str(error), err=True)
+        typer.echo("retentionrules: the configuration has errors; nothing was run", err=True)
+        return 2
     if isinstance(error, UsageError):
         typer.echo(f"retentionrules: {error}", err=True)
         return 2
@@ -158,16 +182,25 @@ def check(
         typer.Option("--format", "-f", help="text for people; json, github or sarif for CI."),
     ] = Format.text,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
+    whole_project: Annotated[
+        bool,
+        typer.Option(
+            "--project",
+            help="Check the whole project of each path given (every rule file under the folder "
+            "of its retentionrules.toml): for hooks that pass only the changed files.",
+        ),
+    ] = False,
 ) -> None:
     """Parse and type-check rule files against the customer schema; report every problem.
 
     Exit 0 when clean, 1 on errors (or on warnings with --strict), 2 on usage errors.
     """
-    from .api import check_projects
+    from .api import check_projects, project_folders
     from .diagnostics import Diagnostic
     from .render import render
 
-    reports = check_projects(paths or [Path.cwd()], config)
+    given = paths or [Path.cwd()]
+    reports = check_projects(project_folders(given) if whole_project else given, config)
     sources = {path: text for report in reports for path, text in report.sources.items()}
     found = sorted((d for r in reports for d in r.diagnostics), key=Diagnostic.sort_key)
     text = render(found, sources, output_format.value)
@@ -573,12 +606,11 @@ def test_rules(
         TestFormat, typer.Option("--format", "-f", help="text, json, junit (XML) or github.")
     ] = TestFormat.text,
     min_coverage: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--min-coverage",
-            help="Fail when fewer than this percentage of rules fire in some case.",
-            min=0,
-            max=100,
+            metavar="PCT",
+            help="Fail when fewer than this percentage of rules fire in some case (80 or 80%).",
         ),
     ] = None,
 ) -> None:
@@ -589,6 +621,40 @@ def test_rules(
     retentionrules.toml above it). Exit 0 when every case passes (and coverage is met), 1 on
     failures, 2 on errors in the rule or test files themselves.
     """
+    from .errors import UsageError
+    from .testreport import render_stopped
+
+    try:
+        _test_rules(paths, config, output_format, _percentage(min_coverage))
+    except UsageError as error:  # CI still gets a report in its format, not an empty file
+        if output_format is not TestFormat.text:
+            typer.echo(render_stopped(str(error), output_format.value))
+        raise
+
+
+def _percentage(value: str | None) -> float | None:
+    """--min-coverage: 80 or 80%, from 0 to 100."""
+    import math
+
+    from .errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        number = float(value.strip().removesuffix("%"))
+    except ValueError:
+        number = math.nan
+    if not 0 <= number <= 100:  # NaN too
+        raise UsageError(f"--min-coverage {value!r}: give a percentage from 0 to 100, e.g. 80%")
+    return number
+
+
+def _test_rules(
+    paths: list[Path] | None,
+    config: Path | None,
+    output_format: TestFormat,
+    min_coverage: float | None,
+) -> None:
     from .api import check_projects, rule_files
     from .errors import UsageError
     from .testing import TestRun, by_project, run_tests, test_files

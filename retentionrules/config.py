@@ -8,6 +8,7 @@ A project without a configuration file gets the standard customer export's schem
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import sys
 import zoneinfo
@@ -223,6 +224,40 @@ class Stages(_Model):
     silent: DurationField = Duration(180, "day")
     sleeping: DurationField = Duration(270, "day")
 
+    @model_validator(mode="after")
+    def _in_order(self) -> Stages:
+        """Each stage lasts longer than the one before; checked when the configuration is read
+        (by `check` too), not at plan time. Months count as 28 to 31 days: `1 month` and
+        `30 days` could be either order, and are refused too."""
+        names = ("active", "silent", "sleeping")
+        for shorter, longer in itertools.pairwise(names):
+            low, high = getattr(self, shorter), getattr(self, longer)
+            if _days(low)[1] >= _days(high)[0]:
+                written = self.model_fields_set
+                said = {n: f"{getattr(self, n)}{'' if n in written else ', the default'}"
+                        for n in (shorter, longer)}  # fmt: skip
+                if longer in written:  # said where it is written
+                    message = f"{longer} ({said[longer]}) must be longer than {shorter}"
+                    where = longer
+                else:
+                    message = f"{shorter} ({said[shorter]}) must be shorter than {longer}"
+                    where = shorter
+                other = shorter if where == longer else longer
+                raise SettingError(
+                    f"{message} ({said[other]})",
+                    below=(where,),
+                    hint="stages are in order: active < silent < sleeping; after sleeping a "
+                    "customer is lost",
+                )
+        return self
+
+
+def _days(duration: Duration) -> tuple[int, int]:
+    """The fewest and the most days a duration can be (a month is 28 to 31 days)."""
+    per = {"day": (1, 1), "week": (7, 7), "month": (28, 31), "year": (365, 366)}
+    low, high = per.get(duration.unit, (1, 1))
+    return duration.amount * low, duration.amount * high
+
 
 class Orders(_Model):
     """Column names of the orders export: one row per order, or per order line when the line
@@ -359,8 +394,9 @@ class Config(_Model):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use a name such as Asia/Shanghai or UTC"
+            raise SettingError(
+                f"unknown time zone {value!r}",
+                hint="use a name from the time zone database, such as Asia/Shanghai or UTC",
             ) from None
         return value
 
@@ -583,8 +619,16 @@ def load_config(path: Path | None) -> Config:
     try:
         data = read_toml(text)
     except TomlError as error:
-        hint = f"; hint: {error.hint}" if error.hint else ""
-        raise ConfigError(f"{path}:{error.line}:{error.column}: {error.message}{hint}") from None
+        from .render import caret_line
+
+        lines = text.split("\n")
+        source = lines[error.line - 1] if 0 < error.line <= len(lines) else ""
+        shown = [f"{shown_path(path)}:{error.line}:{error.column}: {error.message}"]
+        if source.strip():
+            shown += [f"    {source.rstrip()}", "    " + caret_line(source, error.column, 1)]
+        if error.hint:
+            shown.append(f"    hint: {error.hint}")
+        raise ConfigError("\n".join(shown)) from None
     try:
         return Config.model_validate(data).model_copy(update={"source": str(path)})
     except RecursionError:
@@ -594,37 +638,172 @@ def load_config(path: Path | None) -> Config:
 
 
 def _invalid(path: Path, text: str, error: ValidationError) -> str:
-    """`FILE:LINE:COL: key: problem; ...`, at the first problem whose place is known (the
-    value, or the key when the name is what is wrong); `FILE: ...` when none is."""
+    """Every problem as `FILE:LINE:COL: key: problem`, in our own words (never pydantic's), at
+    the value (or the key, when the name is what is wrong; or the nearest table written), with
+    the line, a caret under the place and a hint where there is one; `FILE: key: problem` when
+    no place is known."""
     from .tomlpos import positions
 
     try:
         found = positions(text)
     except RecursionError:  # pragma: no cover - tomllib refuses deeper nesting first
         found = {}
-    problems, where = [], None
+    lines = text.split("\n")
+    shown = shown_path(path)
+    out = []
     for e in error.errors():
         # pydantic names validators in the location (`function-after[...]`): not keys
         loc: tuple[str | int, ...] = tuple(
             k for k in e["loc"] if not str(k).startswith("function-")
         )
         cause = e.get("ctx", {}).get("error")
-        key = False
-        if isinstance(cause, CalendarError):
+        key = e["type"] == "extra_forbidden"
+        if isinstance(cause, (CalendarError, SettingError)):
             loc, key = loc + cause.below, cause.key
-        message = str(cause) if isinstance(cause, ValueError) else e["msg"]
+        message, hint = _problem(e, loc, cause)
+        named = re.match(r"([A-Za-z_]\w*(?:\.\w+)+) ", message)  # "customers.id names ..."
+        if named and tuple(named.group(1).split(".")) in found:
+            loc = tuple(named.group(1).split("."))
+            message = message[named.end() :]  # said once, as the key: "customers.id: names ..."
         if isinstance(cause, CalendarError) and message.startswith("calendar: "):
-            problems.append(message)
+            problem = message
         else:
-            problems.append(f"{'.'.join(str(p) for p in loc) or 'top level'}: {message}")
+            problem = f"{'.'.join(str(p) for p in loc) or 'top level'}: {message}"
+        place = None
         for end in range(len(loc), 0, -1):  # the nearest written place: the key, or a table
             located = found.get(loc[:end])
-            if where is None and located is not None:
-                span = located.key if key and end == len(loc) else located.value
-                where = (span.line, span.column)
+            if located is not None:
+                place = located.key if key and end == len(loc) else located.value
                 break
-    at = f":{where[0]}:{where[1]}" if where else ""
-    return f"{path}{at}: {'; '.join(problems)}"
+        if place is None:
+            out.append(f"{shown}: {problem}")
+        else:
+            out.append(f"{shown}:{place.line}:{place.column}: {problem}")
+            source = lines[place.line - 1] if place.line <= len(lines) else ""
+            width = (
+                place.end_column - place.column
+                if place.end_line == place.line
+                else len(source) - place.column + 1
+            )
+            from .render import caret_line
+
+            out.append(f"    {source.rstrip()}")
+            out.append("    " + caret_line(source, place.column, max(1, width)))
+        if hint:
+            out.append(f"    hint: {hint}")
+    return "\n".join(out)
+
+
+class SettingError(ValueError):
+    """A setting that cannot be used, raised by a validator: `below` is the key under the
+    validated table it is about (`("silent",)` under `stages`), `hint` what to do."""
+
+    def __init__(
+        self, message: str, below: tuple[str, ...] = (), hint: str | None = None, key: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.below, self.hint, self.key = below, hint, key
+
+
+def _shown_value(value: Any) -> str:
+    """A value from the file as TOML writes it (`"abc"`, `true`, `0` for 0.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+_WANTED = {  # pydantic's error types -> what was expected, and how to write it
+    "float_parsing": ("a number", "write numbers without quotes, e.g. cost = 0.1"),
+    "float_type": ("a number", "write numbers without quotes, e.g. cost = 0.1"),
+    "int_parsing": ("a whole number", "write whole numbers without quotes, e.g. count = 10"),
+    "int_type": ("a whole number", "write whole numbers without quotes, e.g. count = 10"),
+    "int_from_float": ("a whole number", "write a whole number, e.g. count = 10"),
+    "string_type": ("text in quotes", 'write text in double quotes, e.g. "sms"'),
+    "bool_type": ("true or false", "write true or false, without quotes"),
+    "bool_parsing": ("true or false", "write true or false, without quotes"),
+    "dict_type": ("a table", "write a table: [name] on its own line, or name = { key = value }"),
+    "model_type": ("a table", "write a table: [name] on its own line, or name = { key = value }"),
+    "model_attributes_type": ("a table", "write a table: [name], or name = { key = value }"),
+    "list_type": ("a list", "write a list in brackets, e.g. [1, 2, 3]"),
+}
+
+
+def _problem(
+    e: Any, loc: tuple[str | int, ...], cause: object
+) -> tuple[str, str | None]:
+    """A pydantic error in our words, and a hint."""
+    kind = e["type"]
+    context = e.get("ctx", {})
+    if isinstance(cause, ValueError):
+        hint = cause.hint if isinstance(cause, SettingError) else None
+        return str(cause), hint
+    if kind == "extra_forbidden":
+        name = str(loc[-1]) if loc else ""
+        known = _settings_at(loc[:-1])
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            hint = f"did you mean `{close[0]}`?"
+        elif known:
+            hint = f"the settings here are {', '.join(known)}"
+        else:
+            hint = "remove it"
+        return f"unknown setting `{name}`", hint
+    if kind == "missing":
+        return "is required here", None
+    if kind in _WANTED:
+        wanted, hint = _WANTED[kind]
+        return f"expected {wanted}, not {_shown_value(e.get('input'))}", hint
+    if kind == "finite_number":
+        return "must be a finite number (not nan or inf)", None
+    bounds = {
+        "greater_than": "more than {gt}",
+        "greater_than_equal": "at least {ge}",
+        "less_than": "less than {lt}",
+        "less_than_equal": "at most {le}",
+    }
+    if kind in bounds:
+        limits = {k: _shown_value(v) for k, v in context.items()}
+        return f"must be {bounds[kind].format(**limits)}, not {_shown_value(e.get('input'))}", None
+    message = str(e["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message, None
+
+
+def _settings_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The setting names of the table at `loc` in the configuration's models ([] if unknown):
+    `channels.sms` -> consent, requires_consent, cost, cap, address, send_window."""
+    import typing
+
+    kind: Any = Config
+    for step in loc:
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(step))
+            if field is None:
+                return []
+            kind = field.annotation
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]
+        else:
+            return []
+        while typing.get_origin(kind) in (typing.Union, typing.Annotated) or (
+            type(kind).__name__ == "UnionType"
+        ):
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            kind = args[0]
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return [name for name, f in kind.model_fields.items() if not f.exclude]
+    return []
 
 
 def find_config(start: Path) -> Path | None:

@@ -54,8 +54,8 @@ from .planner import (
     plan_rows_sql,
     suppressed_sql,
 )
-from .policies import Reason
-from .timeutil import MAX_DATE, MIN_DATE
+from .policies import SEND, Reason
+from .timeutil import MAX_DATE, MIN_DATE, shift
 from .types import ACTIVITY_FIELDS
 from .words import counted
 
@@ -414,6 +414,7 @@ def run_plan(
     if ready.ledger_digest:
         digest.parts["ledger"] = ready.ledger_digest
     meta = _meta(report, digest, as_of, plan, stats)
+    plan.plan_id = meta["plan_id"]
     if out is not None:  # what `retentionrules report` shows, while the plan's tables are here
         from .report import record
 
@@ -535,12 +536,22 @@ def _meta(
 # ---------------------------------------------------------------- explain
 
 
+@dataclass(frozen=True)
+class TestTrace:
+    """One top-level test of a rule's condition: its source text, its value for the customer,
+    and the fields it reads with the customer's values (a segment's, through the segment)."""
+
+    text: str
+    value: Any
+    reads: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class RuleTrace:
     rule: str
-    conditions: list[tuple[str, Any]]  # (source text of each top-level test, its value)
+    conditions: list[TestTrace]  # each top-level test, once, in source order
     matched: bool
-    outcome: str  # planned, holdout, not matched, or the reason it was removed
+    outcome: str  # planned, holdout, not matched, or the reason it was removed and what caused it
 
 
 @dataclass
@@ -589,12 +600,18 @@ def rule_traces(
     plan: Plan, report: Report, fields: dict[str, Any], customer: str, as_of: dt.date
 ) -> list[RuleTrace]:
     """Rule by rule: the value of each top-level test (reference interpreter) and what the plan
-    did with it."""
+    did with it; a removal by a cap, the quiet period or the household says who or what caused
+    it."""
     traces = []
-    for rule, outcome in zip(plan.ruleset.rules, outcomes(plan, customer), strict=True):
+    for i, (rule, outcome) in enumerate(
+        zip(plan.ruleset.rules, outcomes(plan, customer), strict=True)
+    ):
         matched = bool(evaluate(rule.condition, fields, as_of))
         conditions = _conditions(rule, fields, report, as_of)
-        traces.append(RuleTrace(rule.name, conditions, matched, describe(outcome)))
+        said = describe(outcome)
+        cause = _cause(plan, rule, i, outcome, fields, customer)
+        outcome_text = f"{said} ({cause})" if cause else said
+        traces.append(RuleTrace(rule.name, conditions, matched, outcome_text))
     return traces
 
 
@@ -611,12 +628,125 @@ def describe(outcome: Outcome) -> str:
     return "not matched"
 
 
+_SHOWN_CONTACTS = 3  # a cap reached by more contacts names the latest few and counts the rest
+
+
+def _cause(
+    plan: Plan, rule: ir.Rule, index: int, outcome: Outcome, fields: dict[str, Any], customer: str
+) -> str:
+    """What made a removal: the household member who was kept instead, or the contacts that
+    fill a cap or fall in the quiet period ("" for other outcomes). Read from the plan's tables
+    and the contact history, for one customer: explain and failing tests only."""
+    config = plan.config
+    reason = outcome.reason
+    if reason is Reason.HOUSEHOLD:
+        column = config.customers.household
+        household = fields.get(column) if column else None
+        kept = plan.con.execute(
+            "SELECT p.customer_id, p.status FROM planned p JOIN flags f USING (customer_id) "
+            "WHERE p.idx = ? AND f.household = ? AND p.status <> ? LIMIT 1",
+            [index, household, Reason.HOUSEHOLD.value],
+        ).fetchone()
+        if kept is None:
+            return f"household {household}"
+        removed = kept[1] not in (SEND, Reason.HOLDOUT.value)
+        later = f"; it was then removed: {kept[1]}" if removed else ""
+        return (
+            f"household {household} keeps {kept[0]}: highest rfm_score, then lowest id{later}"
+        )
+    if reason is Reason.QUIET_PERIOD:
+        quiet = config.contacts.quiet_period
+        assert quiet is not None  # the planner removes for it only when there is one
+        since = shift(plan.as_of, quiet, -1)
+        found = _contacts(plan, customer, "sent_at >= ?", [since])
+        found = found or f"last contacted {_shown(fields.get('last_contacted'))}"
+        return f"{found}, within the quiet period of {quiet}"
+    if reason is Reason.CHANNEL_CAP:
+        channel = config.channels[rule.action.channel or ""]
+        assert channel.cap is not None
+        since = shift(plan.as_of, channel.cap.per, -1)
+        name = rule.action.channel
+        found = _contacts(plan, customer, "channel = lower(?) AND sent_at >= ?", [name, since])
+        return f"{name} allows {channel.cap.count} per {channel.cap.per}: {found}"
+    if reason is Reason.RULE_CAP:
+        assert rule.cap is not None
+        since = shift(plan.as_of, rule.cap[1], -1)
+        found = _contacts(plan, customer, "rule = ? AND sent_at >= ?", [rule.name, since])
+        return f"the rule allows {rule.cap[0]} per {rule.cap[1]}: {found}"
+    return ""
+
+
+def _contacts(plan: Plan, customer: str, where: str, values: list[Any]) -> str:
+    """The customer's contacts up to the as-of date that match `where`, latest first, in words:
+    `sms 2026-11-20 (winback_gold), ...`; "" when there is no contact history."""
+    try:
+        rows = plan.con.execute(
+            f"SELECT channel, sent_at, rule FROM contacts WHERE customer_id = ? AND {where} "
+            "AND sent_at <= ? ORDER BY sent_at DESC, channel, rule",
+            [customer, *values, plan.as_of],
+        ).fetchall()
+    except duckdb.CatalogException:  # no contact history was loaded
+        return ""
+    shown = [
+        f"contacted {_shown(sent)} by {channel or '(no channel)'}"
+        + (f" for {rule}" if rule else "")
+        for channel, sent, rule in rows[:_SHOWN_CONTACTS]
+    ]
+    more = len(rows) - _SHOWN_CONTACTS
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _shown(value: Any) -> str:
+    """A field's value as a trace shows it: dates as YYYY-MM-DD, whole numbers without `.0`,
+    truth values as true/false, nothing as `missing`."""
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def shown_reads(reads: dict[str, Any]) -> str:
+    """`(stage: silent, tier: G)`: the values a test read, for a trace's line."""
+    if not reads:
+        return ""
+    return "(" + ", ".join(f"{k}: {_shown(v)}" for k, v in reads.items()) + ")"
+
+
+def test_line(test: TestTrace) -> str:
+    """`false  stage = sleeping  (stage: silent)`: a test's value, its text, what it read."""
+    reads = shown_reads(test.reads)
+    return f"{'true ' if test.value else 'false'}  {test.text}" + (f"  {reads}" if reads else "")
+
+
 def _conditions(
     rule: ir.Rule, fields: dict[str, Any], report: Report, as_of: dt.date
-) -> list[tuple[str, Any]]:
+) -> list[TestTrace]:
+    """Each top-level test once. The checker lowers one test to several (`x within 30 days` is
+    two comparisons, from one span of source): operands from the same span are one test."""
     source = report.sources.get(rule.path, "")
     operands = rule.condition.operands if isinstance(rule.condition, ir.And) else (rule.condition,)
-    return [(_text(source, o.span), evaluate(o, fields, as_of)) for o in operands]
+    groups: list[list[ir.Expr]] = []
+    for operand in operands:
+        if groups and operand.span.end_offset and _same(groups[-1][-1].span, operand.span):
+            groups[-1].append(operand)
+        else:
+            groups.append([operand])
+    tests = []
+    for group in groups:
+        test = group[0] if len(group) == 1 else ir.And(tuple(group), span=group[0].span)
+        names = ir.fields_used([test])
+        reads = {name: value for name, value in fields.items() if name in names}
+        tests.append(TestTrace(_text(source, test.span), evaluate(test, fields, as_of), reads))
+    return tests
+
+
+def _same(a: Span, b: Span) -> bool:
+    return (a.offset, a.end_offset) == (b.offset, b.end_offset)
 
 
 def _text(source: str, span: Span) -> str:

@@ -10,6 +10,11 @@ class UsageError(Exception):
     """The caller asked for something that cannot be done (exit code 2)."""
 
 
+class ConfigProblems(UsageError):
+    """A configuration that cannot be used: its problems, each at `retentionrules.toml:LINE:COL`
+    with the line and a hint, printed as they are (exit code 2)."""
+
+
 class DataError(Exception):
     """Bad input data; the message names the file, the row and the column (exit code 1)."""
 

@@ -102,6 +102,28 @@ def _revision_path(path: str) -> tuple[Path, PurePosixPath]:
         raise UsageError(f"{path}: outside the git repository at {top}") from None
 
 
+def _known_revision(spec: str, revision: str, path: str, top: Path) -> None:
+    """A revision git does not know (`main` where the branch is called `trunk`): a usage error
+    that says so and names the branches there are."""
+    try:
+        _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"],
+             top)  # fmt: skip
+        return
+    except subprocess.CalledProcessError:
+        pass
+    try:
+        listed = _git(["for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/tags"], top)
+        branches = listed.decode("utf-8", "replace").split()
+    except subprocess.CalledProcessError:
+        branches = []
+    shown = ", ".join(branches[:8]) + (", ..." if len(branches) > 8 else "")
+    example = f"; e.g. {branches[0]}:{path}" if branches else ""
+    raise UsageError(
+        f"{spec}: the git repository at {top} has no revision {revision!r}"
+        + (f" (its branches and tags: {shown}{example})" if branches else " (it has no commits)")
+    )
+
+
 def _git_snapshot(spec: str, folder: Path) -> _Snapshot:
     """`REV:PATH` -> the rule files of PATH at REV, copied into `folder`, with every
     retentionrules.toml below PATH and the nearest one above it at REV, so that the old rules
@@ -113,12 +135,19 @@ def _git_snapshot(spec: str, folder: Path) -> _Snapshot:
         top, relative = _revision_path(path)
     except (subprocess.CalledProcessError, FileNotFoundError, OSError):
         raise UsageError(f"{spec}: {path or '.'} is not inside a git repository") from None
+    _known_revision(spec, revision, path, top)
     try:
         listed = _git(["ls-tree", "-r", "-z", "--name-only", revision, "--", str(relative)], top)
     except subprocess.CalledProcessError as error:
         reason = error.stderr.decode("utf-8", "replace").strip() or "unknown revision"
         raise UsageError(f"{spec}: not a git revision and path ({reason})") from None
     names = [name.decode("utf-8", "surrogateescape") for name in listed.split(b"\0") if name]
+    if not names:
+        raise UsageError(
+            f"{spec}: {path or '.'} is not in the repository at {revision} (read from the "
+            f"repository's top folder {top}; write {revision}:./PATH for a path from the "
+            "current folder)"
+        )
     wanted = [n for n in names if n.endswith(RULE_SUFFIX) or PurePosixPath(n).name == CONFIG_NAME]
     for name in wanted:
         target = folder / name

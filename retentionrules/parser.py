@@ -321,10 +321,17 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
     elif isinstance(error, UnexpectedCharacters):
         char = chunk.text[error.pos_in_stream or 0]
         message = f"unexpected character {_show_char(char)}"
-        hint = (
-            'the language has names, numbers, "quoted text", dates and the operators '
-            "= != < <= > >= + - * /"
-        )
+        ascii_char = ascii_for(char)
+        if ascii_char is not None:
+            hint = (
+                f"{_show_char(char)} is a full-width character (as a Chinese input method "
+                f"types it); use the ASCII character `{ascii_char}`"
+            )
+        else:
+            hint = (
+                'the language has names, numbers, "quoted text", dates and the operators '
+                "= != < <= > >= + - * /"
+            )
     elif isinstance(error, UnexpectedEOF):
         message = "the statement ends too early"
         line, column = _end_position(chunk)
@@ -332,6 +339,27 @@ def _syntax_diagnostic(error: UnexpectedInput, chunk: _Chunk, path: str) -> Diag
         message = str(error)
     width = len(str(getattr(error, "token", " "))) or 1
     return Diagnostic(Code.RR100, message, path, ast.Span(line, column, line, column + width), hint)
+
+
+# Punctuation a Chinese input method types in place of ASCII: curly quotes, the ideographic
+# comma and full stop, corner brackets. The full-width forms (U+FF01-U+FF5E: `，＞（）＝`, digits)
+# and the ideographic space are their ASCII characters under NFKC.
+_LOOKALIKES = {"“": '"', "”": '"', "„": '"', "‘": '"', "’": '"', "、": ",", "。": ".",
+               "【": "[", "】": "]", "「": '"', "」": '"', "『": '"', "』": '"', "《": "<",
+               "》": ">"}  # fmt: skip
+
+
+def ascii_for(char: str) -> str | None:
+    """The ASCII character a full-width or Chinese punctuation character stands for, or None:
+    `，` -> `,`, `“` -> `"`, `＞` -> `>`."""
+    import unicodedata
+
+    if char in _LOOKALIKES:
+        return _LOOKALIKES[char]
+    folded = unicodedata.normalize("NFKC", char)
+    if folded != char and len(folded) == 1 and folded.isascii() and folded.isprintable():
+        return folded
+    return None
 
 
 def _show_char(char: str) -> str:

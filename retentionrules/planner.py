@@ -20,6 +20,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 
@@ -59,14 +60,54 @@ class Plan:
     counts: list[RuleCounts] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     removed: list[dict[Reason, int]] = field(default_factory=list)  # per rule: by each reason
+    plan_id: str = ""  # set by `engine.run_plan` once the inputs' digests are known
 
     @property
     def config(self) -> Config:
         return self.ruleset.config
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The plan's rows, as the plan file holds them (one per action, in the customers'
+        input order), each a dict; `parameters` a dict. Read from DuckDB when asked: planning
+        costs nothing more for it."""
+        cursor = self.con.execute(plan_rows_sql(self, self.plan_id))
+        names = [d[0] for d in cursor.description]
+        found = []
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            row["parameters"] = json.loads(row["parameters"])
+            found.append(row)
+        return found
+
+    def to_arrow(self) -> Any:
+        """The plan's rows as a pyarrow Table (`parameters` as JSON text). Needs pyarrow."""
+        _needs("pyarrow", "to_arrow")
+        relation: Any = self.con.sql(plan_rows_sql(self, self.plan_id))
+        # DuckDB 1.4 named it to_arrow_table; before, `arrow()` gave the table
+        table = getattr(relation, "to_arrow_table", None) or relation.arrow
+        return table()
+
+    def to_pandas(self) -> Any:
+        """The plan's rows as a pandas DataFrame (`parameters` as JSON text). Needs pandas."""
+        _needs("pandas", "to_pandas")
+        return self.con.sql(plan_rows_sql(self, self.plan_id)).df()
+
     @property
     def actions(self) -> int:
         return sum(c.after[-2] for c in self.counts)  # sent and held out: every row of the plan
+
+
+def _needs(module: str, method: str) -> None:
+    """An optional library a method needs: a clear ImportError that says how to get it."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"Plan.{method}() needs {module}, which is not installed: pip install {module} "
+            "(Plan.rows() needs nothing: a list of dicts)"
+        ) from None
 
 
 def ranked(ruleset: ir.RuleSet) -> list[tuple[int, ir.Rule]]:
@@ -391,9 +432,29 @@ def build_plan(
     # input order unless orders or contacts were joined in.
     _planned(con, ruleset, config, flags_in_order=inputs.orders is None and not has_contacts)
     _count(con, plan, gates, reasons)
-    if not has_contacts and any(r.cap for r in ruleset.rules):
-        plan.notes.append("no contact history given (--contacts): per-rule caps were not applied")
+    if not has_contacts:
+        unapplied = caps_not_applied(ruleset)
+        if unapplied:
+            plan.notes.append(
+                "no contact history given (--contacts): these caps were not applied: "
+                + ", ".join(unapplied)
+            )
     return plan
+
+
+def caps_not_applied(ruleset: ir.RuleSet) -> list[str]:
+    """Every cap that needs a contact history to count against: each rule's own (`cap N per
+    D`) and the caps of the channels the rules reach (a channel's `cap` in the configuration).
+    Without a history none of them is applied, and the summary says which."""
+    config = ruleset.config
+    caps = [f"rule {r.name} ({r.cap[0]} per {r.cap[1]})" for r in ruleset.rules if r.cap]
+    used = {r.action.channel for r in ruleset.rules if r.action.channel}
+    caps += [
+        f"channel {name} ({channel.cap.count} per {channel.cap.per})"
+        for name, channel in config.channels.items()
+        if channel.cap is not None and name in used
+    ]
+    return caps
 
 
 def _cost(rule: ir.Rule, config: Config) -> float:

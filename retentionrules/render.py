@@ -23,6 +23,31 @@ def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str], fmt: str)
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
+def display_width(text: str) -> int:
+    """Columns `text` takes in a terminal: wide and full-width characters (CJK, `，`) two,
+    combining marks none, the rest one."""
+    import unicodedata
+
+    return sum(
+        0
+        if unicodedata.combining(c)
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
+def caret_line(source: str, column: int, width: int) -> str:
+    """Carets under `width` characters of the source line from `column` (from 1), aligned by
+    display width: under a line with Chinese text each wide character takes two columns. A tab
+    before the place stays a tab, so that the terminal moves both lines alike."""
+    before = source[: column - 1]
+    pad = "".join("\t" if c == "\t" else " " * display_width(c) for c in before)
+    under = source[column - 1 : column - 1 + width]
+    return pad + "^" * max(1, display_width(under), width - len(under))
+
+
 def escape_controls(text: str) -> str:
     """Control characters shown as `\\u000a`, for text read in a terminal or a CI log: a line
     break in a case name or a file name would otherwise start a line of its own (where GitHub
@@ -50,7 +75,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
                 else len(text) - span.column + 1
             )
             out.append(f"    {text}")
-            out.append("    " + " " * (span.column - 1) + "^" * max(1, width))
+            out.append("    " + caret_line(text, span.column, max(1, width)))
         if d.hint:
             out.append(f"    hint: {escape_controls(d.hint)}")
     errors = sum(d.is_error for d in diagnostics)

@@ -11,9 +11,10 @@ from dataclasses import asdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .engine import Explanation, PlanResult, ScoreResult
+from . import ir
+from .engine import Explanation, PlanResult, ScoreResult, test_line
 from .output import json_text
-from .policies import COLUMNS
+from .policies import POLICIES, RuleCounts
 from .words import counted
 
 if TYPE_CHECKING:  # types only: importing `send` (HTTP, TLS) would slow every plan's start
@@ -64,22 +65,71 @@ def plan_json(result: PlanResult) -> str:
     return json_text(payload)
 
 
+# The plan summary shows what each step removed: a new user reads a number under `consent` as
+# the customers consent took away (shown the customers left after each step instead, "consent
+# 54" was read as 54 removed). Matched minus every step's removals is what is planned.
+PLAN_LEGEND = (
+    "matched: customers the rule's condition holds for; consent ... holdout: how many of them "
+    "each step removed",
+    "holdout: kept in the plan as the control group, never sent",
+    "planned: matched minus the removals, the actions `send` delivers once the plan is approved "
+    "(a tag is a label: sent to nobody)",
+)
+
+
+def action_text(rule: ir.Rule) -> str:
+    """What a rule does, as the summary shows it: `send via sms`, `call via phone`, or
+    `tag LABEL` (a tag reaches nobody: it has no channel and costs nothing)."""
+    action = rule.action
+    if action.kind == "tag":
+        return f"tag {action.template}"
+    return f"{action.kind} via {action.channel}" if action.channel else action.kind
+
+
+def removed_by_step(counts: RuleCounts) -> list[int]:
+    """How many customers each step after `match` removed, in POLICIES order (the last is the
+    holdout: held out, not sent)."""
+    return [counts.after[i] - counts.after[i + 1] for i in range(len(counts.after) - 1)]
+
+
 def print_plan(result: PlanResult, console: Console) -> None:
-    table = _table(title=f"plan {result.meta['plan_id']} as of {result.meta['as_of']}")
+    """Checker warnings first (a rule that never fires explains a row of zeros), then the
+    table of what each step removed, its legend and the notes."""
+    warnings = result.report.diagnostics
+    if warnings:
+        from .render import render_text
+
+        console.print(render_text(warnings, result.report.sources), markup=False)
+    table = _table(
+        title=f"plan {result.meta['plan_id']} as of {result.meta['as_of']}: "
+        "customers removed by each step"
+    )
     table.add_column("rule")
-    for step in COLUMNS:
-        table.add_column(step, justify="right")
+    table.add_column("action")
+    table.add_column("matched", justify="right")
+    for policy in POLICIES[1:]:
+        table.add_column(policy.name, justify="right")
+    table.add_column("planned", justify="right")
     table.add_column("cost", justify="right")
-    totals = [0] * len(COLUMNS)
+    actions = {rule.name: action_text(rule) for rule in result.plan.ruleset.rules}
+    totals = [0] * (len(POLICIES) + 1)
     cost = 0.0
     for counts in result.plan.counts:
-        values = list(counts.columns().values())
+        values = [counts.matched, *removed_by_step(counts), counts.sent]
         totals = [a + b for a, b in zip(totals, values, strict=True)]
         cost += counts.cost
-        _row(table, counts.rule, *values, f"{counts.cost:.2f}")
+        _row(
+            table,
+            counts.rule,
+            actions.get(counts.rule, ""),
+            *_removals(values),
+            f"{counts.cost:.2f}",
+        )
     table.add_section()
-    _row(table, "total", *totals, f"{cost:.2f}")
+    _row(table, "total", "", *_removals(totals), f"{cost:.2f}")
     console.print(table)
+    for line in PLAN_LEGEND:
+        console.print(line, markup=False)
     stats = result.stats
     console.print(
         f"{counted(stats.customers, 'customer')} read; "
@@ -87,13 +137,17 @@ def print_plan(result: PlanResult, console: Console) -> None:
         + "".join(f"\n  {n} from {f}" for f, n in stats.rejected.items()),
         markup=False,
     )
-    console.print(
-        f"configuration: {result.plan.config.where()}", markup=False
-    )
+    console.print(f"configuration: {result.plan.config.where()}", markup=False)
     for note in result.plan.notes:
         console.print(f"note: {note}", markup=False)
     for path in result.written:
         console.print(f"wrote {path}", markup=False)
+
+
+def _removals(values: list[int]) -> list[str]:
+    """matched, the removals (`-3`, or `0` when a step removed nobody), planned."""
+    first, *removed, last = values
+    return [str(first), *(f"-{n}" if n else "0" for n in removed), str(last)]
 
 
 def explain_json(explanations: list[Explanation]) -> str:
@@ -108,7 +162,12 @@ def explain_json(explanations: list[Explanation]) -> str:
                         "matched": t.matched,
                         "outcome": t.outcome,
                         "conditions": [
-                            {"test": text, "value": _plain(v)} for text, v in t.conditions
+                            {
+                                "test": c.text,
+                                "value": _plain(c.value),
+                                "reads": {k: _plain(v) for k, v in c.reads.items()},
+                            }
+                            for c in t.conditions
                         ],
                     }
                     for t in e.rules
@@ -131,8 +190,8 @@ def print_explanation(explanation: Explanation, console: Console) -> None:
         line.append(trace.rule, style="bold")
         line.append(f": {trace.outcome}")
         console.print(line)
-        for text, value in trace.conditions:
-            console.print(f"    {'true ' if value else 'false'}  {text}", markup=False)
+        for test in trace.conditions:
+            console.print(f"    {test_line(test)}", markup=False)
 
 
 def score_json(result: ScoreResult) -> str:

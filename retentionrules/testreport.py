@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .diagnostics import Diagnostic
+from .engine import test_line
 from .render import escape_controls, escape_github, render_github, render_json, render_text
 from .testing import CaseResult, TestRun
 
@@ -40,9 +41,7 @@ def _explain(result: CaseResult) -> list[str]:
     lines = []
     for trace in result.traces:
         lines.append(f"      {'✓' if trace.matched else '✗'} {trace.rule}: {trace.outcome}")
-        lines.extend(
-            f"          {'true ' if value else 'false'}  {text}" for text, value in trace.conditions
-        )
+        lines.extend(f"          {test_line(test)}" for test in trace.conditions)
     return lines
 
 
@@ -150,6 +149,23 @@ def _junit_problems(diagnostics: Sequence[Diagnostic]) -> str:
         f'<testsuite name="retentionrules" tests="{len(errors)}" failures="0" '
         f'errors="{len(errors)}">\n' + "\n".join(cases) + "\n</testsuite>"
     )
+
+
+def render_stopped(message: str, fmt: str) -> str:
+    """The tests could not start (a usage error: rules of a test file's project not given, a
+    broken configuration): said in the format asked for, so that CI shows why, not an empty or
+    unreadable report."""
+    if fmt == "junit":
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<testsuite name="retentionrules" tests="1" failures="0" errors="1">\n'
+            '  <testcase classname="retentionrules" name="retentionrules test">\n'
+            f'    <error type="usage" message={quoteattr(_xml(message.splitlines()[0]))}>'
+            f"{escape(_xml(message))}</error>\n  </testcase>\n</testsuite>"
+        )
+    if fmt == "github":
+        return f"::error title=retentionrules test::{escape_github(message)}"
+    return json.dumps({"error": message}, ensure_ascii=False, indent=2)
 
 
 def _github(run: TestRun) -> str:

@@ -20,6 +20,7 @@ from .conftest import GOLDEN
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 CASES = sorted(p.name for p in (GOLDEN / "diagnostics").iterdir())
 FMT_CASES = sorted((GOLDEN / "fmt").glob("*.rules"))
+WIDE_CASES = sorted((GOLDEN / "fullwidth").glob("*.rules"))
 
 
 def compare(expected_file: Path, actual: str) -> None:
@@ -63,3 +64,21 @@ def reported(text: str) -> list[str]:
 def test_language_reference_documents_every_code():
     reference = (GOLDEN.parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
     assert [c.value for c in Code if f"| {c.value} |" not in reference] == []
+
+
+@pytest.mark.parametrize("case", WIDE_CASES, ids=lambda p: p.stem)
+def test_full_width_punctuation_and_wide_text_golden(case, monkeypatch):
+    """Chinese text before the problem: the caret stays under it (wide characters take two
+    columns); full-width punctuation gets the ASCII character to use instead."""
+    monkeypatch.chdir(case.parent)
+    report = check_paths([case.name])
+    compare(case.with_suffix(".expected"), render_text(report.diagnostics, report.sources) + "\n")
+
+
+def test_full_width_punctuation_hints_name_the_ascii_character():
+    from retentionrules.parser import ascii_for
+
+    table = {"“": '"', "”": '"', "，": ",", "＞": ">", "＜": "<", "（": "(", "）": ")",
+             "＝": "=", "！": "!", "［": "[", "］": "]", "、": ",", "。": ".", "３": "3",
+             "a": None, "上": None, "→": None}  # fmt: skip
+    assert {c: ascii_for(c) for c in table} == table

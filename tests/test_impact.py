@@ -89,7 +89,11 @@ def test_revision_path_is_read_from_the_repository_top_unless_it_starts_with_dot
         assert result.exit_code == 0, (old, result.output)
         assert all(r["moved"] == 0 for r in json.loads(result.output)["rules"])
     wrong = run_cli("diff", "HEAD:rules", rules, *DATA)  # there is no rules/ at the top
-    assert wrong.exit_code == 2 and "HEAD:rules: no rule files at that revision" in wrong.output
+    assert wrong.exit_code == 2
+    assert "HEAD:rules: rules is not in the repository at HEAD (read from the repository's top " \
+        "folder" in wrong.output and "write HEAD:./PATH for a path from the current folder" in (
+        wrong.output
+    )
 
 
 def test_a_broken_rule_at_a_revision_is_named_by_revision_never_a_temporary_path(

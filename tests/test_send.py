@@ -517,6 +517,10 @@ def test_the_readme_loop_on_the_demo_shop_sends_each_message_once_and_replans_no
                     "--out", again)  # fmt: skip
     assert replanned.returncode == 0, replanned.stderr
     assert "92 contacts from the ledger" in replanned.stdout
+    total = "│ total              │                │     131 │     -22 │ -102 │        0 │" \
+        "         0 │      0 │       0 │       7 │ 0.22 │"
+    assert total in replanned.stdout
+    assert total in (ROOT / "README.md").read_text(encoding="utf-8")  # as the README shows it
     contacted = {m["customer_id"] for m in received}
     rows = plan_rows(again)
     assert len(rows) == 7 and not contacted & {r["customer_id"] for r in rows}
