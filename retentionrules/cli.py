@@ -86,7 +86,9 @@ def _options(
         ),
     ] = False,
 ) -> None:
-    """Options before the command (`retentionrules --version`)."""
+    """Options before the command (`retentionrules --version`). Being a callback, it also keeps
+    the app a group of commands when `_lean` leaves it only one: without one, Typer would run
+    that command with its name taken for an argument."""
 
 
 ConfigOption = Annotated[
@@ -1024,13 +1026,6 @@ def _text_of(path: Path) -> str:
         return path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return ""
-
-
-@app.callback()
-def _commands() -> None:
-    # A callback keeps the app a group of commands even when `_lean` leaves it only one;
-    # without one, Typer would run that command with its name taken for an argument.
-    pass
 
 
 def _lean(arguments: list[str]) -> typer.Typer:

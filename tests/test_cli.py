@@ -237,3 +237,22 @@ def test_a_signal_while_duckdb_loads_never_aborts_the_process(tmp_path):
         err = "".join(seen) + rest
         assert "Critical" not in err and "Traceback" not in err, err
         assert process.returncode == 128 + number, err
+
+
+def test_the_console_script_builds_only_the_command_it_runs_yet_reads_as_the_whole_app():
+    """`main` builds only the command named (start-up); help, `--version`, sub-groups and a
+    misspelt command must read as they do from the whole app."""
+    import subprocess
+    import sys
+
+    def run(code: str, *args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    lean = "import sys; sys.argv[0] = 'retentionrules'; from retentionrules.cli import main; main()"
+    whole = "from retentionrules.cli import app; app(prog_name='retentionrules')"
+    for args in (["--help"], ["plan", "--help"], ["ledger", "--help"], ["nosuch"], ["plan"]):
+        assert run(lean, *args) == run(whole, *args), args
+    assert run(lean, "--version")[1].startswith("retentionrules ")

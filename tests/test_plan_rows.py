@@ -43,7 +43,6 @@ def test_plan_rows_without_an_output_file(planned):
 
 
 def test_to_arrow_has_the_plan_rows(planned):
-    pytest.importorskip("pyarrow")
     result, written = planned
     table = result.plan.to_arrow()
     assert table.num_rows == len(written)
@@ -53,7 +52,6 @@ def test_to_arrow_has_the_plan_rows(planned):
 
 
 def test_to_pandas_has_the_plan_rows(planned):
-    pytest.importorskip("pandas")
     result, written = planned
     frame = result.plan.to_pandas()
     assert list(frame["rule"]) == [r["rule"] for r in written]

@@ -6,11 +6,10 @@ import datetime as dt
 import subprocess
 import sys
 
+import pyspark  # noqa: F401 - the test extra installs it: without it these tests must fail
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("pyspark")
 
 from retentionrules.api import check_sources
 from retentionrules.compiler import compile_conditions, with_layers
