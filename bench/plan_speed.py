@@ -274,6 +274,14 @@ def main() -> None:
             count = 1 if peer.name in SLOW else args.pairs
             standard[peer.name] = paired(plan, peer.command, count, peer.name)
 
+        # Start-up before the rows are compared: holding them grows this process by hundreds of
+        # MB, and Linux carries a parent's peak into a child's ru_maxrss (fork, then exec), so
+        # every later child would show at least that peak.
+        small = work / f"customers_{STARTUP_ROWS}.csv"
+        head(customers, small, STARTUP_ROWS)
+        floor = [sys.executable, "-c", "import duckdb"]
+        startup = paired(plan_command(small, work / "small.csv"), floor, args.pairs, "import")
+
         truth = rows_of(work / "reference.csv", "action")
         same = {PLAN: rows_of(ours, "template") == truth}
         for peer in jobs:
@@ -281,11 +289,6 @@ def main() -> None:
                 same[peer.name] = (
                     "n/a" if peer.out is None else rows_of(peer.out, peer.action_column) == truth
                 )
-
-        small = work / f"customers_{STARTUP_ROWS}.csv"
-        head(customers, small, STARTUP_ROWS)
-        floor = [sys.executable, "-c", "import duckdb"]
-        startup = paired(plan_command(small, work / "small.csv"), floor, args.pairs, "import")
     after = loadavg()
 
     def yes(value: bool | str) -> str:
