@@ -650,3 +650,20 @@ def test_a_number_of_thousands_of_digits_in_a_test_file_is_rr400_at_the_number(r
     expected = run_case(run_cli, project, case)  # a number no plan holds: a failure, not a crash
     assert expected.exit_code == 1, expected.output
     assert "internal error" not in expected.output
+
+
+def test_the_readme_shows_what_testing_the_demo_shop_prints():
+    """A new user runs the README's `test` command and must see what it shows."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    command = "test examples/ --min-coverage 100"
+    done = subprocess.run(
+        [sys.executable, "-m", "retentionrules", *command.split()],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"$ retentionrules {command}\n{done.stdout}```" in readme
