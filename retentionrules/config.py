@@ -680,15 +680,11 @@ def _invalid(path: Path, text: str, error: ValidationError) -> str:
         else:
             out.append(f"{shown}:{place.line}:{place.column}: {problem}")
             source = lines[place.line - 1] if place.line <= len(lines) else ""
-            width = (
-                place.end_column - place.column
-                if place.end_line == place.line
-                else len(source) - place.column + 1
-            )
-            from .render import caret_line
+            from .render import excerpt
 
-            out.append(f"    {source.rstrip()}")
-            out.append("    " + caret_line(source, place.column, max(1, width)))
+            out += excerpt(
+                source.rstrip(), place.column, place.end_line, place.line, place.end_column
+            )
         if hint:
             out.append(f"    hint: {hint}")
     return "\n".join(out)

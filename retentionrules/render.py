@@ -48,6 +48,13 @@ def caret_line(source: str, column: int, width: int) -> str:
     return pad + "^" * max(1, display_width(under), width - len(under))
 
 
+def excerpt(text: str, column: int, end_line: int, line: int, end_column: int) -> list[str]:
+    """The source line and the carets under the place (to the end of the line when the place
+    runs on past it), indented as every diagnostic shows them: rules and configuration alike."""
+    width = end_column - column if end_line == line else len(text) - column + 1
+    return [f"    {text}", "    " + caret_line(text, column, max(1, width))]
+
+
 def escape_controls(text: str) -> str:
     """Control characters shown as `\\u000a`, for text read in a terminal or a CI log: a line
     break in a case name or a file name would otherwise start a line of its own (where GitHub
@@ -69,13 +76,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str]) -> s
         lines = source.split("\n") if source else []
         if 0 < span.line <= len(lines):
             text = _CONTROL.sub("\ufffd", lines[span.line - 1].rstrip())
-            width = (
-                span.end_column - span.column
-                if span.end_line == span.line
-                else len(text) - span.column + 1
-            )
-            out.append(f"    {text}")
-            out.append("    " + caret_line(text, span.column, max(1, width)))
+            out += excerpt(text, span.column, span.end_line, span.line, span.end_column)
         if d.hint:
             out.append(f"    hint: {escape_controls(d.hint)}")
     errors = sum(d.is_error for d in diagnostics)
