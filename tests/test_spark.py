@@ -111,3 +111,38 @@ def test_missing_pyspark_is_a_usage_error_naming_the_extra(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "pip install 'retentionrules[spark]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_spark_failure_is_one_line_for_people_not_a_java_stack(run_cli, spark, monkeypatch):
+    """What Spark's own failures print: the deepest cause, exit 2, no frames. (A plan that lost
+    a task's result, as 10,000,000 customers did on one machine, fails this way: injected here,
+    after the real session loaded the data.)"""
+    from pyspark.errors import PySparkException
+
+    from retentionrules import engine
+    from retentionrules.cli import spark_cause
+
+    stack = (
+        "An error occurred while calling o120.getResult.\n"
+        ": org.apache.spark.SparkException: Exception thrown in awaitResult: \n"
+        "\tat org.apache.spark.util.SparkThreadUtils$.awaitResult(SparkThreadUtils.scala:70)\n"
+        "Caused by: org.apache.spark.SparkException: Job aborted due to stage failure: "
+        "TaskResultLost (result lost from block manager)\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.abortStage(DAGScheduler.scala:4560)\n"
+    )
+    assert spark_cause(stack) == "Job aborted due to stage failure: TaskResultLost (result lost " \
+        "from block manager)"
+    assert spark_cause("no class here: just words") == "no class here: just words"
+
+    def fail(*args, **kwargs):
+        raise PySparkException(message=stack)
+
+    monkeypatch.setattr(engine, "build_plan", fail)
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", EXAMPLES / "customers.csv",
+        "--as-of", "2026-11-22", "--engine", "spark",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    cause = "Job aborted due to stage failure: TaskResultLost"
+    assert f"Spark stopped the run: {cause}" in result.output
+    assert "\tat org.apache" not in result.output and "internal error" not in result.output
