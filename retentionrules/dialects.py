@@ -18,7 +18,8 @@ sqlglot's translation leaves wrong or missing for the constructs this engine use
   so a parsed instant's wall-clock time is UTC's);
 - date arithmetic: `date - date` is `datediff`, `date_diff('day', a, b)` is `datediff(b, a)`;
 - NULL ordering: DuckDB sorts NULLs last, Spark first; sqlglot writes `NULLS LAST` where it
-  differs (checked by the tests, which compare the plans byte for byte).
+  differs (checked by the tests, which compare the plans byte for byte);
+- several `unnest` side by side in one select (walked in step): one `inline(arrays_zip(...))`.
 
 Strings compare by their UTF-8 bytes on both engines (code-point order), so ties on ids break the
 same way.
@@ -116,6 +117,27 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
     return node
 
 
+def _zip_unnests(node: exp.Expr) -> exp.Expr:
+    """Several `unnest(list) AS name` side by side in one select: DuckDB walks the lists in step
+    (row i of each together, NULL past a shorter one's end), Spark takes one generator a select.
+    `inline(arrays_zip(a, b)) AS (x, y)` is the same walk in one generator."""
+    if not isinstance(node, exp.Select):
+        return node
+    projections = node.expressions
+    where = [
+        i
+        for i, p in enumerate(projections)
+        if isinstance(p, exp.Alias) and isinstance(p.this, (exp.Explode, exp.Unnest))
+    ]
+    if len(where) < 2 or where != list(range(where[0], where[0] + len(where))):
+        return node  # one unnest, or not side by side: as sqlglot writes it
+    lists = [projections[i].this.this for i in where]
+    names = [exp.to_identifier(projections[i].alias) for i in where]
+    zipped = exp.Aliases(this=_call("inline", _call("arrays_zip", *lists)), expressions=names)
+    node.set("expressions", [*projections[: where[0]], zipped, *projections[where[-1] + 1 :]])
+    return node
+
+
 def render(tree: exp.Expr, schema: Schema | None = None) -> str:
     """A parsed statement (a query) as Spark SQL. `schema`: the columns of the tables it reads,
     for expanding `* EXCLUDE` / `* REPLACE` and the aliases a select refers to within itself
@@ -139,7 +161,7 @@ def render(tree: exp.Expr, schema: Schema | None = None) -> str:
                     kept.append(column)
                 seen.add(column.alias_or_name)
             select.set("expressions", kept)
-    tree = tree.transform(_rewrite)
+    tree = tree.transform(_zip_unnests).transform(_rewrite)
     return tree.sql(dialect="spark")
 
 

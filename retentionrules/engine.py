@@ -374,8 +374,6 @@ def run_plan(
         plan="--out",
         json_text={"--rejects": ["record"]},
     )
-    if engine == "spark" and suppressed is not None:  # its query unnests two lists in step
-        raise UsageError("--suppressed is not available with --engine spark yet: use DuckDB")
     digest = _Digest(inputs)
     digest.start()
     ready = prepare(

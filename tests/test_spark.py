@@ -2,6 +2,7 @@
 same plan id, and the same derived fields as DuckDB; the compiled rules agree with the Python
 interpreter on Spark too. Spark runs in local mode, one session for the whole test session."""
 
+import csv
 import datetime as dt
 import subprocess
 import sys
@@ -50,14 +51,24 @@ def test_demo_shop_plan_is_byte_identical_on_spark(spark, tmp_path, suffix):
 
 
 def test_standard_job_plan_is_byte_identical_on_spark(spark, tmp_path):
+    """The plan, its header and the suppressed pairs (`--suppressed`: each customer's removals
+    walked rule by rule, which Spark does with one generator) are the same on both engines."""
     customers = tmp_path / "c.csv"
     subprocess.run([sys.executable, JOB / "gen_customers.py", "2000", customers], check=True)
     duck, on_spark = tmp_path / "duckdb.csv", tmp_path / "spark.csv"
-    a = run_plan([JOB], Inputs(customers), AS_OF_DATE, out=duck)
-    b = run_plan([JOB], Inputs(customers), AS_OF_DATE, out=on_spark, engine="spark")
+    removed = {engine: tmp_path / f"suppressed-{engine}.csv" for engine in ("duckdb", "spark")}
+    a = run_plan([JOB], Inputs(customers), AS_OF_DATE, out=duck, suppressed=removed["duckdb"])
+    b = run_plan(
+        [JOB], Inputs(customers), AS_OF_DATE, out=on_spark, suppressed=removed["spark"],
+        engine="spark",
+    )  # fmt: skip
     assert a.meta == b.meta
     assert duck.read_bytes() == on_spark.read_bytes()
     assert a.plan.actions > 1000
+    assert removed["duckdb"].read_bytes() == removed["spark"].read_bytes()
+    with removed["duckdb"].open(encoding="utf-8-sig", newline="") as handle:
+        reasons = {row["reason"] for row in csv.DictReader(handle)}
+    assert {"consent", "priority", "quiet_period"} <= reasons  # every kind of walk is compared
 
 
 def test_demo_shop_scores_are_identical_on_spark(spark, tmp_path):
