@@ -157,3 +157,33 @@ def test_a_spark_failure_is_one_line_for_people_not_a_java_stack(run_cli, spark,
     cause = "Job aborted due to stage failure: TaskResultLost"
     assert f"Spark stopped the run: {cause}" in result.output
     assert "\tat org.apache" not in result.output and "internal error" not in result.output
+
+
+def test_a_table_of_the_spark_catalogue_plans_as_its_file_does(spark, tmp_path):
+    """`--customers table:NAME` reads a table (here a view) of the session's catalogue: the same
+    actions as DuckDB planning the Parquet file the table was made from. Only the plan id
+    differs: a table's digest is its name's (its rows are the cluster's)."""
+    import json
+
+    import duckdb
+
+    parquet = tmp_path / "customers.parquet"
+    source = EXAMPLES / "customers.csv"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{source}')) TO '{parquet}' (FORMAT PARQUET)"
+    )
+    spark.read.parquet(str(parquet)).createOrReplaceTempView("demo_customers")
+    duck, on_spark = tmp_path / "duckdb.jsonl", tmp_path / "spark.jsonl"
+    a = run_plan([EXAMPLES / "rules"], Inputs(parquet), AS_OF_DATE, out=duck, use_ledger=False)
+    b = run_plan(
+        [EXAMPLES / "rules"], Inputs("table:demo_customers"), AS_OF_DATE, out=on_spark,
+        use_ledger=False, engine="spark",
+    )  # fmt: skip
+
+    def actions(path):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return [{k: v for k, v in row.items() if k != "plan_id"} for row in rows]
+
+    assert actions(duck) == actions(on_spark) and len(actions(duck)) > 50
+    assert a.plan.counts == b.plan.counts
+    assert a.meta["plan_id"] != b.meta["plan_id"]
