@@ -256,3 +256,14 @@ def test_the_console_script_builds_only_the_command_it_runs_yet_reads_as_the_who
     for args in (["--help"], ["plan", "--help"], ["ledger", "--help"], ["nosuch"], ["plan"]):
         assert run(lean, *args) == run(whole, *args), args
     assert run(lean, "--version")[1].startswith("retentionrules ")
+
+
+def test_ci_runs_the_readmes_test_command_as_written():
+    """The README's second quick-start command is what CI runs: the one cannot drift from the
+    other (a fresh machine needs the same system packages CI installs)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Quick start", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = block.strip().splitlines()
+    assert len(commands) == 2  # one to plan the demo shop, one to run every test
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert commands[1] in ci
