@@ -730,6 +730,9 @@ def _verified_header(plan: Path, header_path: Path, handle: IO[bytes]) -> dict[s
         header: dict[str, Any] = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise UnverifiedPlan(f"{header_path}: not a plan header: {error}", "bad header") from None
+    except RecursionError:  # JSON nested thousands deep: no header of ours
+        message = f"{header_path}: not a plan header: nested too deep"
+        raise UnverifiedPlan(message, "bad header") from None
     expected = header.get("plan_sha256") if isinstance(header, dict) else None
     if not isinstance(expected, str):
         raise UnverifiedPlan(

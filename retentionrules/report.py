@@ -18,6 +18,7 @@ HTML-escaped.
 from __future__ import annotations
 
 import html
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -830,6 +831,109 @@ def _impact(impact: AudienceImpact, header: Mapping[str, Any], words: Mapping[st
 # ---------------------------------------------------------------- reading plans, writing
 
 
+# What a report may hold, beyond which a header is not one `record` wrote: a page a few MB at
+# most, whatever a hand-edited header says.
+_MAX_TIERS, _MAX_CELLS, _MAX_RULES = 64, 4096, 5000
+
+
+def checked_record(header: Mapping[str, Any], rows: Sequence[Any]) -> dict[str, Any]:
+    """The header's `report` section, once it has the shape `record` writes and agrees with
+    the plan's rows (which the header's digest vouches for): the rows each rule and channel
+    planned, held out and cost. Nothing else vouches for the section, so an edited one (a rule
+    that never ran, a cost of 0.00 under an approval) is refused rather than shown. Raises
+    DataError saying what does not hold."""
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+    from .errors import DataError
+
+    class _Strict(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+
+    class _Rule(_Strict):
+        rule: str
+        action: str
+        template: str | None
+        channel: str | None
+        parameters: dict[str, Any]
+        kept: list[int] = Field(min_length=len(POLICIES), max_length=len(POLICIES))
+        cost: float
+        removed: dict[str, int]
+
+    class _Channel(_Strict):
+        channel: str | None
+        sent: int
+        holdout: int
+        cost: float
+
+    class _Parameter(_Strict):
+        name: str
+        value: Any
+        sent: int
+        cost: float
+        rules: list[str] = Field(max_length=_MAX_RULES)
+
+    class _Record(_Strict):
+        version: int
+        rules: list[_Rule] = Field(max_length=_MAX_RULES)
+        tiers: list[str] = Field(max_length=_MAX_TIERS)
+        customers_by_tier_stage: list[tuple[str | None, str, int]] = Field(max_length=_MAX_CELLS)
+        sent_by_tier_stage: list[tuple[str | None, str, int]] = Field(max_length=_MAX_CELLS)
+        channels: list[_Channel] = Field(max_length=_MAX_RULES)
+        parameters: list[_Parameter] = Field(max_length=TOP_PARAMETERS)
+
+    where = "the plan's header, section `report`"
+    found = header.get("report")
+    if isinstance(found, dict) and found.get("version") != RECORD_VERSION:
+        raise DataError(f"{where}: version {found.get('version')!r}, not {RECORD_VERSION}")
+    try:
+        # As JSON, which the header is: strict, yet an array may be a (tier, stage, count) row.
+        record = _Record.model_validate_json(json.dumps(found)).model_dump()
+    except ValidationError as error:
+        first = error.errors()[0]
+        place = ".".join(str(part) for part in first["loc"]) or "report"
+        raise DataError(
+            f"{where}: {place}: {first['msg']} (not what retentionrules writes: edited by hand?)"
+        ) from None
+    problems = []
+    planned: dict[str, list[Any]] = {}
+    for row in rows:
+        planned.setdefault(row.rule, []).append(row)
+    names = [r["rule"] for r in record["rules"]]
+    for name in sorted(set(planned) - set(names)):
+        problems.append(f"rule {name} is in the plan but not in the report")
+    for rule in record["rules"]:
+        kept, mine = rule["kept"], planned.get(rule["rule"], [])
+        sent = sum(1 for row in mine if not row.holdout)
+        cost = sum(row.cost for row in mine)
+        if any(a < b for a, b in itertools.pairwise(kept)) or min(kept) < 0:
+            problems.append(f"rule {rule['rule']}: its funnel grows from one step to the next")
+        if (kept[-2], kept[-1]) != (len(mine), sent) or abs(rule["cost"] - cost) > 0.005:
+            problems.append(
+                f"rule {rule['rule']}: the report says {kept[-2]} planned, {kept[-1]} to send, "
+                f"cost {rule['cost']:.2f}; the plan has {len(mine)}, {sent}, {cost:.2f}"
+            )
+    for channel in record["channels"]:
+        mine = [row for row in rows if row.channel == channel["channel"]]
+        sent = sum(1 for row in mine if not row.holdout)
+        if (channel["sent"], channel["holdout"]) != (sent, len(mine) - sent):
+            problems.append(f"channel {channel['channel']}: not the plan's count")
+    to_send = sum(1 for row in rows if not row.holdout)
+    if sum(n for *_, n in record["sent_by_tier_stage"]) != to_send:
+        problems.append("customers to be sent by tier and stage: not the plan's count")
+    if sum(n for *_, n in record["customers_by_tier_stage"]) != header.get("customers"):
+        problems.append("customers by tier and stage: not the header's count of customers")
+    if header.get("actions") != len(rows):
+        counted = header.get("actions")
+        problems.append(f"the header counts {counted} actions, the plan has {len(rows)}")
+    if problems:
+        raise DataError(
+            f"{where} does not agree with the plan's rows (edited by hand?): "
+            + "; ".join(problems[:5])
+            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        )
+    return record
+
+
 def default_out(plan: Path) -> Path:
     """`plans/demo-plan.jsonl` -> `plans/demo-plan.report.html`."""
     return plan.with_name(plan.name.removesuffix(plan.suffix) + ".report.html")
@@ -849,7 +953,6 @@ def write_report(
     from .output import (
         check_writable,
         lock_file,
-        read_plan_header,
         refuse_aliases,
         sidecar,
         write_text,
@@ -870,10 +973,8 @@ def write_report(
         if path is not None and not path.exists() and not path.is_symlink():
             raise UsageError(f"{path}: no such plan")
     impact = None
-    if against is None:
-        header = read_plan_header(plan)
-    else:
-        header, rows = read_plan(plan)
+    header, rows = read_plan(plan)
+    if against is not None:
         other_header, other_rows = read_plan(against)
         impact = audience_impact(
             {m.customer_id: m.rule for m in other_rows},
@@ -889,6 +990,10 @@ def write_report(
         )
     if "omitted" in recorded:
         raise DataError(f"{plan}: no report: {recorded['omitted']} for the plan's header to hold")
+    try:
+        header = {**header, "report": checked_record(header, rows)}
+    except DataError as error:
+        raise DataError(f"{plan}: {error}") from None
     approval, problem = approval_status(plan, header)
     text = render(
         header,

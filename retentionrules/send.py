@@ -87,7 +87,10 @@ def _read_plan(path: Path) -> tuple[dict[str, Any], list[PlannedMessage]]:
             while block := verified.file.read(1 << 20):
                 handle.write(block)
         header = verified.header
-        rows = _rows(copy)
+        try:
+            rows = _rows(copy)
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
     if header.get("format_version", 0) < 3 or "config" not in header:
         raise SendError(
             f"{path}: this plan was written by an older retentionrules (format "
@@ -123,22 +126,29 @@ def _rows(copy: Path) -> list[PlannedMessage]:
             record["holdout"] = record["holdout"] == "true"
     else:
         with copy.open(encoding="utf-8") as handle:
-            records = [json.loads(line) for line in handle if line.strip()]
+            try:
+                records = [json.loads(line) for line in handle if line.strip()]
+            except (ValueError, RecursionError) as error:
+                raise DataError(f"not a plan: a line is not JSON ({error})") from None
     found = []
-    for record in records:
-        parameters = record["parameters"]
-        found.append(
-            PlannedMessage(
-                str(record["customer_id"]),
-                str(record["rule"]),
-                str(record["action"]),
-                str(record["template"]),
-                record["channel"] or None,
-                json.loads(parameters) if isinstance(parameters, str) else dict(parameters),
-                bool(record["holdout"]),
-                float(record["estimated_cost"] or 0),
+    for number, record in enumerate(records, 1):
+        try:
+            parameters = record["parameters"]
+            found.append(
+                PlannedMessage(
+                    str(record["customer_id"]),
+                    str(record["rule"]),
+                    str(record["action"]),
+                    str(record["template"]),
+                    record["channel"] or None,
+                    json.loads(parameters) if isinstance(parameters, str) else dict(parameters),
+                    bool(record["holdout"]),
+                    float(record["estimated_cost"] or 0),
+                )
             )
-        )
+        except (KeyError, TypeError, ValueError, RecursionError) as error:  # a hand-made plan
+            why = f"{type(error).__name__}: {error}"
+            raise DataError(f"row {number}: not a plan row ({why})") from None
     return found
 
 
@@ -210,14 +220,37 @@ def _approved(plan: Path, header: dict[str, Any]) -> dict[str, Any]:
         ) from None
     except (OSError, ValueError) as error:
         raise SendError(f"{path}: cannot read the approval: {error}") from None
-    if not isinstance(record, dict) or record.get("plan_sha256") != header["plan_sha256"]:
+    except RecursionError:
+        raise SendError(f"{path}: not an approval: JSON nested too deep") from None
+    if not _an_approval(record):
+        raise SendError(
+            f"{path}: not an approval (a JSON object of `retentionrules approve`: plan_id, "
+            "plan_sha256, approved_by, approved_at as an ISO date and time); approve the plan "
+            "again"
+        )
+    if record.get("plan_sha256") != header["plan_sha256"]:
         raise SendError(
             f"{plan}: the plan changed after it was approved (its digest is not the one "
             f"{path.name} approved); review and approve it again"
         )
     if record.get("plan_id") != header["plan_id"]:
         raise SendError(f"{path}: the approval names plan {record.get('plan_id')}, not this one")
-    return record
+    approved: dict[str, Any] = record
+    return approved
+
+
+def _an_approval(record: object) -> bool:
+    """Whether `record` has the shape `approve` writes (a hand-made file may not)."""
+    if not isinstance(record, dict):
+        return False
+    fields = ("plan_id", "plan_sha256", "approved_by", "approved_at")
+    if not all(isinstance(record.get(name), str) for name in fields):
+        return False
+    try:
+        dt.datetime.fromisoformat(record["approved_at"])
+    except ValueError:
+        return False
+    return True
 
 
 def approval_status(plan: Path, header: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

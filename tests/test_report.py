@@ -25,7 +25,7 @@ from retentionrules.engine import run_plan
 from retentionrules.loader import Inputs
 from retentionrules.output import read_plan_header, sidecar
 from retentionrules.policies import Reason
-from retentionrules.send import approve
+from retentionrules.send import approval_file, approve
 from retentionrules.types import STAGES
 
 from .conftest import ROOT
@@ -391,3 +391,72 @@ def test_the_report_renders_in_headless_chromium(tmp_path, monkeypatch):
                 page.close()
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------- headers not written by us
+
+
+def _edit_header(plan: Path, change) -> None:
+    header_path = sidecar(plan)
+    header = json.loads(header_path.read_text(encoding="utf-8"))
+    change(header)
+    header_path.write_text(json.dumps(header), encoding="utf-8")
+
+
+def test_an_edited_report_section_is_refused_even_under_an_approval(run_cli, tmp_path):
+    """Only the plan's rows are vouched for (their digest is in the header and the approval):
+    a report section that says 13 to send at no cost, beside a plan of 94, is not shown."""
+    plan = _plan(tmp_path)
+    approve(plan, "lin", "checked", dt.datetime(2026, 11, 22, 9, 0))
+
+    def cheaper(header):
+        for rule in header["report"]["rules"]:
+            rule.update(kept=[1] * 7, cost=0.0)
+
+    _edit_header(plan, cheaper)
+    result = run_cli("report", plan)
+    assert result.exit_code == 1, result.output
+    assert "does not agree with the plan's rows" in result.output
+    assert "1 to send, cost 0.00; the plan has" in result.output
+    assert not (tmp_path / "demo-plan.report.html").exists()
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (lambda h: h["report"].pop("rules"), "rules"),
+        (lambda h: h["report"].update(rules="many"), "rules"),
+        (lambda h: h["report"]["rules"][0].update(kept=["6"] * 7), "rules.0.kept.0"),
+        (lambda h: h["report"]["rules"][0].update(kept=[6]), "rules.0.kept"),
+        (lambda h: h["report"].update(tiers=[f"T{i}" for i in range(20_000)]), "tiers"),
+        (lambda h: h["report"].update(customers_by_tier_stage=[["G"]]), "customers_by_tier_stage"),
+        (lambda h: h["report"].update(version=999), "version 999"),
+    ],
+)
+def test_a_report_section_not_of_our_shape_is_bad_data(run_cli, tmp_path, change, where):
+    plan = _plan(tmp_path)
+    _edit_header(plan, change)
+    result = run_cli("report", plan)
+    assert result.exit_code == 1, result.output
+    assert "section `report`" in result.output and where in result.output
+    assert "internal error" not in result.output
+
+
+def test_an_approval_not_of_our_shape_is_named_as_such(run_cli, tmp_path):
+    plan = _plan(tmp_path)
+    approve(plan, "lin", "checked", dt.datetime(2026, 11, 22, 9, 0))
+    approval = approval_file(plan)
+    record = json.loads(approval.read_text(encoding="utf-8"))
+    for broken in ({k: v for k, v in record.items() if k != "approved_at"}, [], "[" * 50_000):
+        approval.write_text(broken if isinstance(broken, str) else json.dumps(broken))
+        result = run_cli("report", plan)
+        assert result.exit_code == 0, result.output
+        assert "not an approval" in (tmp_path / "demo-plan.report.html").read_text("utf-8")
+
+
+def test_a_header_nested_too_deep_is_bad_data(run_cli, tmp_path):
+    plan = _plan(tmp_path)
+    sidecar(plan).write_text("[" * 50_000)
+    result = run_cli("report", plan)
+    assert result.exit_code in (1, 2) and "not a plan header" in result.output
+    assert "internal error" not in result.output
