@@ -22,6 +22,7 @@ it cannot use are named, the others go through the same exact conversion.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import csv
 import dataclasses
@@ -29,6 +30,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import ExitStack
@@ -106,7 +108,8 @@ class Resources:
 
     def __post_init__(self) -> None:
         limit = self.memory_limit
-        if limit is not None and (not isinstance(limit, str) or not _SIZE.fullmatch(limit)):
+        size = _SIZE.fullmatch(limit) if isinstance(limit, str) else None
+        if limit is not None and (size is None or float(size[1]) == 0):
             raise UsageError(
                 f"--memory-limit: expected a size such as 4GB, 512MB or 2GiB, not {limit!r}"
             )
@@ -119,17 +122,34 @@ class Resources:
             object.__setattr__(self, "temp_dir", folder)
 
 
+def _spill_folder(resources: Resources) -> Path:
+    """The run's own folder for what DuckDB spills: made here, private to the user (0700: the
+    spilled rows hold customer ids), removed when the process ends (DuckDB removes its files
+    when the connection closes; a run killed with SIGKILL leaves the folder behind)."""
+    parent = resources.temp_dir or Path(tempfile.gettempdir())
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"retentionrules-spill-{os.getpid()}-", dir=parent))
+    except OSError as error:
+        raise UsageError(
+            f"--temp-dir {parent}: cannot make a folder there to spill into: {error.strerror}"
+        ) from None
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def connect(resources: Resources | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory database for one run, within `resources`. DuckDB's own progress bar is off:
     it would write into stdout, which may be carrying JSON; the CLI shows its own on a terminal."""
     resources = resources or Resources()
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
-    parent = resources.temp_dir or Path(tempfile.gettempdir())
-    spill = parent / f"retentionrules-spill-{os.getpid()}-{os.urandom(4).hex()}"
-    con.execute(f"SET temp_directory = {literal(str(spill))}")
+    con.execute(f"SET temp_directory = {literal(str(_spill_folder(resources)))}")
     if resources.memory_limit is not None:
-        con.execute(f"SET memory_limit = {literal(resources.memory_limit)}")
+        try:
+            con.execute(f"SET memory_limit = {literal(resources.memory_limit)}")
+        except duckdb.Error as error:  # beyond what DuckDB counts ("999999999999TB")
+            why = _first_line(error)
+            raise UsageError(f"--memory-limit {resources.memory_limit}: {why}") from None
     return con
 
 

@@ -49,9 +49,39 @@ def test_a_plan_under_a_memory_limit_spills_into_its_own_folder_and_is_the_same_
     assert spilled, "24 MB is less than the plan's tables: some must be on disk"
     (folder,) = spill.iterdir()
     assert folder.name.startswith("retentionrules-spill-")
+    assert folder.stat().st_mode & 0o777 == 0o700, "spilled rows hold customer ids: private"
     assert all(path.startswith(str(folder)) for path in spilled)
     con.close()
-    assert not any(spill.iterdir()), "the run's spill folder is removed when it ends"
+    assert not any(folder.iterdir()), "DuckDB removes what it spilled when the run ends"
+
+
+def test_a_run_leaves_nothing_in_its_temp_dir(customers, tmp_path):
+    """The console script, start to end: spill folder and all gone when the process ends."""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "retentionrules", "plan", "--rules", JOB, "--customers",
+            customers, "--as-of", AS_OF, "--no-ledger", "--memory-limit", "24MB",
+            "--temp-dir", spill, "--out", tmp_path / "plan.csv",
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not any(spill.iterdir())
+
+
+def test_a_temp_dir_that_cannot_be_written_is_a_usage_error(customers, tmp_path, run_cli):
+    """Not blamed on the input: the spill folder is made before any row is read. /proc is a
+    folder in which no one, root included, can make one."""
+    out = tmp_path / "plan.csv"
+    result = run_cli(
+        "plan", "--rules", JOB, "--customers", customers, "--as-of", AS_OF, "--no-ledger",
+        "--temp-dir", "/proc", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--temp-dir /proc: cannot make a folder there to spill into" in result.output
+    assert "bad data" not in result.output and not out.exists()
 
 
 def test_running_out_of_memory_is_an_error_that_names_the_option(customers, tmp_path, run_cli):
@@ -76,7 +106,7 @@ def test_running_out_of_memory_is_an_error_that_names_the_option(customers, tmp_
     assert not out.exists()
 
 
-@pytest.mark.parametrize("size", ["lots", "4", "-1GB", "4 GB please", ""])
+@pytest.mark.parametrize("size", ["lots", "4", "-1GB", "4 GB please", "", "0GB", "0.0MB"])
 def test_a_memory_limit_is_a_size(size, run_cli):
     result = run_cli("plan", "--rules", JOB, "--customers", JOB / "x.csv", "--memory-limit", size)
     assert result.exit_code == 2
@@ -109,3 +139,11 @@ def test_a_written_plan_releases_the_exports_unless_asked_to_keep_them(tmp_path)
     )
     assert kept.plan.con.execute("SELECT count(*) FROM derived").fetchone()[0] == 300
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_a_memory_limit_beyond_what_duckdb_counts_is_a_usage_error(run_cli):
+    result = run_cli(
+        "plan", "--rules", JOB, "--customers", JOB / "job.rules", "--memory-limit", "999999999999TB"
+    )
+    assert result.exit_code == 2 and "--memory-limit 999999999999TB:" in result.output
+    assert "internal error" not in result.output
