@@ -288,6 +288,13 @@ def prepare(
 ENGINES = ("duckdb", "spark")
 
 
+# The master URLs Spark takes (checked before a JVM starts, which takes seconds to fail).
+_SPARK_MASTER = re.compile(
+    r"local(\[([1-9]\d*|\*)(,[1-9]\d*)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
+    r"|(spark|mesos)://\S+|k8s://\S+"
+)
+
+
 def _connection(engine: str, spark_master: str | None, resources: Resources | None) -> Any:
     """A DuckDB connection within `resources`, or a Spark session behind the same interface
     (`spark.py`), whose resources are the cluster's."""
@@ -302,6 +309,11 @@ def _connection(engine: str, spark_master: str | None, resources: Resources | No
         raise UsageError(
             "--memory-limit and --temp-dir go with --engine duckdb: Spark's memory is the "
             "cluster's (spark.executor.memory, spark.local.dir)"
+        )
+    if spark_master is not None and not _SPARK_MASTER.fullmatch(spark_master):
+        raise UsageError(
+            f"--spark-master {spark_master!r}: expected local, local[N], local[*], "
+            "spark://HOST:PORT, yarn, k8s://URL or mesos://HOST:PORT"
         )
     try:
         from .spark import SparkConnection, session

@@ -187,3 +187,13 @@ def test_a_table_of_the_spark_catalogue_plans_as_its_file_does(spark, tmp_path):
     assert actions(duck) == actions(on_spark) and len(actions(duck)) > 50
     assert a.plan.counts == b.plan.counts
     assert a.meta["plan_id"] != b.meta["plan_id"]
+
+
+@pytest.mark.parametrize("master", ["nonsense", "local[0]", "local[abc]", ""])
+def test_a_spark_master_spark_cannot_take_is_a_usage_error_before_spark_starts(run_cli, master):
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", EXAMPLES / "customers.csv",
+        "--as-of", "2026-11-22", "--engine", "spark", "--spark-master", master,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert f"--spark-master {master!r}: expected local, local[N]" in result.output
