@@ -972,6 +972,8 @@ def write_report(
     for path in (plan, against):
         if path is not None and not path.exists() and not path.is_symlink():
             raise UsageError(f"{path}: no such plan")
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path}: a folder, not a plan file")
     impact = None
     header, rows = read_plan(plan)
     if against is not None:

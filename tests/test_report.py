@@ -460,3 +460,8 @@ def test_a_header_nested_too_deep_is_bad_data(run_cli, tmp_path):
     result = run_cli("report", plan)
     assert result.exit_code in (1, 2) and "not a plan header" in result.output
     assert "internal error" not in result.output
+
+
+def test_a_folder_given_as_the_plan_is_a_usage_error(run_cli, tmp_path):
+    result = run_cli("report", tmp_path)
+    assert result.exit_code == 2 and "a folder, not a plan file" in result.output
