@@ -269,6 +269,7 @@ def prepare(
     ruleset = report.ruleset
     config = ruleset.config
     as_of = _as_of(as_of, config)
+    _spark_refusals(engine, inputs, rejects)
     con = _connection(engine, spark_master, resources)
     with tempfile.TemporaryDirectory(prefix="retentionrules-ledger-") as folder:
         history = ledger_history(ruleset, as_of, Path(folder)) if use_ledger else None
@@ -293,6 +294,25 @@ _SPARK_MASTER = re.compile(
     r"local(\[([1-9]\d*|\*)(,[1-9]\d*)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
     r"|(spark|mesos)://\S+|k8s://\S+"
 )
+
+
+def _spark_refusals(engine: str, inputs: Inputs, rejects: Path | None) -> None:
+    """What Spark cannot do yet, said before a JVM starts (seconds): JSON lines inputs,
+    `--rejects`, a catalogue table without a name."""
+    if engine != "spark":
+        return
+    if rejects is not None:
+        raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
+    for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
+        text = "" if path is None else str(path)
+        if text.startswith(TABLE_PREFIX) and not text.removeprefix(TABLE_PREFIX).strip():
+            raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
+        json_lines = path is not None and path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+        if json_lines and not text.startswith(TABLE_PREFIX):
+            raise UsageError(
+                f"{path}: --engine spark reads CSV, Parquet and catalogue tables "
+                f"({TABLE_PREFIX}db.name); convert JSON lines to one of them, or use DuckDB"
+            )
 
 
 def _connection(engine: str, spark_master: str | None, resources: Resources | None) -> Any:
@@ -797,6 +817,7 @@ def score(
         json_text={"--rejects": ["record"]},
     )
     as_of = _as_of(as_of, config)
+    _spark_refusals(engine, inputs, rejects)
     con = _connection(engine, spark_master, resources)
     stats = _load(con, config, inputs, as_of, rejects)
     orders, contacts = inputs.orders is not None, inputs.contacts is not None

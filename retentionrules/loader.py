@@ -122,11 +122,32 @@ class Resources:
             object.__setattr__(self, "temp_dir", folder)
 
 
+def _sweep(parent: Path) -> None:
+    """Remove the spill folders of runs that were killed (SIGKILL leaves them): ours (same
+    owner), named for a process that no longer runs. A folder whose process runs, or that is not
+    ours, is left alone."""
+    try:
+        found = list(parent.glob("retentionrules-spill-*-*"))
+    except OSError:
+        return
+    for folder in found:
+        pid = folder.name.split("-")[2]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # raises when no such process
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # PermissionError: the process runs, as another user
+            continue
+
+
 def _spill_folder(resources: Resources) -> Path:
     """The run's own folder for what DuckDB spills: made here, private to the user (0700: the
     spilled rows hold customer ids), removed when the process ends (DuckDB removes its files
     when the connection closes; a run killed with SIGKILL leaves the folder behind)."""
     parent = resources.temp_dir or Path(tempfile.gettempdir())
+    _sweep(parent)
     try:
         folder = Path(tempfile.mkdtemp(prefix=f"retentionrules-spill-{os.getpid()}-", dir=parent))
     except OSError as error:

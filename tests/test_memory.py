@@ -2,6 +2,7 @@
 fit is spilled into a folder of the run's own and removed after, and running out is an error
 that says what to do. The plan is the same, limited or not."""
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 
 from retentionrules.engine import run_plan
 from retentionrules.errors import UsageError
-from retentionrules.loader import Inputs, Resources
+from retentionrules.loader import Inputs, Resources, connect
 
 from .conftest import ROOT
 
@@ -147,3 +148,17 @@ def test_a_memory_limit_beyond_what_duckdb_counts_is_a_usage_error(run_cli):
     )
     assert result.exit_code == 2 and "--memory-limit 999999999999TB:" in result.output
     assert "internal error" not in result.output
+
+
+def test_a_killed_runs_spill_folder_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL leaves a run's spill folder (rows with customer ids) behind: the next run in the
+    same --temp-dir removes it, and leaves a running one's alone."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = tmp_path / f"retentionrules-spill-{finished.pid}-abc123"
+    live = tmp_path / f"retentionrules-spill-{os.getpid()}-def456"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "duckdb_temp_storage-0.tmp").write_bytes(b"C0000001")
+    connect(Resources(None, tmp_path)).close()
+    assert not dead.exists() and live.exists()

@@ -197,3 +197,27 @@ def test_a_spark_master_spark_cannot_take_is_a_usage_error_before_spark_starts(r
     )  # fmt: skip
     assert result.exit_code == 2
     assert f"--spark-master {master!r}: expected local, local[N]" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--customers", EXAMPLES / "customers.csv", "--rejects", "r.csv"], "--rejects is not"),
+        (["--customers", EXAMPLES / "x.jsonl"], "convert JSON lines"),
+        (["--customers", "table:"], "name the table"),
+    ],
+)
+def test_what_spark_cannot_do_yet_is_said_before_spark_starts(run_cli, monkeypatch, args, said):
+    """Usage errors, at once: not after the seconds a JVM takes to start (the session is never
+    asked for)."""
+    from retentionrules import spark
+
+    def no_session(master):
+        raise AssertionError("Spark was started before the usage error")
+
+    monkeypatch.setattr(spark, "session", no_session)
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", *args, "--as-of", "2026-11-22",
+        "--engine", "spark", "--spark-master", "local[1]",
+    )  # fmt: skip
+    assert result.exit_code == 2 and said in result.output, result.output
