@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,8 @@ def project_folders(paths: Iterable[str | Path]) -> list[Path]:
         else:
             config = path if path.name == CONFIG_NAME else find_config(path)
             folder = config.parent if config is not None else path.parent
+            if not path.is_absolute():  # as given: diagnostics name files as CI annotates them
+                folder = Path(os.path.relpath(folder.resolve(), Path.cwd().resolve()))
         folders.setdefault(file_key(folder), folder)
     return list(folders.values())
 

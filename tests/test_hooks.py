@@ -81,3 +81,15 @@ def test_check_project_takes_each_files_project_once(run_cli, tmp_path, monkeypa
     whole = run_cli("check", "--project", "a/sub/more.rules", "a/r.rules", "b/r.rules")
     assert whole.exit_code == 0, whole.output
     assert "0 errors, 0 warnings in 6 files" in whole.output
+
+
+def test_check_project_names_files_as_they_were_given(run_cli, tmp_path, monkeypatch):
+    """Relative paths in, relative paths out: a CI annotation (`--format github`) names the file
+    in the repository, never the runner's absolute path."""
+    project = write_rules(tmp_path / "shop", "rule r\n  when stge = sleeping\n  then tag x\n")
+    (project / "other.rules").write_text("rule s\n  when tier = G\n  then tag y\n")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("check", "--project", "shop/other.rules", "--format", "github")
+    assert result.exit_code == 1
+    assert "::error file=shop/r.rules,line=2," in result.output
+    assert str(tmp_path) not in result.output
