@@ -42,7 +42,16 @@ from .errors import DataError, RuleErrors, UsageError
 from .history import ledger_history
 from .interpreter import evaluate
 from .ir import bought_column, units_bought_column
-from .loader import ORDER_FIELDS, Inputs, LoadStats, Resources, connect, load, rejects_sql
+from .loader import (
+    ORDER_FIELDS,
+    TABLE_PREFIX,
+    Inputs,
+    LoadStats,
+    Resources,
+    connect,
+    load,
+    rejects_sql,
+)
 from .loader import release as release_inputs
 from .output import Outputs, digest_file, digest_text
 from .planner import (
@@ -59,7 +68,6 @@ from .timeutil import MAX_DATE, MIN_DATE, shift
 from .types import ACTIVITY_FIELDS
 from .words import counted
 
-TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue (--engine spark)
 PathLike: TypeAlias = "str | os.PathLike[str]"  # a path from Python: text or a Path
 RulePaths: TypeAlias = "Sequence[PathLike] | PathLike"  # rule files and folders, or one
 AsOf: TypeAlias = "dt.date | str | None"  # a date, or ISO text; None: today in the shop's zone
@@ -269,8 +277,7 @@ def prepare(
     ruleset = report.ruleset
     config = ruleset.config
     as_of = _as_of(as_of, config)
-    _spark_refusals(engine, inputs, rejects)
-    con = _connection(engine, spark_master, resources)
+    con = _connection(engine, spark_master, resources, inputs, rejects)
     with tempfile.TemporaryDirectory(prefix="retentionrules-ledger-") as folder:
         history = ledger_history(ruleset, as_of, Path(folder)) if use_ledger else None
         ledger, digest = None, ""
@@ -296,28 +303,15 @@ _SPARK_MASTER = re.compile(
 )
 
 
-def _spark_refusals(engine: str, inputs: Inputs, rejects: Path | None) -> None:
-    """What Spark cannot do yet, said before a JVM starts (seconds): JSON lines inputs,
-    `--rejects`, a catalogue table without a name."""
-    if engine != "spark":
-        return
-    if rejects is not None:
-        raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
-    for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
-        text = "" if path is None else str(path)
-        if text.startswith(TABLE_PREFIX) and not text.removeprefix(TABLE_PREFIX).strip():
-            raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
-        json_lines = path is not None and path.suffix.lower() in (".jsonl", ".ndjson", ".json")
-        if json_lines and not text.startswith(TABLE_PREFIX):
-            raise UsageError(
-                f"{path}: --engine spark reads CSV, Parquet and catalogue tables "
-                f"({TABLE_PREFIX}db.name); convert JSON lines to one of them, or use DuckDB"
-            )
-
-
-def _connection(engine: str, spark_master: str | None, resources: Resources | None) -> Any:
+def _connection(
+    engine: str,
+    spark_master: str | None,
+    resources: Resources | None,
+    inputs: Inputs,
+    rejects: Path | None,
+) -> Any:
     """A DuckDB connection within `resources`, or a Spark session behind the same interface
-    (`spark.py`), whose resources are the cluster's."""
+    (`spark.py`), whose resources are the cluster's, once what Spark cannot do is ruled out."""
     if engine not in ENGINES:
         raise UsageError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
     resources = _resources(resources)
@@ -336,11 +330,12 @@ def _connection(engine: str, spark_master: str | None, resources: Resources | No
             "spark://HOST:PORT, yarn, k8s://URL or mesos://HOST:PORT"
         )
     try:
-        from .spark import SparkConnection, session
+        from .spark import SparkConnection, refusals, session
     except ImportError:  # sqlglot, which the spark extra installs with PySpark
         raise UsageError(
             "--engine spark needs PySpark and sqlglot: pip install 'retentionrules[spark]'"
         ) from None
+    refusals(inputs, rejects)
     return SparkConnection(session(spark_master))
 
 
@@ -817,8 +812,7 @@ def score(
         json_text={"--rejects": ["record"]},
     )
     as_of = _as_of(as_of, config)
-    _spark_refusals(engine, inputs, rejects)
-    con = _connection(engine, spark_master, resources)
+    con = _connection(engine, spark_master, resources, inputs, rejects)
     stats = _load(con, config, inputs, as_of, rejects)
     orders, contacts = inputs.orders is not None, inputs.contacts is not None
     create_derived(con, config, as_of, orders, contacts, stats.order_lines)

@@ -86,6 +86,9 @@ _INTEGER_TYPES = {
 }
 _NAIVE_TIMESTAMPS = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME"}
 _ZONED_TIMESTAMPS = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
+# An input that is a table of the Spark catalogue, not a file: `table:db.customers` (--engine
+# spark); its digest is its name's.
+TABLE_PREFIX = "table:"
 _CELL_LIMIT = 1 << 26  # 64 MB: a cell larger than this is not customer data
 _CSV_BUFFER = 1 << 23  # 8 MB: what DuckDB reads of a CSV file at a time
 _EXACT_DOUBLE = 2**53  # a whole number written as a float is an id only while it is exact

@@ -35,6 +35,7 @@ from .loader import (
     PRODUCT_KEY,
     PRODUCTS,
     ROW,
+    TABLE_PREFIX,
     Inputs,
     LoadStats,
     RowKey,
@@ -54,8 +55,6 @@ from .loader import (
     product_columns,
 )
 from .sql import ident, literal
-
-TABLE_PREFIX = "table:"  # an input that is a table of the Spark catalogue: table:db.name
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -192,6 +191,26 @@ def _native_type(spark_type: str) -> str:
     return _NATIVE.get(spark_type, spark_type.upper())
 
 
+_JSON_LINES = (
+    "{path}: --engine spark reads CSV, Parquet and catalogue tables (table:db.name); convert "
+    "JSON lines to one of them, or use DuckDB"
+)
+
+
+def refusals(inputs: Inputs, rejects: Path | None) -> None:
+    """What this engine cannot do yet, said before a session starts (a JVM takes seconds):
+    JSON lines inputs, `--rejects`, a catalogue table without a name."""
+    if rejects is not None:
+        raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
+    for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
+        text = "" if path is None else str(path)
+        if text.startswith(TABLE_PREFIX):
+            if not text.removeprefix(TABLE_PREFIX).strip():
+                raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
+        elif path is not None and path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+            raise UsageError(_JSON_LINES.format(path=path))
+
+
 def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Column]) -> _Source:
     """The input as a Spark view of raw cells with `__row` (the input order), described as the
     loader's conversions read it: CSV cells are text, Parquet and catalogue columns native."""
@@ -229,11 +248,8 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             sc.register(raw, frame)
             cells = {name: ident(f"c{i}") for i, name in enumerate(header)}
             return _Source(path, "text", ident(raw), cells, "NULL", row="__row")
-        if fmt != "parquet":
-            raise UsageError(
-                f"{path}: --engine spark reads CSV, Parquet and catalogue tables "
-                f"({TABLE_PREFIX}db.name); convert JSON lines to one of them, or use DuckDB"
-            )
+        if fmt != "parquet":  # JSON lines: `refusals` said so before Spark started
+            raise UsageError(_JSON_LINES.format(path=path))
         frame = spark.read.parquet(text)
         kind = "native"
     frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
@@ -302,8 +318,7 @@ def load(
 ) -> LoadStats:
     """`loader.load` on Spark: the same tables (`customers`, `orders`, `contacts`, `products`)
     from the same conversion SQL; each table keeps `__row`, its input order."""
-    if rejects is not None:
-        raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
+    refusals(inputs, rejects)
     _check_timezone(duckdb.connect(), config)
     context = _Context(config.timezone, as_of)
     stats = LoadStats()
