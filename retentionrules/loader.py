@@ -27,6 +27,7 @@ import codecs
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -125,10 +126,11 @@ class Resources:
             object.__setattr__(self, "temp_dir", folder)
 
 
+@functools.cache
 def _sweep(parent: Path) -> None:
     """Remove the spill folders of runs that were killed (SIGKILL leaves them): ours (same
     owner), named for a process that no longer runs. A folder whose process runs, or that is not
-    ours, is left alone."""
+    ours, is left alone. Once a process and folder: `test` connects once a case."""
     try:
         found = list(parent.glob("retentionrules-spill-*-*"))
     except OSError:
