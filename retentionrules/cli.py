@@ -132,15 +132,6 @@ def _guarded(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def spark_cause(text: str) -> str:
-    """The line of a Spark failure that says what went wrong: the deepest `Caused by:` of the
-    Java exception (without its class name), not the stack of frames around it."""
-    causes = [line for line in text.splitlines() if line.startswith("Caused by: ")]
-    line = causes[-1].removeprefix("Caused by: ") if causes else text.strip().split("\n")[0]
-    name, sep, message = line.partition(": ")
-    return message.strip() if sep and "." in name and " " not in name else line.strip()
-
-
 def _report(error: BaseException) -> int:
     """Say what stopped a command, for people; return the exit code. After Ctrl-C or SIGTERM,
     whatever error the signal caused on its way (DuckDB's own "interrupted", an import cut in
@@ -179,10 +170,12 @@ def _report(error: BaseException) -> int:
         )
         return 2
     if type(error).__module__.split(".")[0] in ("py4j", "pyspark"):  # --engine spark's failures
+        from .errors import spark_cause
+
         typer.echo(f"retentionrules: Spark stopped the run: {spark_cause(str(error))}", err=True)
         typer.echo(
-            "Spark's own log above says more; on one machine `--engine duckdb` (the default) "
-            "runs the same plan",
+            "for Spark's own log, set SPARK_CONF_DIR to a folder with a log4j2.properties; on "
+            "one machine `--engine duckdb` (the default) runs the same plan",
             err=True,
         )
         return 2

@@ -19,7 +19,7 @@ import re
 import tempfile
 import threading
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -190,11 +190,19 @@ class _Digest(threading.Thread):
             for role in ("customers", "orders", "contacts", "products"):
                 path = getattr(self.inputs, role)
                 if path is not None and str(path).startswith(TABLE_PREFIX):
-                    self.parts[role] = digest_text(str(path))  # a catalogue table: its name
+                    self.parts[role] = ""  # a catalogue table: its rows', once read (`tables`)
                 elif path is not None:
                     self.parts[role] = digest_file(path)
         except OSError as error:
             self.error = error
+
+    def tables(self, digests: Mapping[str, str]) -> None:
+        """The digests of the catalogue tables among the inputs, computed where their rows are
+        (`spark.rows_digest`), in their places."""
+        for role in self.parts:
+            path = getattr(self.inputs, role)
+            if str(path).startswith(TABLE_PREFIX):
+                self.parts[role] = digests[str(path)]
 
     @property
     def value(self) -> str:
@@ -436,6 +444,7 @@ def run_plan(
     digest.join()
     if digest.error is not None:
         raise DataError(f"cannot read input: {digest.error}")
+    digest.tables(getattr(con, "digests", {}))
     if ready.ledger_digest:
         digest.parts["ledger"] = ready.ledger_digest
     meta = _meta(report, digest, as_of, plan, stats)

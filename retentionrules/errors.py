@@ -29,3 +29,12 @@ class RuleErrors(Exception):
     def __init__(self, report: Any) -> None:
         super().__init__(f"{report.errors} error(s) in the rules")
         self.report = report
+
+
+def spark_cause(text: str) -> str:
+    """The line of a Spark failure that says what went wrong: the deepest `Caused by:` of the
+    Java exception (without its class name), not the stack of frames around it."""
+    causes = [line for line in text.splitlines() if line.startswith("Caused by: ")]
+    line = causes[-1].removeprefix("Caused by: ") if causes else text.strip().split("\n")[0]
+    name, sep, message = line.partition(": ")
+    return message.strip() if sep and "." in name and " " not in name else line.strip()

@@ -19,6 +19,8 @@ import datetime as dt
 import os
 import re
 import tempfile
+import uuid
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,7 @@ from sqlglot import exp
 from . import types as t
 from .config import Config
 from .dialects import parse, render
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, spark_cause
 from .loader import (
     PROBLEM,
     PRODUCT_KEY,
@@ -54,26 +56,42 @@ from .loader import (
     create_sql,
     product_columns,
 )
+from .output import digest_text
 from .sql import ident, literal
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 INSTALL = "pip install 'retentionrules[spark]'"
-_SESSION: SparkSession | None = None
+# What DuckDB's semantics need of a session: ANSI mode off (an index past a list's end and a
+# division by zero give NULL, not an error), UTC (instants are converted to the shop's zone
+# explicitly), column names compared exactly (`Tier` is not `tier`).
+SETTINGS = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.caseSensitive": "true",
+}
+
+
+LOG = Path(__file__).with_name("spark-log4j2.properties")  # errors only, no task stacks
+_RUN = "spark.retentionrules.run"  # set in a run's own session (`run_session`)
+_BASE: SparkSession | None = None  # the session the last run's own came from
 
 
 def session(master: str | None = None) -> SparkSession:
     """The Spark session of this process: the active one (spark-submit, a notebook), else one
-    built for `master` (default `local[*]`). DuckDB's semantics need two settings: ANSI mode off
-    (an index past a list's end and a division by zero give NULL, not an error) and the session
-    time zone UTC (instants are converted to the shop's zone explicitly)."""
-    global _SESSION
+    built for `master` (default `local[*]`)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise UsageError(f"--engine spark needs PySpark: {INSTALL}") from None
+    # PySpark warns on pandas 3 when a DataFrame is made from Python rows; the engine makes
+    # two small ones (no pandas involved), and the warning would reach every user's terminal.
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    global _BASE
     spark = SparkSession.getActiveSession()
+    if spark is not None and spark.conf.get(_RUN, None) and _BASE is not None:
+        return _BASE  # a run's own session, made active by PySpark: the session it came from
     if spark is None:
         builder = SparkSession.builder.appName("retentionrules")
         if master:
@@ -81,16 +99,32 @@ def session(master: str | None = None) -> SparkSession:
         elif not os.environ.get("SPARK_REMOTE"):
             builder = builder.master(os.environ.get("MASTER", "local[*]"))
         builder = builder.config("spark.ui.showConsoleProgress", "false")
+        if not os.environ.get("SPARK_CONF_DIR"):  # the user's own log settings, else ours
+            builder = builder.config(
+                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG}"
+            )
         if (master or "local").startswith("local"):  # one machine: few, larger tasks
             builder = builder.config("spark.sql.shuffle.partitions", "4")
             builder = builder.config("spark.ui.enabled", "false")
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
-    spark.conf.set("spark.sql.ansi.enabled", "false")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.conf.set("spark.sql.caseSensitive", "true")
-    _SESSION = spark
+    _BASE = spark
     return spark
+
+
+def run_session(base: SparkSession) -> SparkSession:
+    """A session of the run's own beside `base` (`newSession`: the same cluster and catalogue,
+    its own settings and temporary views), so that a run neither changes the settings of the
+    user's session nor replaces its temporary views (the run's are named `customers`,
+    `orders`...). Spark Connect has no `newSession`: there the run uses `base` itself, and
+    sets `SETTINGS` on it (docs/engine.md says so)."""
+    try:
+        own = base.newSession()
+    except Exception:  # pyspark.errors.PySparkNotImplementedError under Spark Connect
+        own = base
+    for key, value in {**SETTINGS, _RUN: "true"}.items():
+        own.conf.set(key, value)
+    return own
 
 
 def _spark_type(type_: Any) -> str:
@@ -107,8 +141,11 @@ class SparkConnection:
     """The subset of DuckDB's connection the pipeline uses, over a Spark session: `execute` a
     statement (rendered for Spark), then `fetchone` / `fetchall` / `description` its result."""
 
-    def __init__(self, spark: SparkSession) -> None:
-        self.spark = spark
+    def __init__(self, base: SparkSession) -> None:
+        self.base = base  # the user's session: `table:NAME` is looked up in its catalogue
+        self.spark = run_session(base)
+        self.digests: dict[str, str] = {}  # `table:NAME` -> the digest of its rows
+        self.shared: list[str] = []  # global temporary views handed over from `base`
         self.schemas: dict[str, dict[str, str]] = {}
         self.frames: dict[str, DataFrame] = {}
         self._result: DataFrame | None = None
@@ -147,6 +184,11 @@ class SparkConnection:
         else:
             self._result = self.sql(tree)
         return self
+
+    def unshare(self) -> None:
+        """Drop the global temporary views `_table` made (the inputs are stored by now)."""
+        while self.shared:
+            self.base.catalog.dropGlobalTempView(self.shared.pop())
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         assert self._result is not None
@@ -219,7 +261,8 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
     spark = sc.spark
     text = str(where)
     if text.startswith(TABLE_PREFIX):
-        frame = spark.table(text.removeprefix(TABLE_PREFIX))
+        frame = _table(sc, text.removeprefix(TABLE_PREFIX))
+        sc.digests[text] = rows_digest(frame)
         kind = "native"
     else:
         path = Path(where)
@@ -250,7 +293,12 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             return _Source(path, "text", ident(raw), cells, "NULL", row="__row")
         if fmt != "parquet":  # JSON lines: `refusals` said so before Spark started
             raise UsageError(_JSON_LINES.format(path=path))
-        frame = spark.read.parquet(text)
+        try:  # the footer is read here: a file that is not Parquet fails now, as on DuckDB
+            frame = spark.read.parquet(text)
+        except Exception as error:
+            if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+                raise
+            raise DataError(f"{path}: cannot read: {spark_cause(str(error))}") from None
         kind = "native"
     frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
     sc.register(raw, frame)
@@ -259,6 +307,47 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
     _require(Path(text), columns, list(types))
     cells = {name: ident(name) for name in types}
     return _Source(Path(text), kind, ident(raw), cells, "NULL", types=types, row="__row")
+
+
+def quoted(name: str) -> str:
+    """A name as Spark's own parser reads it from the DataFrame API (`spark.table`, `F.col`):
+    in backquotes, a backquote doubled; the SQL statements are quoted by `sql.ident` and
+    rendered by `dialects`."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _table(sc: SparkConnection, name: str) -> DataFrame:
+    """A table of the user's catalogue (`table:NAME`) as the run's session reads it. A temporary
+    view of the user's session is not visible from the run's own: it is handed over as a global
+    temporary view of the run's (dropped once the inputs are loaded, `SparkConnection.unshare`)."""
+    if not sc.base.catalog.tableExists(name):
+        raise DataError(f"{TABLE_PREFIX}{name}: no such table or view in the Spark catalogue")
+    if sc.spark is sc.base:
+        return sc.spark.table(name)
+    shared = f"retentionrules_{uuid.uuid4().hex}"
+    sc.base.table(name).createGlobalTempView(shared)
+    sc.shared.append(shared)
+    database = sc.base.conf.get("spark.sql.globalTempDatabase") or "global_temp"
+    return sc.spark.table(f"{quoted(database)}.{quoted(shared)}")
+
+
+def rows_digest(frame: DataFrame) -> str:
+    """A catalogue table's rows as one digest, for the plan id (a file's is its bytes'): the
+    sha256 of each row's JSON text (column names with the values), summed lane by lane (four
+    64-bit lanes) over the rows, with the row count and the schema. A table has no order of its
+    own, so neither has its digest: the same rows in another order plan the same actions (ties
+    are broken by id, never by position). Computed where the rows are; one pass over them."""
+    from pyspark.sql import functions as F
+
+    cells = F.struct(*(F.col(quoted(name)) for name in frame.columns))
+    row = F.sha2(F.to_json(cells), 256)
+    lanes = [
+        F.sum(F.conv(F.substring(row, 1 + 16 * lane, 16), 16, 10).cast("decimal(38,0)"))
+        for lane in range(4)
+    ]
+    found = frame.agg(F.count(F.lit(1)), *lanes).first()
+    values = [] if found is None else [str(value) for value in found]
+    return digest_text(frame.schema.simpleString(), *values)
 
 
 def _typed(
@@ -372,6 +461,7 @@ def load(
                 f"OR channel NOT IN ({known}) GROUP BY 1 ORDER BY count(*) DESC, 1"
             ).fetchall()
         )
+    sc.unshare()
     return stats
 
 
@@ -403,26 +493,82 @@ _LOCAL_TYPES = {"string": "VARCHAR", "timestamp": "TIMESTAMP", "timestamp_ntz": 
 
 
 def fetch(sc: SparkConnection, query: str, local: duckdb.DuckDBPyConnection, table: str) -> None:
-    """The rows of `query` (its order kept) into the DuckDB table `table` of `local`, streamed
-    partition by partition (`toLocalIterator`), through a private CSV file: DuckDB writes the
-    outputs from there with the same code as for its own plan."""
-    frame = sc.sql(query)
-    types = {f.name: _spark_type(f.dataType) for f in frame.schema.fields}
+    """The rows of `query` (its order kept) into the DuckDB table `table` of `local`, where the
+    outputs are written from with the same code as the DuckDB engine's plan.
+
+    Where the driver shares a disk with the executors (a `local` master), Spark writes the rows
+    as Parquet files into a private folder, one file per partition of the ordered result, and
+    DuckDB reads them back in partition order: no row passes through Python. Otherwise they are
+    streamed to the driver (`_streamed`)."""
+    with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
+        if not _local_master(sc.spark):
+            _streamed(sc, query, Path(folder) / "rows.csv", local, table)
+            return
+        sc.sql(query).write.parquet(str(Path(folder) / "rows"))
+        # Part files are named by partition number (part-00000-...): in that order, the rows'.
+        parts = sorted(
+            (Path(folder) / "rows").glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1])
+        )
+        if not parts:  # no rows: the schema from the plain path
+            _streamed(sc, query, Path(folder) / "rows.csv", local, table)
+            return
+        files = ", ".join(literal(str(p)) for p in parts)
+        local.execute(
+            f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM read_parquet([{files}])"
+        )
+
+
+# At most this many rows in one partition streamed to the driver (about 50 MB of small rows).
+STREAMED_ROWS = 250_000
+
+
+def _local_master(spark: SparkSession) -> bool:
+    """Whether the executors write where this process reads (Spark Connect: never assumed)."""
+    try:
+        return str(spark.sparkContext.master).startswith("local")
+    except Exception:  # Spark Connect has no SparkContext in the client
+        return False
+
+
+def _streamed(
+    sc: SparkConnection, query: str, path: Path, local: duckdb.DuckDBPyConnection, table: str
+) -> None:
+    """`fetch` through the driver: the rows, in order, a partition at a time (`toLocalIterator`,
+    never the whole result at once) into a private CSV file, then into DuckDB. The ordered
+    result is cut into partitions of at most about `STREAMED_ROWS` rows (a range partitioning:
+    as many shuffle partitions as that needs, none merged by adaptive execution), so the
+    driver's memory bounds a partition, not the plan."""
+    rows = sc.sql(query).count()
+    conf = sc.spark.conf
+    settings = {
+        "spark.sql.shuffle.partitions": str(max(1, -(-rows // STREAMED_ROWS))),
+        "spark.sql.adaptive.coalescePartitions.enabled": "false",
+    }
+    saved: dict[str, str | None] = {key: conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        conf.set(key, value)
+    try:
+        frame = sc.sql(query)
+        types = {f.name: _spark_type(f.dataType) for f in frame.schema.fields}
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            for row in frame.toLocalIterator():
+                handle.write(",".join(_cell(v) for v in row) + "\n")
+    finally:
+        for key, was in saved.items():
+            if was is None:
+                conf.unset(key)
+            else:
+                conf.set(key, was)
     declared = {
         name: _LOCAL_TYPES.get(kind, _native_type(kind).replace(" WITH TIME ZONE", ""))
         for name, kind in types.items()
     }
-    with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
-        path = Path(folder) / "rows.csv"
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            for row in frame.toLocalIterator():
-                handle.write(",".join(_cell(v) for v in row) + "\n")
-        spec = "{" + ", ".join(f"{literal(n)}: {literal(k)}" for n, k in declared.items()) + "}"
-        local.execute(
-            f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM read_csv("
-            f"{literal(str(path))}, header = false, columns = {spec}, quote = '\"', "
-            "escape = '\"', allow_quoted_nulls = false, auto_detect = false)"
-        )
+    spec = "{" + ", ".join(f"{literal(n)}: {literal(k)}" for n, k in declared.items()) + "}"
+    local.execute(
+        f"CREATE OR REPLACE TABLE {ident(table)} AS SELECT * FROM read_csv("
+        f"{literal(str(path))}, header = false, columns = {spec}, quote = '\"', "
+        "escape = '\"', allow_quoted_nulls = false, auto_detect = false)"
+    )
 
 
 def _cell(value: object) -> str:

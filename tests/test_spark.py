@@ -7,7 +7,7 @@ import datetime as dt
 import subprocess
 import sys
 
-import pyspark  # noqa: F401 - the test extra installs it: without it these tests must fail
+import pyspark
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +19,8 @@ from retentionrules.engine import run_plan, score
 from retentionrules.interpreter import evaluate
 from retentionrules.loader import Inputs
 from retentionrules.spark import SparkConnection, load, plain, session
+
+assert pyspark.__version__  # the test extra installs it: without it these tests must fail
 
 from .conftest import ROOT, write_csv
 from .test_evaluators import AS_OF, CONFIG, conditions, customers, happened
@@ -131,7 +133,7 @@ def test_a_spark_failure_is_one_line_for_people_not_a_java_stack(run_cli, spark,
     from pyspark.errors import PySparkException
 
     from retentionrules import engine
-    from retentionrules.cli import spark_cause
+    from retentionrules.errors import spark_cause
 
     stack = (
         "An error occurred while calling o120.getResult.\n"
@@ -159,12 +161,19 @@ def test_a_spark_failure_is_one_line_for_people_not_a_java_stack(run_cli, spark,
     assert "\tat org.apache" not in result.output and "internal error" not in result.output
 
 
-def test_a_table_of_the_spark_catalogue_plans_as_its_file_does(spark, tmp_path):
-    """`--customers table:NAME` reads a table (here a view) of the session's catalogue: the same
-    actions as DuckDB planning the Parquet file the table was made from. Only the plan id
-    differs: a table's digest is its name's (its rows are the cluster's)."""
+def _actions(path):
+    """A plan's rows without the plan id (which digests the inputs: a file's bytes, a table's
+    rows)."""
     import json
 
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "plan_id"} for row in rows]
+
+
+def test_a_table_of_the_spark_catalogue_plans_as_its_file_does(spark, tmp_path):
+    """`--customers table:NAME` reads a table (here a temporary view of the user's session,
+    which the run's own session cannot see unless it is handed over) of the catalogue: the same
+    actions as DuckDB planning the Parquet file the table was made from."""
     import duckdb
 
     parquet = tmp_path / "customers.parquet"
@@ -179,14 +188,102 @@ def test_a_table_of_the_spark_catalogue_plans_as_its_file_does(spark, tmp_path):
         [EXAMPLES / "rules"], Inputs("table:demo_customers"), AS_OF_DATE, out=on_spark,
         use_ledger=False, engine="spark",
     )  # fmt: skip
-
-    def actions(path):
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
-        return [{k: v for k, v in row.items() if k != "plan_id"} for row in rows]
-
-    assert actions(duck) == actions(on_spark) and len(actions(duck)) > 50
+    assert _actions(duck) == _actions(on_spark) and len(_actions(duck)) > 50
     assert a.plan.counts == b.plan.counts
-    assert a.meta["plan_id"] != b.meta["plan_id"]
+    # the view handed over to the run's session is gone with the run
+    assert not [t for t in spark.catalog.listTables("global_temp") if "retentionrules" in t.name]
+
+
+def test_a_catalogue_tables_plan_id_follows_its_rows_not_its_name(spark, tmp_path):
+    """Two contents under one name are two plans (an approval of one is not an approval of the
+    other, and the ledger keys sends by plan id); the same rows in another order are one plan."""
+    import duckdb
+
+    parquet = tmp_path / "customers.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{EXAMPLES / 'customers.csv'}')) TO '{parquet}' "
+        "(FORMAT PARQUET)"
+    )
+    frame = spark.read.parquet(str(parquet))
+
+    def plan_id(view):
+        view.createOrReplaceTempView("shop_customers")
+        result = run_plan(
+            [EXAMPLES / "rules"], Inputs("table:shop_customers"), AS_OF_DATE,
+            use_ledger=False, engine="spark",
+        )  # fmt: skip
+        return result.meta["plan_id"]
+
+    first = plan_id(frame)
+    assert plan_id(frame.orderBy(frame.columns[0], ascending=False)) == first
+    from pyspark.sql.functions import lit
+
+    withdrawn = frame.withColumn("sms_opt_in", lit(False))  # same name, other rows
+    assert plan_id(withdrawn) != first
+    assert plan_id(frame.limit(frame.count() - 1)) != first
+
+
+def test_a_missing_catalogue_table_is_bad_data_naming_it(run_cli, spark):
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", "table:no_such_db.nobody",
+        "--as-of", "2026-11-22", "--engine", "spark",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "table:no_such_db.nobody: no such table or view in the Spark catalogue" in result.output
+
+
+def test_a_run_leaves_the_users_session_as_it_was(spark, tmp_path):
+    """The run has a session of its own: the settings DuckDB's semantics need (ANSI off, UTC,
+    case-sensitive names) and its temporary views (`customers`, `orders`, ...) never reach the
+    user's session, whose own view named `customers` survives the run."""
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Shanghai")
+    spark.conf.set("spark.sql.caseSensitive", "false")
+    spark.createDataFrame([("mine",)], "note string").createOrReplaceTempView("customers")
+    try:
+        run_plan([EXAMPLES / "rules"], DEMO, AS_OF_DATE, use_ledger=False, engine="spark")
+        assert spark.conf.get("spark.sql.session.timeZone") == "Asia/Shanghai"
+        assert spark.conf.get("spark.sql.caseSensitive") == "false"
+        assert [tuple(r) for r in spark.table("customers").collect()] == [("mine",)]
+    finally:
+        spark.catalog.dropTempView("customers")
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+        spark.conf.set("spark.sql.caseSensitive", "true")
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["staged-parquet", "streamed"])
+def test_rows_fetched_from_spark_keep_their_order_across_many_partitions(
+    spark, monkeypatch, local
+):
+    """The plan's order is its rows' order: fetched from an ordered result cut into many
+    partitions (Parquet files written by Spark on a local master; streamed through the driver
+    on a cluster), the rows arrive in order, every one once, with their types."""
+    import duckdb
+
+    from retentionrules import spark as engine_spark
+
+    monkeypatch.setattr(engine_spark, "_local_master", lambda _spark: local)
+    monkeypatch.setattr(engine_spark, "STREAMED_ROWS", 1_000)
+    sc = SparkConnection(spark)
+    sc.spark.conf.set("spark.sql.shuffle.partitions", "16")
+    sc.spark.conf.set("spark.sql.adaptive.coalescePartitions.enabled", "false")
+    sc.register(
+        "numbers",
+        sc.spark.range(20_000).selectExpr(
+            "id", "cast(id % 7 as string) as tag", "date_add(date'2026-01-01', cast(id % 400 "
+            "as int)) as day", "id / 3.0 as share", "IF(id % 5 = 0, NULL, 'x') as maybe"
+        ),
+    )  # fmt: skip
+    query = "SELECT * FROM numbers ORDER BY tag DESC, id"
+    assert sc.sql(query).rdd.getNumPartitions() == 16  # the order spans many partitions
+    local_db = duckdb.connect()
+    engine_spark.fetch(sc, query, local_db, "rows")
+    got = local_db.execute("SELECT * FROM rows").fetchall()
+    expected = sorted(
+        ((i, str(i % 7)) for i in range(20_000)), key=lambda r: (-int(r[1]), r[0])
+    )
+    assert [(r[0], r[1]) for r in got] == expected
+    assert got[0][2] == dt.date(2026, 1, 1) + dt.timedelta(days=got[0][0] % 400)
+    assert sum(r[4] is None for r in got) == 4_000
 
 
 @pytest.mark.parametrize("master", ["nonsense", "local[0]", "local[abc]", ""])
@@ -221,3 +318,17 @@ def test_what_spark_cannot_do_yet_is_said_before_spark_starts(run_cli, monkeypat
         "--engine", "spark", "--spark-master", "local[1]",
     )  # fmt: skip
     assert result.exit_code == 2 and said in result.output, result.output
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_a_file_that_is_not_parquet_is_bad_data_on_both_engines(run_cli, spark, tmp_path, engine):
+    """Exit 1 naming the file, as any unreadable input: not a Spark failure (exit 2)."""
+    fake = tmp_path / "customers.parquet"
+    fake.write_bytes((EXAMPLES / "customers.csv").read_bytes())
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", fake, "--as-of", "2026-11-22",
+        "--engine", engine,
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"bad data: {fake}: cannot read: " in result.output
+    assert "Spark stopped the run" not in result.output
