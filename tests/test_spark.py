@@ -20,11 +20,10 @@ from retentionrules.interpreter import evaluate
 from retentionrules.loader import Inputs
 from retentionrules.spark import SparkConnection, load, plain, session
 
-assert pyspark.__version__  # the test extra installs it: without it these tests must fail
-
 from .conftest import ROOT, write_csv
 from .test_evaluators import AS_OF, CONFIG, conditions, customers, happened
 
+assert pyspark.__version__  # the test extra installs it: without it these tests must fail
 EXAMPLES = ROOT / "examples"
 JOB = ROOT / "bench" / "standard_job"
 DEMO = Inputs(
