@@ -93,35 +93,52 @@ def session(master: str | None = None) -> SparkSession:
     if spark is not None and spark.conf.get(_RUN, None) and _BASE is not None:
         return _BASE  # a run's own session, made active by PySpark: the session it came from
     if spark is None:
-        builder = SparkSession.builder.appName("retentionrules")
-        if master:
-            builder = builder.master(master)
-        elif not os.environ.get("SPARK_REMOTE"):
-            builder = builder.master(os.environ.get("MASTER", "local[*]"))
-        builder = builder.config("spark.ui.showConsoleProgress", "false")
-        if not os.environ.get("SPARK_CONF_DIR"):  # the user's own log settings, else ours
-            builder = builder.config(
-                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG}"
+        remote = os.environ.get("SPARK_REMOTE")
+        if remote and master:
+            raise UsageError(
+                f"--spark-master {master!r} and SPARK_REMOTE={remote!r} name two Sparks: "
+                "leave --spark-master out to use Spark Connect, or unset SPARK_REMOTE"
             )
-        if (master or "local").startswith("local"):  # one machine: few, larger tasks
-            builder = builder.config("spark.sql.shuffle.partitions", "4")
-            builder = builder.config("spark.ui.enabled", "false")
+        builder = SparkSession.builder.appName("retentionrules")
+        if not remote:  # Spark Connect's server has its own master, log and settings
+            master = master or os.environ.get("MASTER", "local[*]")
+            builder = builder.master(master).config("spark.ui.showConsoleProgress", "false")
+            if not os.environ.get("SPARK_CONF_DIR"):  # the user's own log settings, else ours
+                builder = builder.config(
+                    "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG}"
+                )
+            if master.startswith("local"):  # one machine: few, larger tasks
+                builder = builder.config("spark.sql.shuffle.partitions", "4")
+                builder = builder.config("spark.ui.enabled", "false")
+                if not os.environ.get("SPARK_CONF_DIR"):  # the driver is the executor too
+                    builder = builder.config("spark.driver.memory", local_memory())
         spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
+        if not remote:
+            spark.sparkContext.setLogLevel("ERROR")
     _BASE = spark
     return spark
+
+
+def local_memory() -> str:
+    """The memory of a local Spark (the driver runs the tasks too): half the machine's, as
+    `spark.driver.memory` says it. Spark's own default, 1 GB, stops a plan of a few million
+    customers (`AGGREGATE_OUT_OF_MEMORY`); half leaves the rest to the OS's file cache and to
+    the driver's DuckDB, which writes the plan."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: Spark's default
+        return "1g"
+    return f"{max(1024, total // 2 // 2**20)}m"
 
 
 def run_session(base: SparkSession) -> SparkSession:
     """A session of the run's own beside `base` (`newSession`: the same cluster and catalogue,
     its own settings and temporary views), so that a run neither changes the settings of the
     user's session nor replaces its temporary views (the run's are named `customers`,
-    `orders`...). Spark Connect has no `newSession`: there the run uses `base` itself, and
-    sets `SETTINGS` on it (docs/engine.md says so)."""
-    try:
-        own = base.newSession()
-    except Exception:  # pyspark.errors.PySparkNotImplementedError under Spark Connect
-        own = base
+    `orders`...). Under Spark Connect the run uses `base` itself, and sets `SETTINGS` on it
+    (docs/engine.md says so): there a new session cannot read back what it checkpointed
+    (PySpark 4.3: `DATAFRAME_NOT_FOUND`), and the run stores its tables by checkpoints."""
+    own = base if type(base).__module__.startswith("pyspark.sql.connect") else base.newSession()
     for key, value in {**SETTINGS, _RUN: "true"}.items():
         own.conf.set(key, value)
     return own

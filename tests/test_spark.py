@@ -331,3 +331,40 @@ def test_a_file_that_is_not_parquet_is_bad_data_on_both_engines(run_cli, spark, 
     assert result.exit_code == 1, result.output
     assert f"bad data: {fake}: cannot read: " in result.output
     assert "Spark stopped the run" not in result.output
+
+
+def test_spark_connect_plans_the_demo_shop_as_duckdb_does(tmp_path):
+    """Spark Connect (`SPARK_REMOTE`): a real Connect server, which PySpark starts for
+    `local[2]`, in a process of its own. The run uses the session it is given, and the plan's
+    rows come to the client a bounded partition at a time (a client cannot read the server's
+    disk): the same plan, byte for byte, with the same plan id, as DuckDB's."""
+    import json
+    import os
+
+    duck, remote = tmp_path / "duckdb.csv", tmp_path / "connect.csv"
+    run_plan([EXAMPLES / "rules"], DEMO, AS_OF_DATE, out=duck, use_ledger=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "retentionrules", "plan", "--rules", str(EXAMPLES / "rules"),
+         "--customers", str(DEMO.customers), "--orders", str(DEMO.orders), "--products",
+         str(DEMO.products), "--as-of", "2026-11-22", "--no-ledger", "--engine", "spark",
+         "--out", str(remote)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "SPARK_REMOTE": "local[2]"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert remote.read_bytes() == duck.read_bytes()
+    header = json.loads((tmp_path / "connect.csv.meta.json").read_text())
+    assert header["plan_id"] == json.loads((tmp_path / "duckdb.csv.meta.json").read_text())[
+        "plan_id"
+    ]
+
+
+def test_a_spark_master_beside_spark_connect_is_a_usage_error(run_cli, monkeypatch):
+    """Two Sparks named at once: said before any JVM or server starts."""
+    monkeypatch.setenv("SPARK_REMOTE", "sc://spark.example:15002")
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", EXAMPLES / "customers.csv",
+        "--as-of", "2026-11-22", "--engine", "spark", "--spark-master", "local[2]",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "name two Sparks: leave --spark-master out to use Spark Connect" in result.output
