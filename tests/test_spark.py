@@ -368,3 +368,39 @@ def test_a_spark_master_beside_spark_connect_is_a_usage_error(run_cli, monkeypat
     )  # fmt: skip
     assert result.exit_code == 2
     assert "name two Sparks: leave --spark-master out to use Spark Connect" in result.output
+
+
+def test_no_window_of_a_plan_on_spark_ranks_all_customers_in_one_partition(spark, monkeypatch):
+    """Policies that need an order scale: every window Spark runs for a plan (priority ties,
+    `max N per run`, `once per household`, the derived fields) is partitioned (by rule, rule and
+    household, customer...). A window without PARTITION BY would move every customer to one
+    task. Checked on every statement Spark is given for the demo shop, whose rules use all three
+    policies."""
+    import sqlglot
+    from sqlglot import exp
+
+    from retentionrules import spark as engine_spark
+
+    given = []
+    render = engine_spark.render
+
+    def recorded(tree, schemas):
+        given.append(render(tree, schemas))
+        return given[-1]
+
+    monkeypatch.setattr(engine_spark, "render", recorded)
+    run_plan([EXAMPLES / "rules"], DEMO, AS_OF_DATE, use_ledger=False, engine="spark")
+    windows = [
+        (window, sql)
+        for sql in given
+        for window in sqlglot.parse_one(sql, read="spark").find_all(exp.Window)
+    ]
+    keys = [
+        {column.name for part in window.args.get("partition_by") or [] for column in
+         part.find_all(exp.Column)}
+        for window, _ in windows
+    ]  # fmt: skip
+    assert {"winner", "household", "customer_id"} in keys  # once per household
+    assert {"idx", "household_rank"} in keys  # max N per run: by rule
+    for window, sql in windows:
+        assert window.args.get("partition_by"), f"one partition: {window.sql('spark')} in {sql}"
