@@ -263,6 +263,7 @@ def refusals(inputs: Inputs, rejects: Path | None) -> None:
             raise UsageError(_JSON_LINES.format(path=path))
 
 
+_REJECTS = "rejects_inputs"  # the rows set aside (--rejects), from every input
 _IRREGULAR = "__irregular"  # a CSV row Spark may have read otherwise than RFC 4180 says
 _CORRUPT = "__corrupt"  # Spark's text of a CSV row with too many or too few cells
 _SUSPECT_CHARACTERS = ('"', "\r", "\ufffd")  # a quote, a carriage return, U+FFFD
@@ -544,26 +545,27 @@ def _typed(
     source = _source(sc, raw, where, columns)
     with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
         sc.execute(create_sql(table, source, columns, context, exact=True))
-        if source.kind == "text":
-            irregular = sc.execute(
-                f"SELECT 1 FROM {name} WHERE {PROBLEM} = '{_IRREGULAR}' LIMIT 1"
-            ).fetchone()
-            if irregular:
-                source = _reread(sc, raw, source, Path(folder))
-                sc.execute(create_sql(table, source, columns, context, exact=True))
+        keyed = f"count({_key_sql(key)}) - count(DISTINCT {_key_sql(key)})" if key else "0"
+        counts = (
+            f"SELECT count(CASE WHEN {PROBLEM} IS NOT NULL THEN 1 END), {keyed}, "
+            f"count(CASE WHEN {PROBLEM} = '{_IRREGULAR}' THEN 1 END) FROM {name}"
+        )
+        found = sc.execute(counts).fetchone()
+        bad, repeats, irregular = found if found else (0, 0, 0)
+        if irregular:
+            source = _reread(sc, raw, source, Path(folder))
+            sc.execute(create_sql(table, source, columns, context, exact=True))
         if isinstance(key, RowKey):
             _mark(sc, table, literal(key.missing), on=f"{key.sql} IS NULL")
-        keyed = f"count({_key_sql(key)}) - count(DISTINCT {_key_sql(key)})" if key else "0"
-        found = sc.execute(
-            f"SELECT count(CASE WHEN {PROBLEM} IS NOT NULL THEN 1 END), {keyed} FROM {name}"
-        ).fetchone()
-        bad, repeats = found if found else (0, 0)
+        if irregular or isinstance(key, RowKey):
+            found = sc.execute(counts).fetchone()
+            bad, repeats, irregular = found if found else (0, 0, 0)
         structural = 0
         if source.problems is not None:
             counted = sc.execute(f"SELECT count(*) FROM {source.problems}").fetchone()
             structural = int(counted[0]) if counted else 0
         if bad or repeats or structural:
-            if source.problems is None:
+            if source.kind != "text":  # a CSV file is read by one task: its ids count rows
                 _exact_rows(sc, table, raw)
             if repeats:
                 assert key is not None
@@ -610,24 +612,21 @@ def _reject(
     found = f"SELECT {ROW} AS row, {PROBLEM} AS reason FROM {name} WHERE {PROBLEM} IS NOT NULL"
     if source.problems is not None:
         found += f" UNION ALL SELECT row, reason FROM {source.problems}"
-    counted = sc.execute(f"SELECT count(*), min(row) FROM ({found})").fetchone()
-    assert counted is not None
-    count, first_row = int(counted[0]), int(counted[1])
+    counted = sc.execute(f"SELECT count(*), min(row), min_by(reason, row) FROM ({found})")
+    count, first_row, reason = counted.fetchone() or (0, 0, "")
     if rejects is None:
-        first = sc.execute(f"SELECT reason FROM ({found}) WHERE row = {first_row} LIMIT 1")
-        reason = (first.fetchone() or ("",))[0]
-        raise bad_rows(source.path, first_row, reason, count)
+        raise bad_rows(source.path, int(first_row), reason, int(count))
     stats.rejected[str(source.path)] = count
     rows = _records(sc, table, source, raw)
-    frame = sc.spark.createDataFrame(rows, "file string, row bigint, reason string, record string")
-    if source.problems is not None:
-        frame = frame.unionByName(
-            sc.sql(
-                f"SELECT {literal(str(source.path))} AS file, row, reason, record "
-                f"FROM {source.problems}"
-            )
-        )
-    sc.register(f"rejects_{table}", frame, store=True)
+    if source.problems is not None:  # rows the re-read could not use: a few, on the driver
+        problems = sc.execute(f"SELECT row, reason, record FROM {source.problems}").fetchall()
+        rows += [(str(source.path), *problem) for problem in problems]
+    # One view for every input's rejects (`loader.rejects_sql` reads each `rejects_*`): Spark 4.0
+    # fails to plan that query's UNION ALL of two local relations under an ORDER BY.
+    if _REJECTS in sc.schemas:
+        rows = sc.execute(f"SELECT * FROM {_REJECTS}").fetchall() + rows
+    schema = "file string, row bigint, reason string, record string"
+    sc.register(_REJECTS, sc.spark.createDataFrame(rows, schema))
     if table == "contacts":  # whose history is incomplete: the planner holds them back
         ids = _owners_view(sc, "__owned", [[found] for found in owners], "customer_id string")
         sc.execute(
