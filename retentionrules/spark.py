@@ -348,6 +348,13 @@ def _reread(sc: SparkConnection, raw: str, source: _Source, folder: Path) -> _So
     from pyspark.sql import functions as F
 
     path = source.path
+    if not path.is_file():  # a path only Spark reads: stop rather than go on with wrong cells
+        raise DataError(
+            f"{path}: rows Spark's CSV reader may not read as RFC 4180 says (a row with too many "
+            "or too few cells, a quote or a carriage return inside a cell, or a byte that is not "
+            "UTF-8); the driver cannot open the file to read them exactly: fix the file, or "
+            "copy it here"
+        )
     if _first_non_utf8(path)[2] != "an unreadable byte":
         raise _not_utf8(path)
     clean, problems = folder / "rows.csv", folder / "problems.csv"
