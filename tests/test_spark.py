@@ -536,7 +536,11 @@ def test_a_ragged_row_stops_the_command_on_both_engines_with_the_same_words(run_
 
     folder = write_rules(tmp_path / "rules", SHOP_RULES, SHOP_CONFIG)
     customers = tmp_path / "customers.csv"
-    customers.write_text(f"{HEADER}\n{GOOD[0]}\nC2,Xian\n", encoding="utf-8")
+    customers.write_text(
+        "customer_id,sms_opt_in,first_order_date,last_order_date,orders_12m,spend_12m,"
+        "total_orders,last_contacted\nC1,true,2025-01-01,2026-10-01,1,20,2,\nC2,Xian\n",
+        encoding="utf-8",
+    )
     said = {}
     for engine in ENGINES:
         result = run_cli(
@@ -546,4 +550,4 @@ def test_a_ragged_row_stops_the_command_on_both_engines_with_the_same_words(run_
         assert result.exit_code == 1, result.output
         said[engine] = result.output
     assert said["duckdb"] == said["spark"]
-    assert "customers.csv: row 2: has 2 cells, the header has 4; nothing was" in said["spark"]
+    assert "customers.csv: row 2: has 2 cells, the header has 8; nothing was" in said["spark"]
