@@ -344,9 +344,8 @@ def _reread(sc: SparkConnection, raw: str, source: _Source, folder: Path) -> _So
     """A CSV file Spark read irregularly, read as DuckDB reads it then: stopped at the first
     byte that is not UTF-8; else re-read row by row by the loader's own `_rewrite_csv` (rows
     with too many or too few cells become problems, the others go to a clean file, which Spark
-    reads with their row numbers). The clean file is local: Spark must run on this machine."""
-    from pyspark.sql import functions as F
-
+    reads with their row numbers; on a cluster, which cannot read the driver's disk, the driver
+    sends them)."""
     path = source.path
     if not path.is_file():  # a path only Spark reads: stop rather than go on with wrong cells
         raise DataError(
@@ -364,8 +363,15 @@ def _reread(sc: SparkConnection, raw: str, source: _Source, folder: Path) -> _So
         found = [(int(row), reason, record) for row, reason, record in csv.reader(handle)]
     width = len(_csv_header(path))
     schema = ", ".join([f"{ROW} bigint", *(f"c{i} string" for i in range(width))])
-    frame = _csv_frame(sc, str(clean), schema, ",").drop(_CORRUPT)
-    sc.register(raw, frame.withColumn(ROW, F.col(ROW)))
+    if _local_master(sc.spark):  # the executors read the driver's disk
+        frame = _csv_frame(sc, str(clean), schema, ",").drop(_CORRUPT)
+    else:  # the good rows sent from the driver, which has read them (an empty cell: NULL)
+        with clean.open(encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle)
+            next(rows)
+            good = [(int(row), *(cell or None for cell in cells)) for row, *cells in rows]
+        frame = sc.spark.createDataFrame(good, schema)
+    sc.register(raw, frame)
     sc.register(
         f"{raw}_problems",
         sc.spark.createDataFrame(found, "row bigint, reason string, record string"),
