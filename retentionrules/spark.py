@@ -469,8 +469,14 @@ def _records(sc: SparkConnection, table: str, source: _Source, raw: str) -> list
     else:
         fetch(sc, f"SELECT {ROW}, reason FROM {reasons}", local, "reasons")
         if str(source.path).startswith(TABLE_PREFIX):  # no file: Spark's JSON of the row
-            fetch(sc, f"SELECT r.{ROW}, to_json(struct(r.*)) AS record FROM {ident(raw)} AS r "
-                  f"WHERE r.{ROW} IN ({bad})", local, "records")  # fmt: skip
+            from pyspark.sql import functions as F
+
+            frame = sc.frames[raw]
+            row = F.struct(*(F.col(quoted(c)) for c in frame.columns if c != ROW))
+            json = F.to_json(row, {"ignoreNullFields": "false"}).alias("record")
+            sc.register("__records", frame.select(F.col(ROW), json))
+            fetch(sc, f"SELECT {ROW}, record FROM __records WHERE {ROW} IN ({bad})", local,
+                  "records")  # fmt: skip
             record = "record"
         else:  # a Parquet file: DuckDB reads the bad rows as the DuckDB engine does
             types = _parquet_source(local, path).types

@@ -564,3 +564,27 @@ def test_a_ragged_row_stops_the_command_on_both_engines_with_the_same_words(run_
         said[engine] = result.output
     assert said["duckdb"] == said["spark"]
     assert "customers.csv: row 2: has 2 cells, the header has 8; nothing was" in said["spark"]
+
+
+def test_rejects_of_a_catalogue_table_name_its_rows_in_the_order_spark_reads_them(spark, tmp_path):
+    """A table has no file: its rows are numbered in the order Spark reads them (across its
+    partitions), and a record is Spark's JSON of the row, missing values kept as null."""
+    from retentionrules.loader import rejects_sql
+
+    rows = [("C1", "Xian", 1.0), ("C2", None, None), ("C1", "X", float("nan"))]
+    frame = spark.createDataFrame(rows, "customer_id string, city string, spend_12m double")
+    frame.repartition(2).createOrReplaceTempView("broken_customers")
+    sc = SparkConnection(spark)
+    inputs = Inputs("table:broken_customers")
+    stats = load(sc, CONFIG, inputs, AS_OF_DATE, tmp_path / "rejects.csv", ["customer_id"])
+    read = [r[0] for r in spark.table("broken_customers").collect()]
+    ones = [n for n, customer in enumerate(read, 1) if customer == "C1"]
+    rejected = sc.execute(rejects_sql(sc)).fetchall()
+    assert stats.customers == 1 and stats.rejected == {"table:broken_customers": 2}
+    assert [row for _file, row, _reason, _record in rejected] == ones
+    repeated = f"column customer_id: the id `C1` is on 2 rows ({ones[0]}, {ones[1]}): which " \
+        "is right cannot be told"  # fmt: skip
+    assert {reason for _file, _row, reason, _record in rejected} == {
+        repeated, f"column spend_12m: `NaN` is not a finite number; {repeated}"
+    }
+    assert '{"customer_id":"C1","city":"Xian","spend_12m":1.0}' in [r[3] for r in rejected]
