@@ -1188,18 +1188,35 @@ def _mark_owned(
     if not owners:
         return
     con.execute("CREATE OR REPLACE TEMP TABLE __owned (id VARCHAR, listed VARCHAR)")
-    con.executemany(
-        "INSERT INTO __owned VALUES (?, ?)",
-        [[found, ", ".join(map(str, sorted(rows)[:5]))] for found, rows in owners.items()],
-    )
+    con.executemany("INSERT INTO __owned VALUES (?, ?)", owned_rows(owners))
     k = ident(key)
     con.execute(f"""
         UPDATE {ident(table)} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {literal(f"column {key}: the id `")} || c.{k} || '` is also on row ' || o.listed
-                || ', which could not be read: which is right cannot be told')
+            {owned_reason(key, f"c.{k}", "o.listed")})
         FROM __owned AS o WHERE c.{k} = o.id
     """)
     con.execute("DROP TABLE __owned")
+
+
+def owned_rows(owners: dict[str, list[int]]) -> list[list[str]]:
+    """Each id read from rows that could not be read, with the first five of those rows."""
+    return [[found, ", ".join(map(str, sorted(rows)[:5]))] for found, rows in owners.items()]
+
+
+def owned_reason(key: str, id_sql: str, listed: str) -> str:
+    """SQL: why a row is bad whose id is also on rows that could not be read (`listed`)."""
+    return (
+        f"{literal(f'column {key}: the id `')} || {id_sql} || '` is also on row ' || {listed} "
+        "|| ', which could not be read: which is right cannot be told'"
+    )
+
+
+def repeated_reason(shown: str, n: str, listed: str) -> str:
+    """SQL: why a row of a repeated id (`shown`, on `n` rows, the first five `listed`) is bad."""
+    return (
+        f"{shown} || ' is on ' || {n} || ' rows (' || {listed} || '): "
+        "which is right cannot be told'"
+    )
 
 
 def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | RowKey | None) -> None:
@@ -1213,8 +1230,7 @@ def _mark_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str | RowK
         shown = f"{literal(f'column {key}: the id `')} || d.id || '`'"
     con.execute(f"""
         UPDATE {name} AS c SET {PROBLEM} = concat_ws('; ', c.{PROBLEM},
-            {shown} || ' is on '
-                || d.n || ' rows (' || d.listed || '): which is right cannot be told')
+            {repeated_reason(shown, "d.n", "d.listed")})
         FROM (SELECT k.{ROW}, k.id, g.n, g.listed FROM {keyed} AS k JOIN (
                 SELECT id, count(*) AS n,
                     array_to_string(list({ROW} ORDER BY {ROW})[1:5], ', ')
@@ -1292,6 +1308,15 @@ def _unreadable_owners(
     return ids, unknown
 
 
+def bad_rows(path: Path, first_row: int, reason: str, count: int) -> DataError:
+    """What stops a run without --rejects: the first bad row, and how many more there are."""
+    more = f" (and {count - 1} more bad row{'s' * (count > 2)})" if count > 1 else ""
+    return DataError(
+        f"{path}: row {first_row}: {reason}{more}; nothing was written. "
+        "Fix the data, or pass --rejects FILE to set bad rows aside"
+    )
+
+
 def _reject(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -1316,11 +1341,7 @@ def _reject(
     count, first_row = one(con, f"SELECT count(*), min(row) FROM ({found})")
     if rejects is None:
         (reason,) = one(con, f"SELECT reason FROM ({found}) WHERE row = ? LIMIT 1", [first_row])
-        more = f" (and {count - 1} more bad row{'s' * (count > 2)})" if count > 1 else ""
-        raise DataError(
-            f"{path}: row {first_row}: {reason}{more}; nothing was written. "
-            "Fix the data, or pass --rejects FILE to set bad rows aside"
-        )
+        raise bad_rows(path, first_row, reason, count)
     stats.rejected[str(path)] = count
     # The records as the file has them, built for the bad rows only.
     raw = ident("raw_" + table)

@@ -14,6 +14,7 @@ the DuckDB engine writes it.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import os
@@ -38,6 +39,7 @@ from .loader import (
     PRODUCTS,
     ROW,
     TABLE_PREFIX,
+    UNKNOWN_HISTORY,
     Inputs,
     LoadStats,
     RowKey,
@@ -45,16 +47,26 @@ from .loader import (
     _Column,
     _Context,
     _csv_header,
+    _csv_source,
     _customer_columns,
     _delimiter,
+    _first_non_utf8,
     _format,
     _key_sql,
     _line_columns,
+    _not_utf8,
+    _parquet_source,
     _require,
+    _rewrite_csv,
     _Source,
+    _unreadable_owners,
+    bad_rows,
     channel_key,
     create_sql,
+    owned_reason,
+    owned_rows,
     product_columns,
+    repeated_reason,
 )
 from .output import digest_text
 from .sql import ident, literal
@@ -258,9 +270,7 @@ _JSON_LINES = (
 
 def refusals(inputs: Inputs, rejects: Path | None) -> None:
     """What this engine cannot do yet, said before a session starts (a JVM takes seconds):
-    JSON lines inputs, `--rejects`, a catalogue table without a name."""
-    if rejects is not None:
-        raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
+    JSON lines inputs, a catalogue table without a name."""
     for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
         text = "" if path is None else str(path)
         if text.startswith(TABLE_PREFIX):
@@ -270,9 +280,36 @@ def refusals(inputs: Inputs, rejects: Path | None) -> None:
             raise UsageError(_JSON_LINES.format(path=path))
 
 
+_REJECTS = "rejects_inputs"  # the rows set aside (--rejects), from every input
+_IRREGULAR = "__irregular"  # a CSV row Spark may have read otherwise than RFC 4180 says
+_CORRUPT = "__corrupt"  # Spark's text of a CSV row with too many or too few cells
+_SUSPECT_CHARACTERS = ('"', "\r", "\ufffd")  # a quote, a carriage return, U+FFFD
+
+
+def _csv_frame(sc: SparkConnection, path: str, schema: str, sep: str) -> DataFrame:
+    return sc.spark.read.csv(
+        path,
+        schema=schema,
+        header=True,
+        multiLine=True,  # one task reads the file: quoted line breaks are safe, rows in order
+        escape='"',
+        sep=sep,
+        enforceSchema=True,
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord=_CORRUPT,
+        ignoreLeadingWhiteSpace=False,
+        ignoreTrailingWhiteSpace=False,
+    )
+
+
 def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Column]) -> _Source:
     """The input as a Spark view of raw cells with `__row` (the input order), described as the
-    loader's conversions read it: CSV cells are text, Parquet and catalogue columns native."""
+    loader's conversions read it: CSV cells are text, Parquet and catalogue columns native.
+
+    A CSV row Spark's parser may have read otherwise than DuckDB (too many or too few cells, a
+    quote, a carriage return or U+FFFD, which is what Spark reads for a byte that is not UTF-8,
+    in any cell) is marked `_IRREGULAR` (`structural`): `_typed` then re-reads the file as
+    DuckDB does."""
     from pyspark.sql import functions as F
 
     spark = sc.spark
@@ -289,25 +326,19 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             raise DataError(f"{path}: no such file")
         fmt = _format(path)
         if fmt == "csv":
-            header = _csv_header(path)
+            duck, header = _csv_source(path, columns)  # the header's names, checked as DuckDB
             _require(path, columns, header)
-            schema = ", ".join(f"c{i} string" for i in range(len(header)))
-            frame = spark.read.csv(
-                text,
-                schema=schema,
-                header=True,
-                multiLine=True,
-                escape='"',
-                sep=_delimiter(path),
-                enforceSchema=True,
-                mode="PERMISSIVE",
-                ignoreLeadingWhiteSpace=False,
-                ignoreTrailingWhiteSpace=False,
-            )
-            frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
+            names = [f"c{i}" for i in range(len(header))]
+            schema = ", ".join(f"{c} string" for c in [*names, _CORRUPT])
+            frame = _csv_frame(sc, text, schema, _delimiter(path))
+            frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
             sc.register(raw, frame)
-            cells = {name: ident(f"c{i}") for i, name in enumerate(header)}
-            return _Source(path, "text", ident(raw), cells, "NULL", row="__row")
+            joined = f"concat_ws('', {', '.join(names)})"
+            odd = " OR ".join(f"instr({joined}, {literal(c)}) > 0" for c in _SUSPECT_CHARACTERS)
+            structural = f"CASE WHEN {_CORRUPT} IS NOT NULL OR {odd} THEN '{_IRREGULAR}' END"
+            return _Source(
+                path, "text", ident(raw), duck.cells, "NULL", structural=structural, row=ROW
+            )
         if fmt != "parquet":  # JSON lines: `refusals` said so before Spark started
             raise UsageError(_JSON_LINES.format(path=path))
         try:  # the footer is read here: a file that is not Parquet fails now, as on DuckDB
@@ -317,13 +348,177 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
                 raise
             raise DataError(f"{path}: cannot read: {spark_cause(str(error))}") from None
         kind = "native"
-    frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
+    frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
     sc.register(raw, frame)
     types = {f.name: _native_type(_spark_type(f.dataType)) for f in frame.schema.fields}
-    types.pop("__row")
+    types.pop(ROW)
     _require(Path(text), columns, list(types))
     cells = {name: ident(name) for name in types}
-    return _Source(Path(text), kind, ident(raw), cells, "NULL", types=types, row="__row")
+    return _Source(Path(text), kind, ident(raw), cells, "NULL", types=types, row=ROW)
+
+
+def _reread(sc: SparkConnection, raw: str, source: _Source, folder: Path) -> _Source:
+    """A CSV file Spark read irregularly, read as DuckDB reads it then: stopped at the first
+    byte that is not UTF-8; else re-read row by row by the loader's own `_rewrite_csv` (rows
+    with too many or too few cells become problems, the others go to a clean file, which Spark
+    reads with their row numbers; on a cluster, which cannot read the driver's disk, the driver
+    sends them)."""
+    path = source.path
+    if not path.is_file():  # a path only Spark reads: stop rather than go on with wrong cells
+        raise DataError(
+            f"{path}: rows Spark's CSV reader may not read as RFC 4180 says (a row with too many "
+            "or too few cells, a quote or a carriage return inside a cell, or a byte that is not "
+            "UTF-8); the driver cannot open the file to read them exactly: fix the file, or "
+            "copy it here"
+        )
+    if _first_non_utf8(path)[2] != "an unreadable byte":
+        raise _not_utf8(path)
+    clean, problems = folder / "rows.csv", folder / "problems.csv"
+    with problems.open("w", encoding="utf-8", newline="") as handle:
+        _rewrite_csv(path, clean, csv.writer(handle))
+    with problems.open(encoding="utf-8", newline="") as handle:
+        found = [(int(row), reason, record) for row, reason, record in csv.reader(handle)]
+    width = len(_csv_header(path))
+    schema = ", ".join([f"{ROW} bigint", *(f"c{i} string" for i in range(width))])
+    if _local_master(sc.spark):  # the executors read the driver's disk
+        frame = _csv_frame(sc, str(clean), schema, ",").drop(_CORRUPT)
+    else:  # the good rows sent from the driver, which has read them (an empty cell: NULL)
+        with clean.open(encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle)
+            next(rows)
+            good = [(int(row), *(cell or None for cell in cells)) for row, *cells in rows]
+        frame = sc.spark.createDataFrame(good, schema)
+    sc.register(raw, frame)
+    sc.register(
+        f"{raw}_problems",
+        sc.spark.createDataFrame(found, "row bigint, reason string, record string"),
+    )
+    return dataclasses.replace(
+        source, structural="NULL", problems=ident(f"{raw}_problems"), restructure=False
+    )
+
+
+def _exact_rows(sc: SparkConnection, table: str, raw: str) -> None:
+    """`__row` as the row's number (1, 2, ...) in `table` and its source view `raw`: Spark's ids
+    are consecutive within a partition only (a CSV file is one; a Parquet file may be several).
+    Only counts per partition come to the driver."""
+    part = f"floor(({ROW} - 1) / {1 << 33})"
+    starts = sc.execute(
+        f"SELECT {part} AS p, count(*), min({ROW}) FROM {ident(raw)} GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    shift, before = [], 0
+    for p, count, first in starts:
+        shift.append(f"WHEN {int(p)} THEN {before + 1 - int(first)}")
+        before += int(count)
+    if all(item.endswith(" THEN 0") for item in shift):
+        return
+    exact = f"{ROW} + CASE {part} {' '.join(shift)} END"
+    for name in (raw, table):
+        columns = ", ".join(ident(c) for c in sc.schemas[name] if c != ROW)
+        sc.execute(
+            f"CREATE OR REPLACE TEMP {'TABLE' if name == table else 'VIEW'} {ident(name)} AS "
+            f"SELECT {exact} AS {ROW}, {columns} FROM {ident(name)}"
+        )
+
+
+def _mark(sc: SparkConnection, table: str, reason: str, relation: str | None = None,
+          on: str = "") -> None:  # fmt: skip
+    """`UPDATE table AS c SET __problem = concat_ws('; ', __problem, reason) [FROM relation AS o
+    WHERE on]`, as Spark can: the table made again, with the rows `on` matches marked (at most
+    one row of `relation` matches a row of the table)."""
+    name = ident(table)
+    columns = ", ".join(f"c.{ident(col)}" for col in sc.schemas[table] if col != PROBLEM)
+    if relation is None:
+        joined, matched = f"{name} AS c", on
+    else:
+        joined = f"{name} AS c LEFT JOIN (SELECT *, TRUE AS __matched FROM {relation}) AS o ON {on}"
+        matched = "o.__matched"
+    sc.execute(
+        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {columns}, CASE WHEN {matched} "
+        f"THEN concat_ws('; ', c.{PROBLEM}, {reason}) ELSE c.{PROBLEM} END AS {PROBLEM} "
+        f"FROM {joined}"
+    )
+
+
+def _mark_duplicates(sc: SparkConnection, table: str, key: str | RowKey) -> None:
+    """Every row of a repeated id, naming the first five rows of that id (`loader`'s message):
+    windows partitioned by the id."""
+    keyed = f"(SELECT {ROW}, {_key_sql(key)} AS id FROM {ident(table)})"
+    shown = "o.id"  # a RowKey shows itself
+    if not isinstance(key, RowKey):
+        shown = f"{literal(f'column {key}: the id `')} || o.id || '`'"
+    first = ", ".join(
+        f"CAST(max(CASE WHEN k = {k} THEN {ROW} END) AS VARCHAR)" for k in range(1, 6)
+    )
+    ranked = (
+        f"SELECT {ROW}, id, row_number() OVER (PARTITION BY id ORDER BY {ROW}) AS k "
+        f"FROM {keyed} WHERE id IS NOT NULL"
+    )
+    listed = (
+        f"SELECT id, count(*) AS n, concat_ws(', ', {first}) "
+        f"|| CASE WHEN count(*) > 5 THEN ', ...' ELSE '' END AS listed "
+        f"FROM ({ranked}) GROUP BY id HAVING count(*) > 1"
+    )
+    repeated = f"(SELECT k.{ROW}, g.id, g.n, g.listed FROM {keyed} AS k JOIN ({listed}) AS g " \
+        "ON g.id = k.id)"  # fmt: skip
+    _mark(sc, table, repeated_reason(shown, "o.n", "o.listed"), repeated, f"o.{ROW} = c.{ROW}")
+
+
+def _owners_view(sc: SparkConnection, name: str, rows: list[list[str]], schema: str) -> str:
+    sc.register(name, sc.spark.createDataFrame(rows, schema))
+    return ident(name)
+
+
+def _records(sc: SparkConnection, table: str, source: _Source, raw: str) -> list[tuple[Any, ...]]:
+    """The bad rows of `table` as the rejects file has them (file, row, reason, record), the
+    records made by DuckDB's own SQL (`loader`'s `source.record`) on the driver, from the bad
+    rows' cells streamed from Spark: byte for byte what the DuckDB engine writes."""
+    path = source.path
+    local = duckdb.connect()
+    bad = f"SELECT {ROW} FROM {ident(table)} WHERE {PROBLEM} IS NOT NULL"
+    reasons = f"(SELECT {ROW}, {PROBLEM} AS reason FROM {ident(table)} WHERE {PROBLEM} IS NOT NULL)"
+    if source.kind == "text":
+        duck, header = _csv_source(path, [])
+        cells = ", ".join(f"r.c{i}" for i in range(len(header)))
+        fetch(sc, f"SELECT r.{ROW}, b.reason, {cells} FROM {ident(raw)} AS r JOIN {reasons} "
+              f"AS b ON b.{ROW} = r.{ROW}", local, "bad")  # fmt: skip
+        record, relation = duck.record, "bad"
+    else:
+        fetch(sc, f"SELECT {ROW}, reason FROM {reasons}", local, "reasons")
+        if str(source.path).startswith(TABLE_PREFIX):  # no file: Spark's JSON of the row
+            from pyspark.sql import functions as F
+
+            frame = sc.frames[raw]
+            row = F.struct(*(F.col(quoted(c)) for c in frame.columns if c != ROW))
+            json = F.to_json(row, {"ignoreNullFields": "false"}).alias("record")
+            sc.register("__records", frame.select(F.col(ROW), json))
+            fetch(sc, f"SELECT {ROW}, record FROM __records WHERE {ROW} IN ({bad})", local,
+                  "records")  # fmt: skip
+            record = "record"
+        else:  # a Parquet file: DuckDB reads the bad rows as the DuckDB engine does
+            types = _parquet_source(local, path).types
+            pairs = ", ".join(f"{literal(n)}: {ident(n)}" for n in types)
+            local.execute(
+                f"CREATE TABLE records AS SELECT file_row_number + 1 AS {ROW}, "
+                f"CAST(to_json({{{pairs}}}) AS VARCHAR) AS record FROM read_parquet("
+                f"{literal(str(path))}, file_row_number = true) "
+                f"WHERE file_row_number + 1 IN (SELECT {ROW} FROM reasons)"
+            )
+            record = "record"
+        local.execute(
+            f"CREATE TABLE bad AS SELECT {ROW}, reason, record FROM reasons JOIN records "
+            f"USING ({ROW})"
+        )
+        relation = "bad"
+    rows = [
+        tuple(row)
+        for row in local.execute(
+            f"SELECT {literal(str(path))} AS file, {ROW} AS row, reason, {record} AS record "
+            f"FROM {relation}"
+        ).fetchall()
+    ]
+    local.close()
+    return rows
 
 
 def quoted(name: str) -> str:
@@ -374,44 +569,110 @@ def _typed(
     columns: list[_Column],
     key: str | RowKey | None,
     context: _Context,
+    rejects: Path | None = None,
+    stats: LoadStats | None = None,
 ) -> int:
-    """The table `table` from an input, converted and checked by the loader's own SQL; the
-    first bad row stops the run (as in DuckDB without --rejects). Returns its row count."""
-    source = _source(sc, f"raw_{table}", where, columns)
-    sc.execute(create_sql(table, source, columns, context, exact=True))
+    """The table `table` from an input, converted and checked by the loader's own SQL; bad rows
+    are found as DuckDB finds them (`loader._settle`), then the first stops the run, or, with
+    `rejects`, they are set aside in `rejects_<table>`. Returns the rows kept."""
+    stats = stats if stats is not None else LoadStats()
+    raw = f"raw_{table}"
     name = ident(table)
-    missing = (
-        f"WHEN {key.sql} IS NULL THEN {literal(key.missing)} " if isinstance(key, RowKey) else ""
-    )
-    problem = f"CASE {missing}ELSE {PROBLEM} END" if missing else PROBLEM
-    keyed = _key_sql(key) if key is not None else "NULL"
-    bad = sc.execute(f"""
-        SELECT __row, reason FROM (
-            SELECT {ROW} AS __row, {problem} AS reason FROM {name}
-            UNION ALL
-            SELECT d.{ROW}, {literal("the id `") if not isinstance(key, RowKey) else "''"}
-                || d.id || {"'`'" if not isinstance(key, RowKey) else "''"} || ' is on '
-                || g.n || ' rows: which is right cannot be told'
-            FROM (SELECT {ROW}, {keyed} AS id FROM {name}) d
-            JOIN (SELECT {keyed} AS id, count(*) AS n FROM {name} GROUP BY 1
-                HAVING count(*) > 1) g ON g.id = d.id
-        ) WHERE reason IS NOT NULL ORDER BY __row LIMIT 2""").fetchall()
-    if bad:
-        first, reason = bad[0]
-        number = sc.execute(f"SELECT count(*) FROM {name} WHERE {ROW} <= {int(first)}").fetchone()
-        row = number[0] if number else first
-        if isinstance(key, str) and "is on" in reason and not reason.startswith("column"):
-            reason = f"column {key}: {reason}"
-        more = " (and more bad rows)" if len(bad) > 1 else ""
-        raise DataError(
-            f"{where}: row {row}: {reason}{more}; nothing was written. Fix the data "
-            "(--rejects, which sets bad rows aside, is not available with --engine spark)"
+    source = _source(sc, raw, where, columns)
+    with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
+        sc.execute(create_sql(table, source, columns, context, exact=True))
+        keyed = f"count({_key_sql(key)}) - count(DISTINCT {_key_sql(key)})" if key else "0"
+        counts = (
+            f"SELECT count(CASE WHEN {PROBLEM} IS NOT NULL THEN 1 END), {keyed}, "
+            f"count(CASE WHEN {PROBLEM} = '{_IRREGULAR}' THEN 1 END) FROM {name}"
         )
-    kept = ", ".join(ident(c.name) for c in columns)
-    sc.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {ROW}, {kept} FROM {name}")
-    sc.spark.catalog.dropTempView(f"raw_{table}")
+        found = sc.execute(counts).fetchone()
+        bad, repeats, irregular = found if found else (0, 0, 0)
+        if irregular:
+            source = _reread(sc, raw, source, Path(folder))
+            sc.execute(create_sql(table, source, columns, context, exact=True))
+        if isinstance(key, RowKey):
+            _mark(sc, table, literal(key.missing), on=f"{key.sql} IS NULL")
+        if irregular or isinstance(key, RowKey):
+            found = sc.execute(counts).fetchone()
+            bad, repeats, irregular = found if found else (0, 0, 0)
+        structural = 0
+        if source.problems is not None:
+            counted = sc.execute(f"SELECT count(*) FROM {source.problems}").fetchone()
+            structural = int(counted[0]) if counted else 0
+        if bad or repeats or structural:
+            if source.kind != "text":  # a CSV file is read by one task: its ids count rows
+                _exact_rows(sc, table, raw)
+            if repeats:
+                assert key is not None
+                _mark_duplicates(sc, table, key)
+            _reject(sc, table, source, raw, rejects, stats, columns)
+        kept = ", ".join(ident(c.name) for c in columns)
+        sc.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {ROW}, {kept} FROM {name}"
+            + (f" WHERE {PROBLEM} IS NULL" if bad or repeats or structural else "")
+        )
+        for view in (raw, f"{raw}_problems"):
+            sc.spark.catalog.dropTempView(view)
+            sc.schemas.pop(view, None)
+            sc.frames.pop(view, None)
     count = sc.execute(f"SELECT count(*) FROM {name}").fetchone()
     return int(count[0]) if count else 0
+
+
+def _reject(
+    sc: SparkConnection,
+    table: str,
+    source: _Source,
+    raw: str,
+    rejects: Path | None,
+    stats: LoadStats,
+    columns: list[_Column],
+) -> None:
+    """`loader._reject` on Spark: the same owners read from broken rows, the same first bad
+    row and count, the same rejects rows and `unknown_history`."""
+    name = ident(table)
+    owner = next((c for c in columns if c.key and c.not_empty), None)
+    owners: dict[str, list[int]] = {}
+    if owner is not None and table in ("customers", "contacts"):
+        owners, unknown = _unreadable_owners(sc, table, source, owner)  # type: ignore[arg-type]
+        if table == "customers":
+            stats.unreadable_customers = unknown
+            if owners:
+                owned = _owners_view(sc, "__owned", owned_rows(owners), "id string, listed string")
+                k = ident(owner.name)
+                reason = owned_reason(owner.name, f"c.{k}", "o.listed")
+                _mark(sc, table, reason, owned, f"c.{k} = o.id")
+        else:
+            stats.unreadable_contacts = unknown
+    found = f"SELECT {ROW} AS row, {PROBLEM} AS reason FROM {name} WHERE {PROBLEM} IS NOT NULL"
+    if source.problems is not None:
+        found += f" UNION ALL SELECT row, reason FROM {source.problems}"
+    counted = sc.execute(f"SELECT count(*), min(row), min_by(reason, row) FROM ({found})")
+    count, first_row, reason = counted.fetchone() or (0, 0, "")
+    if rejects is None:
+        raise bad_rows(source.path, int(first_row), reason, int(count))
+    stats.rejected[str(source.path)] = count
+    rows = _records(sc, table, source, raw)
+    if source.problems is not None:  # rows the re-read could not use: a few, on the driver
+        problems = sc.execute(f"SELECT row, reason, record FROM {source.problems}").fetchall()
+        rows += [(str(source.path), *problem) for problem in problems]
+    # One view for every input's rejects (`loader.rejects_sql` reads each `rejects_*`): Spark 4.0
+    # fails to plan that query's UNION ALL of two local relations under an ORDER BY.
+    if _REJECTS in sc.schemas:
+        rows = sc.execute(f"SELECT * FROM {_REJECTS}").fetchall() + rows
+    schema = "file string, row bigint, reason string, record string"
+    sc.register(_REJECTS, sc.spark.createDataFrame(rows, schema))
+    if table == "contacts":  # whose history is incomplete: the planner holds them back
+        ids = _owners_view(sc, "__owned", [[found] for found in owners], "customer_id string")
+        sc.execute(
+            f"CREATE OR REPLACE TEMP TABLE {UNKNOWN_HISTORY} AS SELECT DISTINCT customer_id FROM ("
+            f"SELECT customer_id FROM {name} WHERE {PROBLEM} IS NOT NULL "
+            f"AND customer_id IS NOT NULL UNION ALL SELECT customer_id FROM {ids})"
+        )
+        held = sc.execute(f"SELECT count(*) FROM {UNKNOWN_HISTORY}").fetchone()
+        stats.unknown_history = int(held[0]) if held else 0
+    sc.execute("DROP TABLE IF EXISTS __owned")
 
 
 def load(
@@ -430,7 +691,7 @@ def load(
     stats = LoadStats()
     columns = _customer_columns(config, inputs, as_of, needed)
     stats.customers = _typed(
-        sc, "customers", inputs.customers, columns, config.customers.id, context
+        sc, "customers", inputs.customers, columns, config.customers.id, context, rejects, stats
     )
     o, c = config.orders, config.contacts
     contact_columns = [
@@ -446,10 +707,14 @@ def load(
             _Column("amount", o.amount, t.NUMBER),
             *_line_columns(config),
         ]
-        stats.orders = _typed(sc, "orders", inputs.orders, order_columns, None, context)
+        stats.orders = _typed(
+            sc, "orders", inputs.orders, order_columns, None, context, rejects, stats
+        )
     histories = []
     if inputs.contacts is not None:
-        stats.contacts = _typed(sc, "contacts", inputs.contacts, contact_columns, None, context)
+        stats.contacts = _typed(
+            sc, "contacts", inputs.contacts, contact_columns, None, context, rejects, stats
+        )
         histories.append("contacts")
     if inputs.ledger is not None:
         standard = [dataclasses.replace(col, source=col.name) for col in contact_columns]
@@ -461,7 +726,7 @@ def load(
         sc.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS {union}")
     stats.order_lines = inputs.orders is not None and o.lines
     if inputs.products is not None or config.products.rows() or stats.order_lines:
-        _catalogue(sc, config, inputs.products, stats, context)
+        _catalogue(sc, config, inputs.products, rejects, stats, context)
     if histories:
         day = literal(as_of)
         found = sc.execute(f"SELECT count(*) FROM contacts WHERE sent_at > {day}").fetchone()
@@ -483,7 +748,12 @@ def load(
 
 
 def _catalogue(
-    sc: SparkConnection, config: Config, path: Path | None, stats: LoadStats, context: _Context
+    sc: SparkConnection,
+    config: Config,
+    path: Path | None,
+    rejects: Path | None,
+    stats: LoadStats,
+    context: _Context,
 ) -> None:
     """`products`: the file's rows and the configuration's entries the file does not give."""
     rows = [list(r) for r in config.products.rows()]
@@ -491,7 +761,7 @@ def _catalogue(
     sc.register("__configured", sc.spark.createDataFrame(rows, schema))
     columns = "sku, category, days_per_unit, warranty_days"
     if path is not None:
-        _typed(sc, PRODUCTS, path, product_columns(), PRODUCT_KEY, context)
+        _typed(sc, PRODUCTS, path, product_columns(), PRODUCT_KEY, context, rejects, stats)
         sc.execute(f"""
             CREATE OR REPLACE TEMP TABLE products AS
             SELECT {columns} FROM products UNION ALL
