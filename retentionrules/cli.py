@@ -310,11 +310,12 @@ def _as_of(value: str | None) -> datetime.date | None:
 
 
 def _inputs(
-    customers: Path, orders: Path | None, contacts: Path | None, products: Path | None = None
+    customers: str, orders: str | None, contacts: str | None, products: str | None = None
 ) -> Inputs:
+    """The input files as given: text, so that a URL (`hdfs://...`) stays as written."""
     from .loader import Inputs
 
-    return Inputs(customers, orders, contacts, products=products)
+    return Inputs.given(customers, orders, contacts, products)
 
 
 def _console() -> Console:
@@ -355,10 +356,15 @@ RulesOption = Annotated[
     typer.Option("--rules", "-r", metavar="PATH", help="Rule files or folders (repeatable)."),
 ]
 CustomersOption = Annotated[
-    Path, typer.Option("--customers", help="Customer export: .csv, .jsonl or .parquet.")
+    str,
+    typer.Option(
+        "--customers",
+        help="Customer export: .csv, .jsonl or .parquet (with --engine spark also a URL Spark "
+        "reads, as hdfs://... or s3a://..., or table:DB.NAME).",
+    ),
 ]
 OrdersOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--orders",
         help="Orders export (customer_id, order_date, amount): order "
@@ -366,7 +372,7 @@ OrdersOption = Annotated[
     ),
 ]
 ProductsOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--products",
         help="Product catalogue (sku, category, days_per_unit, warranty_days): with order "
@@ -374,7 +380,7 @@ ProductsOption = Annotated[
     ),
 ]
 ContactsOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--contacts",
         help="Contact history (customer_id, channel, rule, sent_at) for frequency caps.",

@@ -189,20 +189,22 @@ class _Digest(threading.Thread):
         try:
             for role in ("customers", "orders", "contacts", "products"):
                 path = getattr(self.inputs, role)
-                if path is not None and str(path).startswith(TABLE_PREFIX):
-                    self.parts[role] = ""  # a catalogue table: its rows', once read (`tables`)
+                if path is not None and (
+                    str(path).startswith(TABLE_PREFIX) or role in self.inputs.urls
+                ):
+                    self.parts[role] = ""  # a table's or a URL's: its rows', once read (`tables`)
                 elif path is not None:
                     self.parts[role] = digest_file(path)
         except OSError as error:
             self.error = error
 
     def tables(self, digests: Mapping[str, str]) -> None:
-        """The digests of the catalogue tables among the inputs, computed where their rows are
-        (`spark.rows_digest`), in their places."""
+        """The digests of the catalogue tables and URLs among the inputs, computed where their
+        rows are (`spark.rows_digest`), in their places."""
         for role in self.parts:
-            path = getattr(self.inputs, role)
-            if str(path).startswith(TABLE_PREFIX):
-                self.parts[role] = digests[str(path)]
+            where = str(self.inputs.where(role))
+            if where.startswith(TABLE_PREFIX) or role in self.inputs.urls:
+                self.parts[role] = digests[where]
 
     @property
     def value(self) -> str:
@@ -326,6 +328,11 @@ def _connection(
     if engine == "duckdb":
         if spark_master is not None:
             raise UsageError("--spark-master goes with --engine spark")
+        for role, url in inputs.urls.items():
+            raise UsageError(
+                f"--{role} {url}: DuckDB reads files on this machine; a URL is read by "
+                "--engine spark"
+            )
         return connect(resources)
     if resources is not None and resources != Resources():
         raise UsageError(

@@ -189,10 +189,20 @@ def one(
     return row
 
 
+# A URL (`hdfs://nn/x.csv`, `s3a://bucket/x.parquet`, `file:///data/x.csv`): an input only
+# Spark reads, kept as written (as a Path, `s3a://b/x` would become `s3a:/b/x`).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(value: object) -> bool:
+    return isinstance(value, str) and _URL.match(value) is not None
+
+
 @dataclass(frozen=True)
 class Inputs:
     """The files a run reads. Paths may be given as text too (from a notebook,
-    `Inputs("customers.csv")`): each is made a Path here, and anything else is a usage error."""
+    `Inputs("customers.csv")`): each is made a Path here, and anything else is a usage error.
+    A URL (`hdfs://...`; `--engine spark` only) is also kept as written, in `urls`."""
 
     customers: Path
     orders: Path | None = None
@@ -203,6 +213,20 @@ class Inputs:
     # What the contact ledger holds, as a contact-history CSV with the standard column names
     # (history.ledger_history writes it): read like `contacts`, added to it.
     ledger: Path | None = None
+    urls: dict[str, str] = field(default_factory=dict)  # role -> a URL as written
+
+    @classmethod
+    def given(
+        cls, customers: str, orders: str | None, contacts: str | None, products: str | None
+    ) -> Inputs:
+        """The inputs as the command line gives them, as text (`__post_init__` makes paths)."""
+        text: Any = (customers, orders, contacts, products)
+        return cls(*text)
+
+    def where(self, role: str) -> str | Path:
+        """The input of `role` as its reader takes it: a URL as written, else the path."""
+        path: Path = getattr(self, role)
+        return self.urls.get(role, path)
 
     @property
     def has_contacts(self) -> bool:
@@ -216,6 +240,8 @@ class Inputs:
                 continue
             if not isinstance(value, (str, os.PathLike)) or isinstance(value, bytes):
                 raise UsageError(f"Inputs.{name}: a path to a file, not {type(value).__name__}")
+            if is_url(value):
+                self.urls[name] = str(value)
             object.__setattr__(self, name, Path(value))
 
     def files(self) -> list[Path]:
@@ -375,8 +401,11 @@ def _cell_name(index: int) -> str:
     return f"c{index}"
 
 
-def _csv_source(path: Path, columns: list[_Column]) -> tuple[_Source, list[str]]:
-    header = _csv_header(path)
+def _csv_source(
+    path: Path, columns: list[_Column], header: list[str] | None = None
+) -> tuple[_Source, list[str]]:
+    """A CSV file as DuckDB reads it; `header` when it was read already (by Spark, from a URL)."""
+    header = _csv_header(path) if header is None else header
     read = {c.source for c in columns}
     seen: dict[str, int] = {}
     for index, name in enumerate(header):

@@ -63,6 +63,7 @@ from .loader import (
     bad_rows,
     channel_key,
     create_sql,
+    is_url,
     owned_reason,
     owned_rows,
     product_columns,
@@ -270,7 +271,14 @@ _JSON_LINES = (
 
 def refusals(inputs: Inputs, rejects: Path | None) -> None:
     """What this engine cannot do yet, said before a session starts (a JVM takes seconds):
-    JSON lines inputs, a catalogue table without a name."""
+    JSON lines inputs, a catalogue table without a name, `--rejects` with a URL input (the
+    rejects' records are read back from the file on this machine)."""
+    for role, url in inputs.urls.items():
+        if rejects is not None:
+            raise UsageError(
+                f"--{role} {url}: --rejects reads the bad rows back from the file on this "
+                "machine, which cannot open a URL: copy the file here, or fix the data"
+            )
     for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
         text = "" if path is None else str(path)
         if text.startswith(TABLE_PREFIX):
@@ -284,6 +292,20 @@ _REJECTS = "rejects_inputs"  # the rows set aside (--rejects), from every input
 _IRREGULAR = "__irregular"  # a CSV row Spark may have read otherwise than RFC 4180 says
 _CORRUPT = "__corrupt"  # Spark's text of a CSV row with too many or too few cells
 _SUSPECT_CHARACTERS = ('"', "\r", "\ufffd")  # a quote, a carriage return, U+FFFD
+
+
+def _url_header(sc: SparkConnection, url: str, sep: str) -> list[str]:
+    """The header row of a CSV file at a URL, read by Spark (the driver cannot open it)."""
+    try:
+        first = sc.spark.read.csv(url, header=False, sep=sep, escape='"', multiLine=True).first()
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+            raise
+        raise DataError(f"{url}: cannot read: {spark_cause(str(error))}") from None
+    if first is None:
+        raise DataError(f"{url}: the file is empty: a CSV export needs a header row")
+    header = ["" if cell is None else str(cell) for cell in first]
+    return [header[0].removeprefix("\ufeff"), *header[1:]] if header else header
 
 
 def _csv_frame(sc: SparkConnection, path: str, schema: str, sep: str) -> DataFrame:
@@ -319,18 +341,23 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
         sc.digests[text] = rows_digest(frame)
         kind = "native"
     else:
-        path = Path(where)
-        if path.exists() and not path.is_file():
+        path = Path(where)  # a URL's only for its suffix: Spark reads `text`, as written
+        url = is_url(where)
+        if not url and path.exists() and not path.is_file():
             raise DataError(f"{path}: not a file")
-        if "://" not in text and not path.exists():
+        if not url and not path.exists():
             raise DataError(f"{path}: no such file")
         fmt = _format(path)
         if fmt == "csv":
-            duck, header = _csv_source(path, columns)  # the header's names, checked as DuckDB
+            # the header's names, checked as DuckDB checks them (a URL's header read by Spark)
+            header = _url_header(sc, text, _delimiter(path)) if url else None
+            duck, header = _csv_source(path, columns, header)
             _require(path, columns, header)
             names = [f"c{i}" for i in range(len(header))]
             schema = ", ".join(f"{c} string" for c in [*names, _CORRUPT])
             frame = _csv_frame(sc, text, schema, _delimiter(path))
+            if url:  # no file to hash on this machine: its rows', where they are
+                sc.digests[text] = rows_digest(frame)
             frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
             sc.register(raw, frame)
             joined = f"concat_ws('', {', '.join(names)})"
@@ -346,7 +373,9 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
         except Exception as error:
             if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
                 raise
-            raise DataError(f"{path}: cannot read: {spark_cause(str(error))}") from None
+            raise DataError(f"{text}: cannot read: {spark_cause(str(error))}") from None
+        if url:
+            sc.digests[text] = rows_digest(frame)
         kind = "native"
     frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
     sc.register(raw, frame)
@@ -691,7 +720,8 @@ def load(
     stats = LoadStats()
     columns = _customer_columns(config, inputs, as_of, needed)
     stats.customers = _typed(
-        sc, "customers", inputs.customers, columns, config.customers.id, context, rejects, stats
+        sc, "customers", inputs.where("customers"), columns, config.customers.id, context,
+        rejects, stats,
     )
     o, c = config.orders, config.contacts
     contact_columns = [
@@ -708,12 +738,13 @@ def load(
             *_line_columns(config),
         ]
         stats.orders = _typed(
-            sc, "orders", inputs.orders, order_columns, None, context, rejects, stats
+            sc, "orders", inputs.where("orders"), order_columns, None, context, rejects, stats
         )
     histories = []
     if inputs.contacts is not None:
         stats.contacts = _typed(
-            sc, "contacts", inputs.contacts, contact_columns, None, context, rejects, stats
+            sc, "contacts", inputs.where("contacts"), contact_columns, None, context, rejects,
+            stats,
         )
         histories.append("contacts")
     if inputs.ledger is not None:
@@ -726,7 +757,8 @@ def load(
         sc.execute(f"CREATE OR REPLACE TEMP TABLE contacts AS {union}")
     stats.order_lines = inputs.orders is not None and o.lines
     if inputs.products is not None or config.products.rows() or stats.order_lines:
-        _catalogue(sc, config, inputs.products, rejects, stats, context)
+        products = None if inputs.products is None else inputs.where("products")
+        _catalogue(sc, config, products, rejects, stats, context)
     if histories:
         day = literal(as_of)
         found = sc.execute(f"SELECT count(*) FROM contacts WHERE sent_at > {day}").fetchone()
@@ -750,7 +782,7 @@ def load(
 def _catalogue(
     sc: SparkConnection,
     config: Config,
-    path: Path | None,
+    path: str | Path | None,
     rejects: Path | None,
     stats: LoadStats,
     context: _Context,

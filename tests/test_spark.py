@@ -661,3 +661,52 @@ def test_rejects_of_a_catalogue_table_name_its_rows_in_the_order_spark_reads_the
         repeated, f"column spend_12m: `NaN` is not a finite number; {repeated}"
     }
     assert '{"customer_id":"C1","city":"Xian","spend_12m":1.0}' in [r[3] for r in rejected]
+
+
+def test_inputs_at_urls_are_read_by_spark_as_written(spark, tmp_path):
+    """`--customers hdfs://...` or `s3a://...`: a URL is kept as written (a path would make
+    `s3a://b/x` `s3a:/b/x`) and read by Spark; here `file://` URLs, which Spark reads through the
+    same Hadoop file system layer. CSV and Parquet give DuckDB's actions on the local files; the
+    plan id digests their rows (the driver cannot hash a file it cannot open)."""
+    import duckdb
+
+    parquet = tmp_path / "orders.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM read_csv('{EXAMPLES / 'orders.csv'}')) TO "
+        f"'{parquet}' (FORMAT PARQUET)"
+    )
+    urls = Inputs(
+        f"file://{EXAMPLES / 'customers.csv'}", f"file://{parquet}",
+        products=f"file://{EXAMPLES / 'products.csv'}",
+    )  # fmt: skip
+    assert urls.urls["customers"].startswith("file:///")  # kept as written
+    duck, on_spark = tmp_path / "duckdb.jsonl", tmp_path / "spark.jsonl"
+    local = Inputs(EXAMPLES / "customers.csv", parquet, products=EXAMPLES / "products.csv")
+    a = run_plan([EXAMPLES / "rules"], local, AS_OF_DATE, out=duck, use_ledger=False)
+    b = run_plan(
+        [EXAMPLES / "rules"], urls, AS_OF_DATE, out=on_spark, use_ledger=False, engine="spark"
+    )
+    assert _actions(duck) == _actions(on_spark) and len(_actions(duck)) > 50
+    assert b.meta["input_digests"]["customers"] not in ("", a.meta["input_digests"]["customers"])
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        ([], "DuckDB reads files on this machine; a URL is read by --engine spark"),
+        (["--engine", "spark", "--rejects", "r.csv"], "--rejects reads the bad rows back"),
+    ],
+)
+def test_what_a_url_input_cannot_do_is_said_at_once(run_cli, monkeypatch, args, said):
+    from retentionrules import spark
+
+    def no_session(master):
+        raise AssertionError("Spark was started before the usage error")
+
+    monkeypatch.setattr(spark, "session", no_session)
+    result = run_cli(
+        "plan", "--rules", EXAMPLES / "rules", "--customers", "s3a://shop/customers.csv",
+        "--as-of", "2026-11-22", *args,
+    )  # fmt: skip
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert "s3a://shop/customers.csv" in result.output
