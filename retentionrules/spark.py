@@ -14,14 +14,16 @@ the DuckDB engine writes it.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 from sqlglot import exp
@@ -45,10 +47,12 @@ from .loader import (
     _csv_header,
     _customer_columns,
     _delimiter,
+    _first_non_utf8,
     _format,
     _key_sql,
     _line_columns,
     _require,
+    _require_keys,
     _Source,
     channel_key,
     create_sql,
@@ -57,7 +61,7 @@ from .loader import (
 from .sql import ident, literal
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 INSTALL = "pip install 'retentionrules[spark]'"
 _SESSION: SparkSession | None = None
@@ -191,29 +195,21 @@ def _native_type(spark_type: str) -> str:
     return _NATIVE.get(spark_type, spark_type.upper())
 
 
-_JSON_LINES = (
-    "{path}: --engine spark reads CSV, Parquet and catalogue tables (table:db.name); convert "
-    "JSON lines to one of them, or use DuckDB"
-)
-
-
 def refusals(inputs: Inputs, rejects: Path | None) -> None:
     """What this engine cannot do yet, said before a session starts (a JVM takes seconds):
-    JSON lines inputs, `--rejects`, a catalogue table without a name."""
+    `--rejects`, a catalogue table without a name."""
     if rejects is not None:
         raise UsageError("--rejects is not available with --engine spark yet: use DuckDB")
     for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
         text = "" if path is None else str(path)
-        if text.startswith(TABLE_PREFIX):
-            if not text.removeprefix(TABLE_PREFIX).strip():
-                raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
-        elif path is not None and path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            raise UsageError(_JSON_LINES.format(path=path))
+        if text.startswith(TABLE_PREFIX) and not text.removeprefix(TABLE_PREFIX).strip():
+            raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
 
 
 def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Column]) -> _Source:
     """The input as a Spark view of raw cells with `__row` (the input order), described as the
-    loader's conversions read it: CSV cells are text, Parquet and catalogue columns native."""
+    loader's conversions read it: CSV cells are text, JSON lines values JSON text, Parquet and
+    catalogue columns native."""
     from pyspark.sql import functions as F
 
     spark = sc.spark
@@ -248,8 +244,8 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             sc.register(raw, frame)
             cells = {name: ident(f"c{i}") for i, name in enumerate(header)}
             return _Source(path, "text", ident(raw), cells, "NULL", row="__row")
-        if fmt != "parquet":  # JSON lines: `refusals` said so before Spark started
-            raise UsageError(_JSON_LINES.format(path=path))
+        if fmt == "jsonl":
+            return _jsonl_source(sc, raw, path, columns)
         frame = spark.read.parquet(text)
         kind = "native"
     frame = frame.withColumn("__row", F.monotonically_increasing_id() + 1)
@@ -259,6 +255,223 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
     _require(Path(text), columns, list(types))
     cells = {name: ident(name) for name in types}
     return _Source(Path(text), kind, ident(raw), cells, "NULL", types=types, row="__row")
+
+
+def _jsonl_source(sc: SparkConnection, raw: str, path: Path, columns: list[_Column]) -> _Source:
+    """JSON lines as the view `raw`: per line (`__row`, the input order; blank lines skipped, as
+    DuckDB skips them) what is wrong with its structure (`__structural`, DuckDB's reasons), and
+    each key the engine reads as the JSON text of its value (`k0`, `k1`...: NULL when the
+    key is absent, `null` when it is null), so that the loader's own conversions (`_from_json`,
+    with `json_type` rendered by `dialects`) read it as DuckDB reads its JSON values.
+
+    A line is parsed by Spark's JSON parser into a VARIANT twice, inside two arrays: `[line
+    ,0]` must have 2 elements and `[line ,1,1]` 3, which holds only when the line is exactly one
+    JSON value (Spark's parser ignores what follows a complete value; a line cannot hold the
+    line break before the second part, nor close both arrays alike). Duplicate keys are allowed
+    in the parse and found by `json_object_keys`, as DuckDB finds them (`json_keys`)."""
+    from pyspark.sql import functions as F
+
+    spark = sc.spark
+    spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
+    lines = spark.read.text(str(path), lineSep="\n")  # a lone CR is JSON's blank, not a line end
+    lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
+    first = F.col("__row") == 1  # the file's first line: a byte order mark is not content
+    text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
+    lines = lines.select(text.alias("line"), "__row").where(~F.col("line").rlike("^[ \t\r]*$"))
+    if "://" not in str(path) and lines.where(F.col("line").contains("\ufffd")).take(1):
+        _check_utf8(path)  # Spark decodes a bad byte as U+FFFD: name it, as DuckDB does
+    line = F.col("line")
+    one = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,0]")))
+    two = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,1,1]")))
+    valid = (F.size(F.try_variant_get(one, "$", "array<variant>")) == 2) & (
+        F.size(F.try_variant_get(two, "$", "array<variant>")) == 3
+    )
+    lines = lines.select(
+        "__row",
+        "line",
+        valid.alias("__valid"),
+        F.when(valid, F.try_variant_get(one, "$[0]", "map<string,variant>")).alias("__obj"),
+    )
+    found = F.json_object_keys(line)
+    structural = (
+        F.when(~F.col("__valid"), F.lit("is not valid JSON"))
+        .when(F.col("__obj").isNull(), F.lit("is not a JSON object"))
+        .when(F.size(found) != F.size(F.array_distinct(found)), F.lit("has a key more than once"))
+    )
+    as_string = F.regexp_extract(F.to_json(F.array(line)), r"^\[(.*)\]$", 1)
+    names = list(dict.fromkeys(c.source for c in columns))
+    frame = lines.select(
+        "__row",
+        "__obj",
+        line.alias("__line"),
+        structural.alias("__structural"),
+        F.when(F.col("__valid"), line).otherwise(as_string).alias("__record"),
+    )
+    keys = {f"k{i}": key for i, key in enumerate(names)}
+    frame = _json_texts(frame, keys)
+    frame = frame.select("__row", "__structural", "__record", *keys)
+    sc.register(raw, frame)
+    cells = {key: ident(f"k{i}") for i, key in enumerate(names)}
+    return _Source(
+        path, "json", ident(raw), cells, "__record", structural="__structural", row="__row"
+    )
+
+
+@contextlib.contextmanager
+def _conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """A setting of the session changed for the statements run inside, then restored."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _check_utf8(path: Path) -> None:
+    """The first byte of the file that is not UTF-8, named as the DuckDB engine names it."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        line, offset, sample = _first_non_utf8(path)
+        raise DataError(
+            f"{path}: not UTF-8: line {line} (byte {offset}) has {sample}; save the file as "
+            "UTF-8 and run again"
+        ) from None
+
+
+def _json_texts(frame: DataFrame, keys: dict[str, str]) -> DataFrame:
+    """`frame` with, for each name in `keys`, the value of that key of the object `__obj` (a
+    map of VARIANTs) as the JSON text DuckDB gives it, NULL when the key is absent: strings,
+    booleans, null, objects and arrays as `to_json` writes them; an integer as its digits; a
+    number with a fraction or an exponent as DuckDB writes a double (`_double_texts`).
+
+    The VARIANT keeps `3.0` as a decimal of scale 0: a whole decimal that fits a BIGINT was
+    written with a fraction (else it would be a BIGINT); for a larger one, the line's own
+    spelling of the value (`from_json` as text) says whether it was. Computed a step at a time,
+    each step reading the columns of the one before: one expression would repeat its parts."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    def c(name: str, n: str) -> Column:
+        return F.col(f"__{name}_{n}")
+
+    def spelled(n: str) -> Column:  # the value as the line spells it (Jackson's text)
+        schema = StructType([StructField(keys[n], StringType())])
+        return F.from_json(F.col("__line"), schema).getField(keys[n])
+
+    frame = frame.select(
+        "*", *(F.col("__obj").getItem(k).alias(f"__v_{n}") for n, k in keys.items())
+    )
+    steps: list[Callable[[str], dict[str, Column]]] = [
+        lambda n: {
+            "kind": F.schema_of_variant(c("v", n)),
+            "json": F.to_json(c("v", n)),
+            "double": F.try_variant_get(c("v", n), "$", "double"),
+            "long": F.try_variant_get(c("v", n), "$", "bigint"),
+        },
+        lambda n: {
+            "digits": (c("kind", n) == "BIGINT")
+            | (
+                c("kind", n).startswith("DECIMAL(")
+                & c("kind", n).endswith(",0)")
+                & c("long", n).isNull()
+                & ~F.coalesce(spelled(n).rlike("[.eE]"), F.lit(False))
+            ),
+            "number": (c("kind", n) == "DOUBLE") | c("kind", n).startswith("DECIMAL("),
+        },
+    ]
+    frame = _steps(frame, list(keys), steps)
+    frame = _double_texts(frame, {n: c("double", n) for n in keys})
+    return frame.select(
+        "*",
+        *(
+            F.when(c("v", n).isNull(), F.lit(None))
+            .when(c("digits", n), c("json", n))
+            .when(c("number", n), c("text", n))
+            .otherwise(c("json", n))
+            .alias(n)
+            for n in keys
+        ),
+    )
+
+
+def _steps(
+    frame: DataFrame, names: list[str], steps: list[Callable[[str], dict[str, Column]]]
+) -> DataFrame:
+    """Each step's columns (`__COLUMN_NAME`) added for every name, one select a step."""
+    for step in steps:
+        frame = frame.select(
+            "*", *(c.alias(f"__{k}_{n}") for n in names for k, c in step(n).items())
+        )
+    return frame
+
+
+def _double_texts(frame: DataFrame, numbers: dict[str, Column]) -> DataFrame:
+    """`frame` with `__text_NAME`: each double as DuckDB's JSON writes it, the shortest digits,
+    in plain notation from 1e-6 up to 1e21 (`.0` when whole: `100000000000000000000.0`,
+    `0.000001`), else as `1.5e-7`, `1e21`. The digits are Java's (`Double.toString`: `1.0E20`,
+    `123.45`), laid out again; an infinity as Java writes it."""
+    from pyspark.sql import functions as F
+
+    def c(name: str, n: str) -> Column:
+        return F.col(f"__{name}_{n}")
+
+    frame = frame.select("*", *(v.cast("string").alias(f"__shown_{n}") for n, v in numbers.items()))
+    steps: list[Callable[[str], dict[str, Column]]] = [
+        lambda n: {
+            "whole": F.regexp_extract(c("shown", n), r"^-?([0-9]+)", 1),
+            "fraction": F.regexp_extract(c("shown", n), r"^-?[0-9]+\.([0-9]*)", 1),
+            "power": F.coalesce(
+                F.regexp_extract(c("shown", n), r"E(-?[0-9]+)$", 1).cast("int"), F.lit(0)
+            ),
+        },
+        lambda n: {"given": F.concat(c("whole", n), c("fraction", n))},
+        lambda n: {"unled": F.regexp_replace(c("given", n), "^0+", "")},
+        lambda n: {
+            "sig": F.regexp_replace(c("unled", n), "0+$", ""),
+            # the value is 0.SIG times 10^point
+            "point": F.length(c("whole", n))
+            + c("power", n)
+            - (F.length(c("given", n)) - F.length(c("unled", n))),
+        },
+        lambda n: {"size": F.length(c("sig", n))},
+        lambda n: {"text": _laid_out(c("sig", n), c("size", n), c("point", n), c("shown", n))},
+    ]
+    return _steps(frame, list(numbers), steps)
+
+
+def _laid_out(digits: Column, size: Column, point: Column, shown: Column) -> Column:
+    """The significant `digits` of 0.DIGITS x 10^point in DuckDB's JSON notation."""
+    from pyspark.sql import functions as F
+
+    def zeros(count: Column) -> Column:
+        return F.repeat(F.lit("0"), count)
+
+    def part(start: Column, length: Column) -> Column:
+        return F.substr(digits, start, length)
+
+    one = F.lit(1)
+    rest = F.when(size > 1, F.concat(F.lit("."), part(F.lit(2), size))).otherwise(F.lit(""))
+    text = (
+        F.when(size == 0, F.lit("0.0"))
+        .when((point >= size) & (point <= 21), F.concat(digits, zeros(point - size), F.lit(".0")))
+        .when(
+            (point > 0) & (point <= 21),
+            F.concat(part(one, point), F.lit("."), part(point + 1, size)),
+        )
+        .when((point > -6) & (point <= 0), F.concat(F.lit("0."), zeros(-point), digits))
+        .otherwise(F.concat(part(one, one), rest, F.lit("e"), (point - 1).cast("string")))
+    )
+    sign = F.when(shown.startswith("-"), F.lit("-")).otherwise(F.lit(""))
+    return F.when(~shown.rlike("^-?[0-9]"), shown).otherwise(F.concat(sign, text))
 
 
 def _typed(
@@ -272,7 +485,13 @@ def _typed(
     """The table `table` from an input, converted and checked by the loader's own SQL; the
     first bad row stops the run (as in DuckDB without --rejects). Returns its row count."""
     source = _source(sc, f"raw_{table}", where, columns)
-    sc.execute(create_sql(table, source, columns, context, exact=True))
+    if source.kind == "json":  # a stage of JSON conversions outgrows Java's 64 KB for a method
+        with _conf(sc.spark, "spark.sql.codegen.wholeStage", "false"):
+            sc.execute(create_sql(table, source, columns, context, exact=True))
+    else:
+        sc.execute(create_sql(table, source, columns, context, exact=True))
+    if source.kind == "json":  # no header: a key no object has is a missing column
+        _require_keys(cast("duckdb.DuckDBPyConnection", sc), table, source, columns)
     name = ident(table)
     missing = (
         f"WHEN {key.sql} IS NULL THEN {literal(key.missing)} " if isinstance(key, RowKey) else ""
