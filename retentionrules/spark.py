@@ -278,8 +278,8 @@ def _jsonl_source(sc: SparkConnection, raw: str, path: Path, columns: list[_Colu
     first = F.col("__row") == 1  # the file's first line: a byte order mark is not content
     text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
     lines = lines.select(text.alias("line"), "__row").where(~F.col("line").rlike("^[ \t\r]*$"))
-    if "://" not in str(path) and lines.where(F.col("line").contains("\ufffd")).take(1):
-        _check_utf8(path)  # Spark decodes a bad byte as U+FFFD: name it, as DuckDB does
+    if "://" not in str(path) and lines.where(~F.is_valid_utf8("line")).take(1):
+        _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
     line = F.col("line")
     one = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,0]")))
     two = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,1,1]")))
