@@ -21,10 +21,11 @@ sqlglot's translation leaves wrong or missing for the constructs this engine use
 - NULL ordering: DuckDB sorts NULLs last, Spark first; sqlglot writes `NULLS LAST` where it
   differs (checked by the tests, which compare the plans byte for byte);
 - several `unnest` side by side in one select (walked in step): one `inline(arrays_zip(...))`;
-- JSON values (JSON lines inputs): on Spark a cell is the value's JSON text (`spark._json_text`),
-  so `json_type(text)` is read off the text, with DuckDB's names (an integer is a BIGINT, one
-  beyond BIGINT up to 2^64 - 1 a UBIGINT, beyond that a DOUBLE, as DuckDB types it), `->> '$'`
-  is `get_json_object(text, '$')` (sqlglot's), and `CAST(x AS UBIGINT)` is a DECIMAL(20, 0).
+- JSON values (JSON lines inputs): on Spark a cell is the value's JSON text
+  (`spark._json_texts`), so `json_type(text)` is read off the text, with DuckDB's names (an
+  integer is a BIGINT, a positive one beyond BIGINT up to 2^64 - 1 a UBIGINT, beyond that a
+  DOUBLE, as DuckDB types it), `->> '$'` is `get_json_object(text, '$')` (sqlglot's), and
+  `CAST(x AS UBIGINT)` is a DECIMAL(20, 0).
 
 Strings compare by their UTF-8 bytes on both engines (code-point order), so ties on ids break the
 same way.
