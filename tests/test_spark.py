@@ -416,47 +416,55 @@ JSON_LINES = [
 ]
 
 
-def test_json_values_read_the_same_on_spark_as_on_duckdb(spark, tmp_path):
+DIFFERENT_LINES = [  # docs/engine.md, "What is the same, what differs"
+    '{"customer_id": "D1", "city": "x",}',
+    '{"customer_id": "D2", "spend_12m": NaN}',
+    standard_row("D3", "spend_12m", "-1e400"),
+    standard_row("D4", "sms_opt_in", "-0.0"),
+    standard_row("D5", "city", '{"x": 1, "x": 2}'),
+]
+JSON_FIELDS = ["household_id", "city", "sms_opt_in", "spend_12m", "last_order_date"]
+
+
+@pytest.fixture(scope="module")
+def json_table(spark, tmp_path_factory):
+    """Every line of the tables below in one file, read once by each engine, row by row."""
+    lines = [standard_row(f"V{i}", key, value) for i, (key, value, _) in enumerate(JSON_VALUES)]
+    lines += [line for line, _ in JSON_LINES] + DIFFERENT_LINES
+    path = tmp_path_factory.mktemp("json") / "c.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return per_row(spark, path, Config(), JSON_FIELDS)
+
+
+def test_json_values_read_the_same_on_spark_as_on_duckdb(json_table):
     """The hand-checked table: each value, good or bad, per field type, gives the same value or
     the same reason on both engines; and so does each line that is not a usable object."""
-    lines = [standard_row(f"V{i}", key, value) for i, (key, value, _) in enumerate(JSON_VALUES)]
-    lines += [line for line, _ in JSON_LINES]
-    path = tmp_path / "c.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    fields = ["household_id", "city", "sms_opt_in", "spend_12m", "last_order_date"]
-    duck, on_spark = per_row(spark, path, Config(), fields)
-    assert duck == on_spark
+    duck, on_spark = json_table
     for row, (key, value, expected) in enumerate(JSON_VALUES, 1):
         reason, values = duck[row]
-        got = values[fields.index(key)] if values else reason.removeprefix(f"column {key}: ")
+        got = values[JSON_FIELDS.index(key)] if values else reason.removeprefix(f"column {key}: ")
         assert got == expected, (key, value)
+        assert on_spark[row] == duck[row], (key, value)
     for row, (line, expected) in enumerate(JSON_LINES, len(JSON_VALUES) + 1):
-        assert duck[row][0] == expected, line
+        assert duck[row][0] == on_spark[row][0] == expected, line
+        assert duck[row] == on_spark[row], line
 
 
-def test_what_json_spark_reads_differently_is_what_docs_engine_md_says(spark, tmp_path):
+def test_what_json_spark_reads_differently_is_what_docs_engine_md_says(json_table):
     """The documented differences, exactly: DuckDB's JSON reader takes a trailing comma and
     NaN / Infinity (then not a finite number), Spark's parser refuses them; a number beyond a
     double's range is shown as Java's infinity, not as written; a negative zero with a fraction
-    is shown without its sign (`-0.0` is `0`), a nested key given twice once."""
-    lines = [
-        '{"customer_id": "D1", "city": "x",}',
-        '{"customer_id": "D2", "spend_12m": NaN}',
-        standard_row("D3", "spend_12m", "-1e400"),
-        standard_row("D4", "sms_opt_in", "-0.0"),
-        standard_row("D5", "city", '{"x": 1, "x": 2}'),
-    ]
-    path = tmp_path / "c.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    duck, on_spark = per_row(spark, path, Config(), ["city", "spend_12m", "sms_opt_in"])
-    assert [duck[i][0] for i in range(1, 6)] == [
+    is shown without its sign, a nested key given twice once."""
+    duck, on_spark = json_table
+    rows = range(len(JSON_VALUES) + len(JSON_LINES) + 1, len(duck) + 1)
+    assert [duck[i][0] for i in rows] == [
         None,
         "column spend_12m: `NaN` is not a finite number",
         "column spend_12m: `-1e400` is not a finite number",
         "column sms_opt_in: `-0.0` is not true or false (a JSON boolean)",
         f'column city: `{{"x":1,"x":2}}` {NOT_TEXT}',
     ]
-    assert [on_spark[i][0] for i in range(1, 6)] == [
+    assert [on_spark[i][0] for i in rows] == [
         "is not valid JSON",
         "is not valid JSON",
         "column spend_12m: `-Infinity` is not a finite number",
