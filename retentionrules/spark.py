@@ -21,7 +21,7 @@ import datetime as dt
 import os
 import re
 import tempfile
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -61,7 +61,7 @@ from .loader import (
 from .sql import ident, literal
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 INSTALL = "pip install 'retentionrules[spark]'"
 _SESSION: SparkSession | None = None
@@ -351,127 +351,92 @@ def _json_texts(frame: DataFrame, keys: dict[str, str]) -> DataFrame:
     """`frame` with, for each name in `keys`, the value of that key of the object `__obj` (a
     map of VARIANTs) as the JSON text DuckDB gives it, NULL when the key is absent: strings,
     booleans, null, objects and arrays as `to_json` writes them; an integer as its digits; a
-    number with a fraction or an exponent as DuckDB writes a double (`_double_texts`).
+    number with a fraction or an exponent as DuckDB writes a double (`_DOUBLE_TEXT`).
 
     The VARIANT keeps `3.0` as a decimal of scale 0: a whole decimal that fits a BIGINT was
     written with a fraction (else it would be a BIGINT); for a larger one, the line's own
     spelling of the value (`from_json` as text) says whether it was. Computed a step at a time,
-    each step reading the columns of the one before: one expression would repeat its parts."""
+    each step reading the columns of the one before (one expression would repeat its parts),
+    as Spark SQL over the columns made here: the keys, from the configuration, are given to
+    Spark as values (`getItem`, a schema's field), never as SQL."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
-
-    def c(name: str, n: str) -> Column:
-        return F.col(f"__{name}_{n}")
-
-    def spelled(n: str) -> Column:  # the value as the line spells it (Jackson's text)
-        schema = StructType([StructField(keys[n], StringType())])
-        return F.from_json(F.col("__line"), schema).getField(keys[n])
 
     frame = frame.select(
         "*", *(F.col("__obj").getItem(k).alias(f"__v_{n}") for n, k in keys.items())
     )
-    steps: list[Callable[[str], dict[str, Column]]] = [
-        lambda n: {
-            "kind": F.schema_of_variant(c("v", n)),
-            "json": F.to_json(c("v", n)),
-            "double": F.try_variant_get(c("v", n), "$", "double"),
-            "long": F.try_variant_get(c("v", n), "$", "bigint"),
-        },
-        lambda n: {
-            "digits": (c("kind", n) == "BIGINT")
-            | (
-                c("kind", n).startswith("DECIMAL(")
-                & c("kind", n).endswith(",0)")
-                & c("long", n).isNull()
-                & ~F.coalesce(spelled(n).rlike("[.eE]"), F.lit(False))
-            ),
-            "number": (c("kind", n) == "DOUBLE") | c("kind", n).startswith("DECIMAL("),
-        },
-    ]
-    frame = _steps(frame, list(keys), steps)
-    frame = _double_texts(frame, {n: c("double", n) for n in keys})
-    return frame.select(
-        "*",
-        *(
-            F.when(c("v", n).isNull(), F.lit(None))
-            .when(c("digits", n), c("json", n))
-            .when(c("number", n), c("text", n))
-            .otherwise(c("json", n))
-            .alias(n)
-            for n in keys
-        ),
-    )
+    frame = _sql_steps(frame, list(keys), _JSON_STEPS)
+    spelled = {  # only where a whole decimal beyond BIGINT leaves it open
+        n: F.when(
+            F.col(f"__open_{n}"),
+            F.from_json(F.col("__line"), StructType([StructField(k, StringType())])).getField(k),
+        ).alias(f"__spelled_{n}")
+        for n, k in keys.items()
+    }
+    frame = frame.select("*", *spelled.values())
+    return _sql_steps(frame, list(keys), _DOUBLE_TEXT + _JSON_TEXT)
 
 
-def _steps(
-    frame: DataFrame, names: list[str], steps: list[Callable[[str], dict[str, Column]]]
-) -> DataFrame:
-    """Each step's columns (`__COLUMN_NAME`) added for every name, one select a step."""
+_JSON_STEPS = [
+    [
+        "schema_of_variant(__v_{n}) AS __kind_{n}",
+        "to_json(__v_{n}) AS __json_{n}",
+        "try_variant_get(__v_{n}, '$', 'double') AS __double_{n}",
+        "try_variant_get(__v_{n}, '$', 'bigint') AS __long_{n}",
+    ],
+    ["__kind_{n} LIKE 'DECIMAL(%,0)' AND __long_{n} IS NULL AS __open_{n}"],
+]
+# A double as DuckDB's JSON writes it: the shortest digits, in plain notation from 1e-6 up to
+# 1e21 (`.0` when whole: `100000000000000000000.0`, `0.000001`), else as `1.5e-7`, `1e21`. The
+# digits are Java's (`Double.toString`: `1.0E20`, `123.45`), laid out again; the value is
+# 0.SIG x 10^point; an infinity as Java writes it.
+_DOUBLE_TEXT = [
+    ["CAST(__double_{n} AS STRING) AS __shown_{n}"],
+    [
+        "regexp_extract(__shown_{n}, '^-?([0-9]+)', 1) AS __whole_{n}",
+        "regexp_extract(__shown_{n}, '^-?[0-9]+[.]([0-9]*)', 1) AS __fraction_{n}",
+        "coalesce(CAST(regexp_extract(__shown_{n}, 'E(-?[0-9]+)$', 1) AS INT), 0) AS __power_{n}",
+    ],
+    ["concat(__whole_{n}, __fraction_{n}) AS __given_{n}"],
+    ["regexp_replace(__given_{n}, '^0+', '') AS __unled_{n}"],
+    [
+        "regexp_replace(__unled_{n}, '0+$', '') AS __sig_{n}",
+        "length(__whole_{n}) + __power_{n} - (length(__given_{n}) - length(__unled_{n})) "
+        "AS __point_{n}",
+    ],
+    ["length(__sig_{n}) AS __size_{n}"],
+    [
+        "CASE WHEN NOT __shown_{n} RLIKE '^-?[0-9]' THEN __shown_{n} "
+        "ELSE concat(CASE WHEN startswith(__shown_{n}, '-') THEN '-' ELSE '' END, "
+        "CASE WHEN __size_{n} = 0 THEN '0.0' "
+        "WHEN __point_{n} >= __size_{n} AND __point_{n} <= 21 "
+        "THEN concat(__sig_{n}, repeat('0', __point_{n} - __size_{n}), '.0') "
+        "WHEN __point_{n} > 0 AND __point_{n} <= 21 THEN concat(substr(__sig_{n}, 1, __point_{n}), "
+        "'.', substr(__sig_{n}, __point_{n} + 1)) "
+        "WHEN __point_{n} > -6 AND __point_{n} <= 0 "
+        "THEN concat('0.', repeat('0', -__point_{n}), __sig_{n}) "
+        "ELSE concat(substr(__sig_{n}, 1, 1), CASE WHEN __size_{n} > 1 "
+        "THEN concat('.', substr(__sig_{n}, 2)) ELSE '' END, 'e', CAST(__point_{n} - 1 AS STRING)) "
+        "END) END AS __text_{n}"
+    ],
+]
+_JSON_TEXT = [
+    [
+        "CASE WHEN __v_{n} IS NULL THEN NULL "
+        "WHEN __kind_{n} = 'BIGINT' OR __open_{n} AND NOT coalesce(__spelled_{n} RLIKE '[.eE]', "
+        "FALSE) THEN __json_{n} "
+        "WHEN __kind_{n} = 'DOUBLE' OR startswith(__kind_{n}, 'DECIMAL(') THEN __text_{n} "
+        "ELSE __json_{n} END AS {n}"
+    ],
+]
+
+
+def _sql_steps(frame: DataFrame, names: list[str], steps: list[list[str]]) -> DataFrame:
+    """Each step's columns (Spark SQL, `{n}` standing for a name) added for every name, a
+    select a step."""
     for step in steps:
-        frame = frame.select(
-            "*", *(c.alias(f"__{k}_{n}") for n in names for k, c in step(n).items())
-        )
+        frame = frame.selectExpr("*", *(column.format(n=n) for n in names for column in step))
     return frame
-
-
-def _double_texts(frame: DataFrame, numbers: dict[str, Column]) -> DataFrame:
-    """`frame` with `__text_NAME`: each double as DuckDB's JSON writes it, the shortest digits,
-    in plain notation from 1e-6 up to 1e21 (`.0` when whole: `100000000000000000000.0`,
-    `0.000001`), else as `1.5e-7`, `1e21`. The digits are Java's (`Double.toString`: `1.0E20`,
-    `123.45`), laid out again; an infinity as Java writes it."""
-    from pyspark.sql import functions as F
-
-    def c(name: str, n: str) -> Column:
-        return F.col(f"__{name}_{n}")
-
-    frame = frame.select("*", *(v.cast("string").alias(f"__shown_{n}") for n, v in numbers.items()))
-    steps: list[Callable[[str], dict[str, Column]]] = [
-        lambda n: {
-            "whole": F.regexp_extract(c("shown", n), r"^-?([0-9]+)", 1),
-            "fraction": F.regexp_extract(c("shown", n), r"^-?[0-9]+\.([0-9]*)", 1),
-            "power": F.coalesce(
-                F.regexp_extract(c("shown", n), r"E(-?[0-9]+)$", 1).cast("int"), F.lit(0)
-            ),
-        },
-        lambda n: {"given": F.concat(c("whole", n), c("fraction", n))},
-        lambda n: {"unled": F.regexp_replace(c("given", n), "^0+", "")},
-        lambda n: {
-            "sig": F.regexp_replace(c("unled", n), "0+$", ""),
-            # the value is 0.SIG times 10^point
-            "point": F.length(c("whole", n))
-            + c("power", n)
-            - (F.length(c("given", n)) - F.length(c("unled", n))),
-        },
-        lambda n: {"size": F.length(c("sig", n))},
-        lambda n: {"text": _laid_out(c("sig", n), c("size", n), c("point", n), c("shown", n))},
-    ]
-    return _steps(frame, list(numbers), steps)
-
-
-def _laid_out(digits: Column, size: Column, point: Column, shown: Column) -> Column:
-    """The significant `digits` of 0.DIGITS x 10^point in DuckDB's JSON notation."""
-    from pyspark.sql import functions as F
-
-    def zeros(count: Column) -> Column:
-        return F.repeat(F.lit("0"), count)
-
-    def part(start: Column, length: Column) -> Column:
-        return F.substr(digits, start, length)
-
-    one = F.lit(1)
-    rest = F.when(size > 1, F.concat(F.lit("."), part(F.lit(2), size))).otherwise(F.lit(""))
-    text = (
-        F.when(size == 0, F.lit("0.0"))
-        .when((point >= size) & (point <= 21), F.concat(digits, zeros(point - size), F.lit(".0")))
-        .when(
-            (point > 0) & (point <= 21),
-            F.concat(part(one, point), F.lit("."), part(point + 1, size)),
-        )
-        .when((point > -6) & (point <= 0), F.concat(F.lit("0."), zeros(-point), digits))
-        .otherwise(F.concat(part(one, one), rest, F.lit("e"), (point - 1).cast("string")))
-    )
-    sign = F.when(shown.startswith("-"), F.lit("-")).otherwise(F.lit(""))
-    return F.when(~shown.rlike("^-?[0-9]"), shown).otherwise(F.concat(sign, text))
 
 
 def _typed(
