@@ -15,11 +15,17 @@ sqlglot's translation leaves wrong or missing for the constructs this engine use
   RE2 and Java read alike);
 - `isfinite(x)`: neither NaN nor an infinity; `trunc(x)` of a double: `x - x % 1`;
 - `timezone(zone, instant)`: `from_utc_timestamp(instant, zone)` (the Spark session runs in UTC,
-  so a parsed instant's wall-clock time is UTC's);
+  so a parsed instant's wall-clock time is UTC's); a text cast to an instant gets the seconds and
+  the offset's minutes Spark's cast needs (`20:00Z` is `20:00:00Z`, `+08` is `+08:00`);
 - date arithmetic: `date - date` is `datediff`, `date_diff('day', a, b)` is `datediff(b, a)`;
 - NULL ordering: DuckDB sorts NULLs last, Spark first; sqlglot writes `NULLS LAST` where it
   differs (checked by the tests, which compare the plans byte for byte);
-- several `unnest` side by side in one select (walked in step): one `inline(arrays_zip(...))`.
+- several `unnest` side by side in one select (walked in step): one `inline(arrays_zip(...))`;
+- JSON values (JSON lines inputs): on Spark a cell is the value's JSON text
+  (`spark._json_texts`), so `json_type(text)` is read off the text, with DuckDB's names (an
+  integer is a BIGINT, a positive one beyond BIGINT up to 2^64 - 1 a UBIGINT, beyond that a
+  DOUBLE, as DuckDB types it), `->> '$'` is `get_json_object(text, '$')` (sqlglot's), and
+  `CAST(x AS UBIGINT)` is a DECIMAL(20, 0).
 
 Strings compare by their UTF-8 bytes on both engines (code-point order), so ties on ids break the
 same way.
@@ -75,6 +81,41 @@ def _finite(value: exp.Expr) -> exp.Expr:
     )
 
 
+_JSON_TYPE = (  # DuckDB's json_type of a JSON text (x), as Spark reads it; NULL stays NULL
+    "CASE WHEN x = 'null' THEN 'NULL' WHEN x = 'true' OR x = 'false' THEN 'BOOLEAN' "
+    "WHEN starts_with(x, '\"') THEN 'VARCHAR' WHEN starts_with(x, '{') THEN 'OBJECT' "
+    "WHEN starts_with(x, '[') THEN 'ARRAY' "
+    "WHEN regexp_full_match(x, '-?[0-9]+') THEN CASE WHEN TRY_CAST(x AS BIGINT) IS NOT NULL "
+    "THEN 'BIGINT' WHEN TRY_CAST(x AS DECIMAL(20, 0)) BETWEEN 0 AND 18446744073709551615 "
+    "THEN 'UBIGINT' "
+    "ELSE 'DOUBLE' END WHEN x IS NOT NULL THEN 'DOUBLE' END"
+)
+
+
+def _json_type(value: exp.Expr) -> exp.Expr:
+    template = sqlglot.parse_one(_JSON_TYPE, read=_DuckDB)
+    return template.transform(
+        lambda n: value.copy() if isinstance(n, exp.Column) and n.name == "x" else n
+    )
+
+
+def _full_time(text: exp.Expr) -> exp.Expr:
+    """A timestamp with an offset as Spark's cast reads it: Spark takes `20:00:00Z` and
+    `+08:00`, not `20:00Z` nor `+08`; the seconds and the offset's minutes are added."""
+    seconds = _call(
+        "regexp_replace",
+        text,
+        exp.Literal.string("^([0-9-]{10}[T ][0-9]{2}:[0-9]{2})(?![0-9:])"),
+        exp.Literal.string("$1:00"),
+    )
+    return _call(
+        "regexp_replace",
+        seconds,
+        exp.Literal.string("([+-][0-9]{2})$"),
+        exp.Literal.string("$1:00"),
+    )
+
+
 def _row_number(node: exp.Expr) -> exp.Expr:
     """DuckDB's `rowid` of a stored table: the `__row` column every Spark table has."""
     if isinstance(node, exp.Column) and node.name.lower() == "rowid":
@@ -93,7 +134,7 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
     if name == "isfinite":
         return _finite(args[0])
     if name == "timezone" and len(args) == 2:
-        return _call("from_utc_timestamp", args[1], args[0])
+        return _call("from_utc_timestamp", args[1].transform(_rewrite), args[0])
     if isinstance(node, exp.Bracket) and isinstance(node.this, exp.Array):
         (index,) = node.expressions  # 1-based, as written (see _DuckDB), as element_at counts
         return _call("element_at", node.this, index)
@@ -102,6 +143,12 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
         if isinstance(inner, exp.DPipe) and inner.this.name == "0x":
             digits = _call("conv", inner.expression, exp.Literal.number(16), exp.Literal.number(10))
             return exp.cast(digits, exp.DataType.build("bigint"))
+        return exp.cast(node.this.transform(_rewrite), exp.DataType.build("decimal(20, 0)"))
+    if isinstance(node, exp.TryCast) and node.to.this == exp.DataType.Type.TIMESTAMPTZ:
+        node.set("this", _full_time(node.this))
+        return node
+    if isinstance(node, exp.JSONType) or name == "json_type":
+        return _json_type(node.this if not args else args[0]).transform(_rewrite)
     if isinstance(node, exp.Sub) and _is_date(node.expression):
         return exp.DateDiff(this=node.this, expression=node.expression)
     if isinstance(node, exp.DateDiff) and node.unit and node.unit.name.lower() == "day":

@@ -14,6 +14,8 @@ the DuckDB engine writes it.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
@@ -22,9 +24,9 @@ import re
 import tempfile
 import uuid
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 from sqlglot import exp
@@ -57,6 +59,7 @@ from .loader import (
     _not_utf8,
     _parquet_source,
     _require,
+    _require_keys,
     _rewrite_csv,
     _Source,
     _unreadable_owners,
@@ -263,16 +266,10 @@ def _native_type(spark_type: str) -> str:
     return _NATIVE.get(spark_type, spark_type.upper())
 
 
-_JSON_LINES = (
-    "{path}: --engine spark reads CSV, Parquet and catalogue tables (table:db.name); convert "
-    "JSON lines to one of them, or use DuckDB"
-)
-
-
 def refusals(inputs: Inputs, rejects: Path | None) -> None:
     """What this engine cannot do yet, said before a session starts (a JVM takes seconds):
-    JSON lines inputs, a catalogue table without a name, `--rejects` with a URL input (the
-    rejects' records are read back from the file on this machine)."""
+    a catalogue table without a name, `--rejects` with a URL input (the rejects' records are
+    read back from the file on this machine)."""
     for role, url in inputs.urls.items():
         if rejects is not None:
             raise UsageError(
@@ -281,11 +278,8 @@ def refusals(inputs: Inputs, rejects: Path | None) -> None:
             )
     for path in (inputs.customers, inputs.orders, inputs.contacts, inputs.products):
         text = "" if path is None else str(path)
-        if text.startswith(TABLE_PREFIX):
-            if not text.removeprefix(TABLE_PREFIX).strip():
-                raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
-        elif path is not None and path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-            raise UsageError(_JSON_LINES.format(path=path))
+        if text.startswith(TABLE_PREFIX) and not text.removeprefix(TABLE_PREFIX).strip():
+            raise UsageError(f"{text!r}: name the table, as in {TABLE_PREFIX}db.customers")
 
 
 _REJECTS = "rejects_inputs"  # the rows set aside (--rejects), from every input
@@ -326,7 +320,8 @@ def _csv_frame(sc: SparkConnection, path: str, schema: str, sep: str) -> DataFra
 
 def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Column]) -> _Source:
     """The input as a Spark view of raw cells with `__row` (the input order), described as the
-    loader's conversions read it: CSV cells are text, Parquet and catalogue columns native.
+    loader's conversions read it: CSV cells are text, JSON lines values JSON text, Parquet and
+    catalogue columns native.
 
     A CSV row Spark's parser may have read otherwise than DuckDB (too many or too few cells, a
     quote, a carriage return or U+FFFD, which is what Spark reads for a byte that is not UTF-8,
@@ -366,8 +361,8 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             return _Source(
                 path, "text", ident(raw), duck.cells, "NULL", structural=structural, row=ROW
             )
-        if fmt != "parquet":  # JSON lines: `refusals` said so before Spark started
-            raise UsageError(_JSON_LINES.format(path=path))
+        if fmt == "jsonl":
+            return _jsonl_source(sc, raw, where, columns)
         try:  # the footer is read here: a file that is not Parquet fails now, as on DuckDB
             frame = spark.read.parquet(text)
         except Exception as error:
@@ -591,6 +586,204 @@ def rows_digest(frame: DataFrame) -> str:
     return digest_text(frame.schema.simpleString(), *values)
 
 
+def _jsonl_source(
+    sc: SparkConnection, raw: str, where: str | Path, columns: list[_Column]
+) -> _Source:
+    """JSON lines as the view `raw`: per line (`__row`, the input order; blank lines skipped, as
+    DuckDB skips them) what is wrong with its structure (`__structural`, DuckDB's reasons), and
+    each key the engine reads as the JSON text of its value (`k0`, `k1`...: NULL when the
+    key is absent, `null` when it is null), so that the loader's own conversions (`_from_json`,
+    with `json_type` rendered by `dialects`) read it as DuckDB reads its JSON values.
+
+    A line is parsed by Spark's JSON parser into a VARIANT twice, inside two arrays: `[line
+    ,0]` must have 2 elements and `[line ,1,1]` 3, which holds only when the line is exactly one
+    JSON value (Spark's parser ignores what follows a complete value; a line cannot hold the
+    line break before the second part, nor close both arrays alike). Duplicate keys are allowed
+    in the parse and found by `json_object_keys`, as DuckDB finds them (`json_keys`)."""
+    from pyspark.sql import functions as F
+
+    spark, path = sc.spark, Path(where)  # a URL read as written (`where`), never as `path`
+    spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
+    lines = spark.read.text(str(where), lineSep="\n")  # a lone CR is JSON's blank, not a line end
+    lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
+    first = F.col("__row") == 1  # the file's first line: a byte order mark is not content
+    text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
+    lines = lines.select(text.alias("line"), "__row").where(~F.col("line").rlike("^[ \t\r]*$"))
+    if not is_url(where) and lines.where(~F.is_valid_utf8("line")).take(1):
+        _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
+    line = F.col("line")
+    one = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,0]")))
+    two = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,1,1]")))
+    valid = (F.size(F.try_variant_get(one, "$", "array<variant>")) == 2) & (
+        F.size(F.try_variant_get(two, "$", "array<variant>")) == 3
+    )
+    lines = lines.select(
+        "__row",
+        "line",
+        valid.alias("__valid"),
+        F.when(valid, F.try_variant_get(one, "$[0]", "map<string,variant>")).alias("__obj"),
+    )
+    found = F.json_object_keys(line)
+    structural = (
+        F.when(~F.col("__valid"), F.lit("is not valid JSON"))
+        .when(F.col("__obj").isNull(), F.lit("is not a JSON object"))
+        .when(F.size(found) != F.size(F.array_distinct(found)), F.lit("has a key more than once"))
+    )
+    as_string = F.regexp_extract(F.to_json(F.array(line)), r"^\[(.*)\]$", 1)
+    names = list(dict.fromkeys(c.source for c in columns))
+    frame = lines.select(
+        "__row",
+        "__obj",
+        line.alias("__line"),
+        structural.alias("__structural"),
+        F.when(F.col("__valid"), line).otherwise(as_string).alias("__record"),
+    )
+    keys = {f"k{i}": key for i, key in enumerate(names)}
+    frame = _json_texts(frame, keys)
+    frame = frame.select("__row", "__structural", "__record", *keys)
+    sc.register(raw, frame)
+    cells = {key: ident(f"k{i}") for i, key in enumerate(names)}
+    return _Source(
+        path, "json", ident(raw), cells, "__record", structural="__structural", row="__row"
+    )
+
+
+@contextlib.contextmanager
+def _conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """A setting of the session changed for the statements run inside, then restored."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
+
+
+def _check_utf8(path: Path) -> None:
+    """The first byte of the file that is not UTF-8, named as the DuckDB engine names it."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        line, offset, sample = _first_non_utf8(path)
+        raise DataError(
+            f"{path}: not UTF-8: line {line} (byte {offset}) has {sample}; save the file as "
+            "UTF-8 and run again"
+        ) from None
+
+
+def _json_texts(frame: DataFrame, keys: dict[str, str]) -> DataFrame:
+    """`frame` with, for each name in `keys`, the value of that key of the object `__obj` (a
+    map of VARIANTs) as the JSON text DuckDB gives it, NULL when the key is absent: strings,
+    booleans, null, objects and arrays as `to_json` writes them; an integer as its digits; a
+    number with a fraction or an exponent as DuckDB writes a double (`_DOUBLE_TEXT`).
+
+    The VARIANT keeps `3.0` as a decimal of scale 0: a whole decimal that fits a BIGINT was
+    written with a fraction (else it would be a BIGINT); for a larger one, the line's own
+    spelling of the value (`from_json` as text) says whether it was. Computed a step at a time,
+    each step reading the columns of the one before (one expression would repeat its parts),
+    as Spark SQL over the columns made here: the keys, from the configuration, are given to
+    Spark as values (`getItem`, a schema's field), never as SQL."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    frame = frame.select(
+        "*", *(F.col("__obj").getItem(k).alias(f"__v_{n}") for n, k in keys.items())
+    )
+    frame = _sql_steps(frame, list(keys), _JSON_STEPS)
+    spelled = {  # only where a whole decimal beyond BIGINT leaves it open
+        n: F.when(
+            F.col(f"__open_{n}"),
+            F.from_json(F.col("__line"), StructType([StructField(k, StringType())])).getField(k),
+        ).alias(f"__spelled_{n}")
+        for n, k in keys.items()
+    }
+    frame = frame.select("*", *spelled.values())
+    return _sql_steps(frame, list(keys), _DOUBLE_TEXT + _JSON_TEXT)
+
+
+_JSON_STEPS = [
+    [
+        "schema_of_variant(__v_{n}) AS __kind_{n}",
+        "to_json(__v_{n}) AS __json_{n}",
+        "try_variant_get(__v_{n}, '$', 'double') AS __double_{n}",
+        "try_variant_get(__v_{n}, '$', 'bigint') AS __long_{n}",
+    ],
+    ["__kind_{n} LIKE 'DECIMAL(%,0)' AND __long_{n} IS NULL AS __open_{n}"],
+]
+# A double as DuckDB's JSON writes it: the shortest digits, in plain notation from 1e-6 up to
+# 1e21 (`.0` when whole: `100000000000000000000.0`, `0.000001`), else as `1.5e-7`, `1e21`. The
+# digits are Java's (`Double.toString`: `1.0E20`, `123.45`), laid out again; the value is
+# 0.SIG x 10^point; an infinity as Java writes it.
+_DOUBLE_TEXT = [
+    ["CAST(__double_{n} AS STRING) AS __shown_{n}"],
+    [
+        "regexp_extract(__shown_{n}, '^-?([0-9]+)', 1) AS __whole_{n}",
+        "regexp_extract(__shown_{n}, '^-?[0-9]+[.]([0-9]*)', 1) AS __fraction_{n}",
+        "coalesce(CAST(regexp_extract(__shown_{n}, 'E(-?[0-9]+)$', 1) AS INT), 0) AS __power_{n}",
+    ],
+    ["concat(__whole_{n}, __fraction_{n}) AS __given_{n}"],
+    ["regexp_replace(__given_{n}, '^0+', '') AS __unled_{n}"],
+    [
+        "regexp_replace(__unled_{n}, '0+$', '') AS __sig_{n}",
+        "length(__whole_{n}) + __power_{n} - (length(__given_{n}) - length(__unled_{n})) "
+        "AS __point_{n}",
+    ],
+    ["length(__sig_{n}) AS __size_{n}"],
+    [
+        "CASE WHEN NOT __shown_{n} RLIKE '^-?[0-9]' THEN __shown_{n} "
+        "ELSE concat(CASE WHEN startswith(__shown_{n}, '-') THEN '-' ELSE '' END, "
+        "CASE WHEN __size_{n} = 0 THEN '0.0' "
+        "WHEN __point_{n} >= __size_{n} AND __point_{n} <= 21 "
+        "THEN concat(__sig_{n}, repeat('0', __point_{n} - __size_{n}), '.0') "
+        "WHEN __point_{n} > 0 AND __point_{n} <= 21 THEN concat(substr(__sig_{n}, 1, __point_{n}), "
+        "'.', substr(__sig_{n}, __point_{n} + 1)) "
+        "WHEN __point_{n} > -6 AND __point_{n} <= 0 "
+        "THEN concat('0.', repeat('0', -__point_{n}), __sig_{n}) "
+        "ELSE concat(substr(__sig_{n}, 1, 1), CASE WHEN __size_{n} > 1 "
+        "THEN concat('.', substr(__sig_{n}, 2)) ELSE '' END, 'e', CAST(__point_{n} - 1 AS STRING)) "
+        "END) END AS __text_{n}"
+    ],
+]
+_JSON_TEXT = [
+    [
+        "CASE WHEN __v_{n} IS NULL THEN NULL "
+        "WHEN __kind_{n} = 'BIGINT' OR __open_{n} AND NOT coalesce(__spelled_{n} RLIKE '[.eE]', "
+        "FALSE) THEN __json_{n} "
+        "WHEN __kind_{n} = 'DOUBLE' OR startswith(__kind_{n}, 'DECIMAL(') THEN __text_{n} "
+        "ELSE __json_{n} END AS {n}"
+    ],
+]
+
+
+def _sql_steps(frame: DataFrame, names: list[str], steps: list[list[str]]) -> DataFrame:
+    """Each step's columns (Spark SQL, `{n}` standing for a name) added for every name, a
+    select a step."""
+    for step in steps:
+        frame = frame.selectExpr("*", *(column.format(n=n) for n in names for column in step))
+    return frame
+
+
+def _convert(
+    sc: SparkConnection, table: str, source: _Source, columns: list[_Column], context: _Context
+) -> None:
+    """`table` converted from `source` by the loader's SQL. A stage of JSON conversions
+    outgrows Java's 64 KB for a method: Spark would print the compiler's failure, then run it
+    without whole-stage code generation, as it is run here at once."""
+    statement = create_sql(table, source, columns, context, exact=True)
+    if source.kind == "json":
+        with _conf(sc.spark, "spark.sql.codegen.wholeStage", "false"):
+            sc.execute(statement)
+    else:
+        sc.execute(statement)
+
+
 def _typed(
     sc: SparkConnection,
     table: str,
@@ -609,7 +802,9 @@ def _typed(
     name = ident(table)
     source = _source(sc, raw, where, columns)
     with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
-        sc.execute(create_sql(table, source, columns, context, exact=True))
+        _convert(sc, table, source, columns, context)
+        if source.kind == "json":  # no header: a key no object has is a missing column
+            _require_keys(cast("duckdb.DuckDBPyConnection", sc), table, source, columns)
         keyed = f"count({_key_sql(key)}) - count(DISTINCT {_key_sql(key)})" if key else "0"
         counts = (
             f"SELECT count(CASE WHEN {PROBLEM} IS NOT NULL THEN 1 END), {keyed}, "
@@ -619,7 +814,7 @@ def _typed(
         bad, repeats, irregular = found if found else (0, 0, 0)
         if irregular:
             source = _reread(sc, raw, source, Path(folder))
-            sc.execute(create_sql(table, source, columns, context, exact=True))
+            _convert(sc, table, source, columns, context)
         if isinstance(key, RowKey):
             _mark(sc, table, literal(key.missing), on=f"{key.sql} IS NULL")
         if irregular or isinstance(key, RowKey):
