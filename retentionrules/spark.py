@@ -509,7 +509,11 @@ def _records(sc: SparkConnection, table: str, source: _Source, raw: str) -> list
         record, relation = duck.record, "bad"
     else:
         fetch(sc, f"SELECT {ROW}, reason FROM {reasons}", local, "reasons")
-        if str(source.path).startswith(TABLE_PREFIX):  # no file: Spark's JSON of the row
+        if source.kind == "json":  # the line as written (not JSON: its text as a JSON string)
+            fetch(sc, f"SELECT {ROW}, __record AS record FROM {ident(raw)} WHERE {ROW} IN ({bad})",
+                  local, "records")  # fmt: skip
+            record = "record"
+        elif str(source.path).startswith(TABLE_PREFIX):  # no file: Spark's JSON of the row
             from pyspark.sql import functions as F
 
             frame = sc.frames[raw]

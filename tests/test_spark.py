@@ -1068,3 +1068,36 @@ def test_random_json_lines_files_have_the_same_outcome_on_both_engines(
         assert isinstance(on_spark, str) and on_spark.split(": row ")[0] == duck.split(": row ")[0]
     else:
         assert duck == on_spark
+
+
+def test_rejects_from_json_lines_are_the_same_file_on_both_engines(spark, tmp_path):
+    """`--rejects` with JSON lines: a wrong type, a line that is not JSON and a line padded with
+    blanks are set aside with the same records (the line as written; a line that is not JSON as
+    a JSON string) and the same plan from the rest, byte for byte."""
+    import json
+
+    with (EXAMPLES / "customers.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:40]
+    lines = []
+    for row in rows:
+        value = {k: v or None for k, v in row.items()}
+        for key in ("orders_12m", "spend_12m", "total_orders"):
+            value[key] = None if value[key] is None else float(value[key])
+        for key in ("sms_opt_in", "email_opt_in"):
+            value[key] = None if value[key] is None else value[key].lower() == "true"
+        lines.append(json.dumps(value, ensure_ascii=False))
+    lines[3] = lines[3].replace('"spend_12m": ', '"spend_12m": "lots", "x": ', 1)
+    lines[5] = '{"customer_id": "X", broken'
+    lines[7] = '  {"customer_id" :  "C0008",   "spend_12m": true}  '
+    customers = tmp_path / "customers.jsonl"
+    customers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = {}
+    for engine in ("duckdb", "spark"):
+        plan, rejects = tmp_path / f"{engine}.csv", tmp_path / f"rejects-{engine}.csv"
+        run_plan(
+            [EXAMPLES / "rules"], Inputs(customers), AS_OF_DATE, out=plan, rejects=rejects,
+            use_ledger=False, engine=engine,
+        )  # fmt: skip
+        out[engine] = (plan.read_bytes(), rejects.read_bytes())
+    assert out["duckdb"] == out["spark"]
+    assert out["duckdb"][1].count(b"\n") == 4  # the header and three rows set aside
