@@ -105,16 +105,16 @@ def session(master: str | None = None) -> SparkSession:
     # two small ones (no pandas involved), and the warning would reach every user's terminal.
     warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     global _BASE
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote and master:
+        raise UsageError(
+            f"--spark-master {master!r} and SPARK_REMOTE={remote!r} name two Sparks: "
+            "leave --spark-master out to use Spark Connect, or unset SPARK_REMOTE"
+        )
     spark = SparkSession.getActiveSession()
     if spark is not None and spark.conf.get(_RUN, None) and _BASE is not None:
         return _BASE  # a run's own session, made active by PySpark: the session it came from
     if spark is None:
-        remote = os.environ.get("SPARK_REMOTE")
-        if remote and master:
-            raise UsageError(
-                f"--spark-master {master!r} and SPARK_REMOTE={remote!r} name two Sparks: "
-                "leave --spark-master out to use Spark Connect, or unset SPARK_REMOTE"
-            )
         builder = SparkSession.builder.appName("retentionrules")
         if not remote:  # Spark Connect's server has its own master, log and settings
             master = master or os.environ.get("MASTER", "local[*]")
@@ -609,10 +609,12 @@ def _jsonl_source(
     spark, path = sc.spark, Path(where)  # a URL read as written (`where`), never as `path`
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
     lines = spark.read.text(str(where), lineSep="\n")  # a lone CR is JSON's blank, not a line end
-    lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
-    first = F.col("__row") == 1  # the file's first line: a byte order mark is not content
+    first = F.monotonically_increasing_id() == 0  # the first line: a byte order mark is not content
     text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
-    lines = lines.select(text.alias("line"), "__row").where(~F.col("line").rlike("^[ \t\r]*$"))
+    lines = lines.select(text.alias("line")).where(~F.col("line").rlike("^[ \t\r]*$"))
+    # numbered after blank lines are left out: consecutive within a partition, as `_exact_rows`
+    # needs to make them the rows' numbers (DuckDB does not count blank lines)
+    lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
     if not is_url(where) and lines.where(~F.is_valid_utf8("line")).take(1):
         _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
     line = F.col("line")
