@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import threading
+import urllib.parse
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -333,6 +334,12 @@ def _connection(
                 f"--{role} {url}: DuckDB reads files on this machine; a URL is read by "
                 "--engine spark"
             )
+        for role in ("customers", "orders", "contacts", "products"):
+            if str(getattr(inputs, role)).startswith(TABLE_PREFIX):
+                raise UsageError(
+                    f"--{role} {getattr(inputs, role)}: a table of the Spark catalogue is read "
+                    "by --engine spark"
+                )
         return connect(resources)
     if resources is not None and resources != Resources():
         raise UsageError(
@@ -523,6 +530,18 @@ def _unconfigured_channels_note(channels: dict[str, int]) -> str:
     )
 
 
+def _local(inputs: Inputs, role: str) -> Path | None:
+    """An input as a file of this machine, for the outputs' aliasing checks: a `file:` URL is
+    its path (`file:///data/c.csv`, `file:/data/c.csv`); another URL is no file here."""
+    where = inputs.where(role) if getattr(inputs, role) is not None else None
+    if not isinstance(where, str):
+        return where
+    parsed = urllib.parse.urlparse(where)
+    if parsed.scheme.lower() == "file" and parsed.netloc in ("", "localhost"):
+        return Path(urllib.parse.unquote(parsed.path))
+    return None
+
+
 def _named_inputs(
     rule_paths: Sequence[str | Path], inputs: Inputs, configs: list[Path | None]
 ) -> list[tuple[str, Path | None]]:
@@ -530,10 +549,8 @@ def _named_inputs(
     files = rule_files(rule_paths)
     configs = [*configs, *(find_config(f) for f in files)]
     return [
-        ("--customers", inputs.customers),
-        ("--orders", inputs.orders),
-        ("--contacts", inputs.contacts),
-        ("--products", inputs.products),
+        *((f"--{role}", _local(inputs, role)) for role in ("customers", "orders", "contacts")),
+        ("--products", _local(inputs, "products")),
         *(("rule file", f) for f in files),
         *(("configuration", c) for c in dict.fromkeys(configs)),
     ]

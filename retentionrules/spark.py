@@ -351,9 +351,9 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             names = [f"c{i}" for i in range(len(header))]
             schema = ", ".join(f"{c} string" for c in [*names, _CORRUPT])
             frame = _csv_frame(sc, text, schema, _delimiter(path))
-            if url:  # no file to hash on this machine: its rows', where they are
-                sc.digests[text] = rows_digest(frame)
             frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
+            if url:  # no file to hash on this machine: its header and rows, in their order
+                sc.digests[text] = digest_text(*header, rows_digest(frame))
             sc.register(raw, frame)
             joined = f"concat_ws('', {', '.join(names)})"
             odd = " OR ".join(f"instr({joined}, {literal(c)}) > 0" for c in _SUSPECT_CHARACTERS)
@@ -369,8 +369,8 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
             if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
                 raise
             raise DataError(f"{text}: cannot read: {spark_cause(str(error))}") from None
-        if url:
-            sc.digests[text] = rows_digest(frame)
+        if url:  # its rows in the order Spark reads them (`__row` is in each row's digest)
+            sc.digests[text] = rows_digest(frame.withColumn(ROW, F.monotonically_increasing_id()))
         kind = "native"
     frame = frame.withColumn(ROW, F.monotonically_increasing_id() + 1)
     sc.register(raw, frame)
@@ -560,7 +560,16 @@ def _table(sc: SparkConnection, name: str) -> DataFrame:
     """A table of the user's catalogue (`table:NAME`) as the run's session reads it. A temporary
     view of the user's session is not visible from the run's own: it is handed over as a global
     temporary view of the run's (dropped once the inputs are loaded, `SparkConnection.unshare`)."""
-    if not sc.base.catalog.tableExists(name):
+    try:
+        found = sc.base.catalog.tableExists(name)
+    except Exception as error:  # a name Spark's parser refuses (`a;b`, `a.b.c.d`)
+        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+            raise
+        raise UsageError(
+            f"{TABLE_PREFIX}{name}: not a table name Spark reads ({spark_cause(str(error))}); "
+            f"write {TABLE_PREFIX}NAME or {TABLE_PREFIX}DATABASE.NAME"
+        ) from None
+    if not found:
         raise DataError(f"{TABLE_PREFIX}{name}: no such table or view in the Spark catalogue")
     if sc.spark is sc.base:
         return sc.spark.table(name)
@@ -608,13 +617,21 @@ def _jsonl_source(
 
     spark, path = sc.spark, Path(where)  # a URL read as written (`where`), never as `path`
     spark.conf.set("spark.sql.variant.allowDuplicateKeys", "true")
-    lines = spark.read.text(str(where), lineSep="\n")  # a lone CR is JSON's blank, not a line end
+    try:  # a lone CR is JSON's blank, not a line end
+        lines = spark.read.text(str(where), lineSep="\n")
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+            raise
+        raise DataError(f"{where}: cannot read: {spark_cause(str(error))}") from None
     first = F.monotonically_increasing_id() == 0  # the first line: a byte order mark is not content
     text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
+    text = F.regexp_replace(text, "\r$", "")  # a CRLF line's end, as DuckDB reads it
     lines = lines.select(text.alias("line")).where(~F.col("line").rlike("^[ \t\r]*$"))
     # numbered after blank lines are left out: consecutive within a partition, as `_exact_rows`
     # needs to make them the rows' numbers (DuckDB does not count blank lines)
     lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
+    if is_url(where):  # no file to hash on this machine: its lines, in their order
+        sc.digests[str(where)] = rows_digest(lines)
     if not is_url(where) and lines.where(~F.is_valid_utf8("line")).take(1):
         _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
     line = F.col("line")
@@ -914,7 +931,23 @@ def load(
     needed: Collection[str] | Mapping[str, str | None] | None = None,
 ) -> LoadStats:
     """`loader.load` on Spark: the same tables (`customers`, `orders`, `contacts`, `products`)
-    from the same conversion SQL; each table keeps `__row`, its input order."""
+    from the same conversion SQL; each table keeps `__row`, its input order. The views handed
+    over from the user's session are dropped however the loading ends (they are the whole
+    application's)."""
+    try:
+        return _load(sc, config, inputs, as_of, rejects, needed)
+    finally:
+        sc.unshare()
+
+
+def _load(
+    sc: SparkConnection,
+    config: Config,
+    inputs: Inputs,
+    as_of: dt.date,
+    rejects: Path | None,
+    needed: Collection[str] | Mapping[str, str | None] | None,
+) -> LoadStats:
     refusals(inputs, rejects)
     _check_timezone(duckdb.connect(), config)
     context = _Context(config.timezone, as_of)
@@ -976,7 +1009,6 @@ def load(
                 f"OR channel NOT IN ({known}) GROUP BY 1 ORDER BY count(*) DESC, 1"
             ).fetchall()
         )
-    sc.unshare()
     return stats
 
 

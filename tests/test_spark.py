@@ -19,6 +19,7 @@ from retentionrules.compiler import compile_conditions, with_layers
 from retentionrules.config import STANDARD_FIELDS, Config
 from retentionrules.derive import DERIVED, create_derived
 from retentionrules.engine import ENGINES, run_plan, score
+from retentionrules.errors import DataError
 from retentionrules.interpreter import evaluate
 from retentionrules.loader import ORDER_FIELDS, Inputs
 from retentionrules.spark import SparkConnection, load, plain, session
@@ -1070,14 +1071,10 @@ def test_random_json_lines_files_have_the_same_outcome_on_both_engines(
         assert duck == on_spark
 
 
-def test_rejects_from_json_lines_are_the_same_file_on_both_engines(spark, tmp_path):
-    """`--rejects` with JSON lines: a wrong type, a line that is not JSON and a line padded with
-    blanks are set aside with the same records (the line as written; a line that is not JSON as
-    a JSON string) and the same plan from the rest, byte for byte."""
+def demo_lines(rows):
+    """The demo shop's customer rows as JSON lines, each value of its JSON type."""
     import json
 
-    with (EXAMPLES / "customers.csv").open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))[:40]
     lines = []
     for row in rows:
         value = {k: v or None for k, v in row.items()}
@@ -1086,6 +1083,17 @@ def test_rejects_from_json_lines_are_the_same_file_on_both_engines(spark, tmp_pa
         for key in ("sms_opt_in", "email_opt_in"):
             value[key] = None if value[key] is None else value[key].lower() == "true"
         lines.append(json.dumps(value, ensure_ascii=False))
+    return lines
+
+
+def test_rejects_from_json_lines_are_the_same_file_on_both_engines(spark, tmp_path):
+    """`--rejects` with JSON lines: a wrong type, a line that is not JSON and a line padded with
+    blanks are set aside with the same records (the line as written; a line that is not JSON as
+    a JSON string) and the same plan from the rest, byte for byte."""
+
+    with (EXAMPLES / "customers.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:40]
+    lines = demo_lines(rows)
     lines[3] = lines[3].replace('"spend_12m": ', '"spend_12m": "lots", "x": ', 1)
     lines[5] = '{"customer_id": "X", broken'
     lines[7] = '  {"customer_id" :  "C0008",   "spend_12m": true}  '
@@ -1101,3 +1109,69 @@ def test_rejects_from_json_lines_are_the_same_file_on_both_engines(spark, tmp_pa
         out[engine] = (plan.read_bytes(), rejects.read_bytes())
     assert out["duckdb"] == out["spark"]
     assert out["duckdb"][1].count(b"\n") == 4  # the header and three rows set aside
+
+
+def test_an_output_may_not_overwrite_an_input_given_as_a_file_url(run_cli, tmp_path):
+    """`--customers file:///x/c.csv --out /x/c.csv` would replace the export with the plan: the
+    URL is the file, and the run is refused before anything starts."""
+    customers = tmp_path / "customers.csv"
+    customers.write_bytes((EXAMPLES / "customers.csv").read_bytes())
+    for url in (f"file://{customers}", f"file://localhost{customers}"):
+        result = run_cli(
+            "plan", "--rules", EXAMPLES / "rules", "--customers", url, "--as-of", "2026-11-22",
+            "--engine", "spark", "--out", customers,
+        )  # fmt: skip
+        assert result.exit_code == 2 and "is the same file as --customers" in result.output
+    assert customers.read_bytes() == (EXAMPLES / "customers.csv").read_bytes()
+
+
+def test_a_catalogue_table_goes_with_spark_and_a_name_spark_cannot_parse_is_refused(
+    run_cli, spark
+):
+    for args, said in [
+        ([], "a table of the Spark catalogue is read by --engine spark"),
+        (["--engine", "spark"], "not a table name Spark reads"),
+    ]:
+        result = run_cli(
+            "plan", "--rules", EXAMPLES / "rules", "--customers", "table:a;b",
+            "--as-of", "2026-11-22", *args,
+        )  # fmt: skip
+        assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_a_url_inputs_plan_id_follows_its_header_and_rows(spark, tmp_path):
+    """The driver cannot hash a file at a URL: its plan id digests what Spark read, the header
+    included (two consent columns swapped are two plans), in the file's order; a JSON lines file
+    at a URL plans too, and a missing one is bad data."""
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_bytes((EXAMPLES / "customers.csv").read_bytes())
+    text = a.read_text(encoding="utf-8").split("\n", 1)
+    b.write_text(
+        text[0].replace("sms_opt_in,email_opt_in", "email_opt_in,sms_opt_in") + "\n" + text[1],
+        encoding="utf-8",
+    )
+
+    def plan_id(path):
+        result = run_plan(
+            [EXAMPLES / "rules"], Inputs(f"file://{path}"), AS_OF_DATE, use_ledger=False,
+            engine="spark",
+        )  # fmt: skip
+        return result.meta["plan_id"]
+
+    assert plan_id(a) != plan_id(b)
+    lines = tmp_path / "customers.jsonl"
+    with a.open(encoding="utf-8", newline="") as handle:
+        lines.write_text("\n".join(demo_lines(csv.DictReader(handle))) + "\n", encoding="utf-8")
+    assert plan_id(lines) not in (plan_id(a), "")
+    with pytest.raises(DataError, match=r"nope\.jsonl: cannot read: "):
+        plan_id(tmp_path / "nope.jsonl")
+
+
+def test_a_failed_run_leaves_no_view_in_the_users_catalogue(spark):
+    """A table handed over from the user's session is a global view, seen by the whole
+    application: dropped however the run ends (here: a bad row)."""
+    spark.createDataFrame([("C1", "lots")], "customer_id string, spend_12m string") \
+        .createOrReplaceTempView("bad_shop")  # fmt: skip
+    with pytest.raises(DataError):
+        run_plan([EXAMPLES / "rules"], Inputs("table:bad_shop"), AS_OF_DATE, engine="spark")
+    assert not [t for t in spark.catalog.listTables("global_temp") if "retentionrules" in t.name]
