@@ -623,6 +623,8 @@ def _jsonl_source(
         if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
             raise
         raise DataError(f"{where}: cannot read: {spark_cause(str(error))}") from None
+    if not is_url(where) and lines.where(~F.is_valid_utf8("value")).take(1):
+        _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
     first = F.monotonically_increasing_id() == 0  # the first line: a byte order mark is not content
     text = F.when(first, F.regexp_replace("value", "^\ufeff", "")).otherwise(F.col("value"))
     text = F.regexp_replace(text, "\r$", "")  # a CRLF line's end, as DuckDB reads it
@@ -632,8 +634,6 @@ def _jsonl_source(
     lines = lines.withColumn("__row", F.monotonically_increasing_id() + 1)
     if is_url(where):  # no file to hash on this machine: its lines, in their order
         sc.digests[str(where)] = rows_digest(lines)
-    if not is_url(where) and lines.where(~F.is_valid_utf8("line")).take(1):
-        _check_utf8(path)  # Spark keeps the bytes as they are: name the first bad one
     line = F.col("line")
     one = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,0]")))
     two = F.try_parse_json(F.concat(F.lit("["), line, F.lit("\n,1,1]")))
