@@ -33,8 +33,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,12 +127,12 @@ class Resources:
 
 
 @functools.cache
-def _sweep(parent: Path) -> None:
-    """Remove the spill folders of runs that were killed (SIGKILL leaves them): ours (same
-    owner), named for a process that no longer runs. A folder whose process runs, or that is not
-    ours, is left alone. Once a process and folder: `test` connects once a case."""
+def _sweep(parent: Path, kind: str = "spill") -> None:
+    """Remove the `kind` folders (spill, rows) of runs that were killed (SIGKILL leaves them):
+    ours (same owner), named for a process that no longer runs. A folder whose process runs, or
+    that is not ours, is left alone. Once a process and folder: `test` connects once a case."""
     try:
-        found = list(parent.glob("retentionrules-spill-*-*"))
+        found = list(parent.glob(f"retentionrules-{kind}-*-*"))
     except OSError:
         return
     for folder in found:
@@ -145,6 +145,20 @@ def _sweep(parent: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except OSError:  # PermissionError: the process runs, as another user
             continue
+
+
+@contextmanager
+def private_folder() -> Iterator[Path]:
+    """A folder of this run's own for rows on their way (Spark's staged plan, a re-read file):
+    private (0700: the rows hold customer ids), removed when the run is done, and, when a run
+    was killed with SIGKILL, by the next run that makes one (`_sweep`)."""
+    parent = Path(tempfile.gettempdir())
+    _sweep(parent, "rows")
+    folder = Path(tempfile.mkdtemp(prefix=f"retentionrules-rows-{os.getpid()}-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _spill_folder(resources: Resources) -> Path:
@@ -1110,7 +1124,7 @@ def _typed_table(
         except duckdb.Error as error:
             if not source.restructure:
                 raise DataError(f"{path}: cannot read: {_first_line(error)}") from None
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rr-load-")))
+            folder = stack.enter_context(private_folder())
             source = _restructured(con, source, columns, folder)
             try:
                 _create(con, table, source, columns, context, exact=True)

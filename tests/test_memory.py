@@ -162,3 +162,29 @@ def test_a_killed_runs_spill_folder_is_removed_by_the_next_run(tmp_path):
         (folder / "duckdb_temp_storage-0.tmp").write_bytes(b"C0000001")
     connect(Resources(None, tmp_path)).close()
     assert not dead.exists() and live.exists()
+
+
+def test_a_killed_runs_rows_folder_is_removed_by_the_next_run_that_makes_one(
+    tmp_path, monkeypatch
+):
+    """Rows on their way (Spark's staged plan, a re-read file) sit in a private folder that a
+    run killed with SIGKILL leaves behind: the next run that makes one removes it (not a
+    running process's), and removes its own when done."""
+    import tempfile
+
+    from retentionrules import loader
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    loader._sweep.cache_clear()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = tmp_path / f"retentionrules-rows-{finished.pid}-abc123"
+    live = tmp_path / f"retentionrules-rows-{os.getpid()}-def456"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"C0000001")
+    with loader.private_folder() as own:
+        assert own.stat().st_mode & 0o777 == 0o700
+        assert not dead.exists() and live.exists()
+    assert not own.exists()
+    loader._sweep.cache_clear()
