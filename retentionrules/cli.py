@@ -136,7 +136,15 @@ def _report(error: BaseException) -> int:
     """Say what stopped a command, for people; return the exit code. After Ctrl-C or SIGTERM,
     whatever error the signal caused on its way (DuckDB's own "interrupted", an import cut in
     two) is the signal's."""
-    from .errors import ConfigProblems, DataError, OutputError, RuleErrors, UsageError
+    from .errors import (
+        ConfigProblems,
+        DataError,
+        OutputError,
+        RuleErrors,
+        UsageError,
+        from_spark,
+        spark_cause,
+    )
 
     if isinstance(error, KeyboardInterrupt) or interrupts.pending() or _interrupted(error):
         message, code = interrupts.outcome()
@@ -169,8 +177,7 @@ def _report(error: BaseException) -> int:
             err=True,
         )
         return 2
-    if type(error).__module__.split(".")[0] in ("py4j", "pyspark"):  # --engine spark's failures
-        from .errors import spark_cause
+    if from_spark(error):  # --engine spark's failures
 
         typer.echo(f"retentionrules: Spark stopped the run: {spark_cause(str(error))}", err=True)
         typer.echo(

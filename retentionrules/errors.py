@@ -31,6 +31,12 @@ class RuleErrors(Exception):
         self.report = report
 
 
+def from_spark(error: BaseException) -> bool:
+    """Whether Spark raised `error` (PySpark's exceptions, or Py4J's around a Java one): known
+    by module, so that nothing here imports PySpark."""
+    return type(error).__module__.split(".")[0] in ("py4j", "pyspark")
+
+
 def spark_cause(text: str) -> str:
     """The line of a Spark failure that says what went wrong: the deepest `Caused by:` of the
     Java exception (without its class name), not the stack of frames around it."""

@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import tempfile
 import uuid
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -34,7 +33,7 @@ from sqlglot import exp
 from . import types as t
 from .config import Config
 from .dialects import parse, render
-from .errors import DataError, UsageError, spark_cause
+from .errors import DataError, UsageError, from_spark, spark_cause
 from .loader import (
     PROBLEM,
     PRODUCT_KEY,
@@ -69,6 +68,7 @@ from .loader import (
     is_url,
     owned_reason,
     owned_rows,
+    private_folder,
     product_columns,
     repeated_reason,
 )
@@ -293,7 +293,7 @@ def _url_header(sc: SparkConnection, url: str, sep: str) -> list[str]:
     try:
         first = sc.spark.read.csv(url, header=False, sep=sep, escape='"', multiLine=True).first()
     except Exception as error:
-        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+        if not from_spark(error):
             raise
         raise DataError(f"{url}: cannot read: {spark_cause(str(error))}") from None
     if first is None:
@@ -366,7 +366,7 @@ def _source(sc: SparkConnection, raw: str, where: str | Path, columns: list[_Col
         try:  # the footer is read here: a file that is not Parquet fails now, as on DuckDB
             frame = spark.read.parquet(text)
         except Exception as error:
-            if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+            if not from_spark(error):
                 raise
             raise DataError(f"{text}: cannot read: {spark_cause(str(error))}") from None
         if url:  # its rows in the order Spark reads them (`__row` is in each row's digest)
@@ -563,7 +563,7 @@ def _table(sc: SparkConnection, name: str) -> DataFrame:
     try:
         found = sc.base.catalog.tableExists(name)
     except Exception as error:  # a name Spark's parser refuses (`a;b`, `a.b.c.d`)
-        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+        if not from_spark(error):
             raise
         raise UsageError(
             f"{TABLE_PREFIX}{name}: not a table name Spark reads ({spark_cause(str(error))}); "
@@ -620,7 +620,7 @@ def _jsonl_source(
     try:  # a lone CR is JSON's blank, not a line end
         lines = spark.read.text(str(where), lineSep="\n")
     except Exception as error:
-        if type(error).__module__.split(".")[0] not in ("py4j", "pyspark"):
+        if not from_spark(error):
             raise
         raise DataError(f"{where}: cannot read: {spark_cause(str(error))}") from None
     if not is_url(where) and lines.where(~F.is_valid_utf8("value")).take(1):
@@ -672,17 +672,19 @@ def _jsonl_source(
 
 
 @contextlib.contextmanager
-def _conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
-    """A setting of the session changed for the statements run inside, then restored."""
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
+def _conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Settings of the session changed for the statements run inside, then restored."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
+        for key, was in before.items():
+            if was is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, was)
 
 
 def _check_utf8(path: Path) -> None:
@@ -801,7 +803,7 @@ def _convert(
     without whole-stage code generation, as it is run here at once."""
     statement = create_sql(table, source, columns, context, exact=True)
     if source.kind == "json":
-        with _conf(sc.spark, "spark.sql.codegen.wholeStage", "false"):
+        with _conf(sc.spark, {"spark.sql.codegen.wholeStage": "false"}):
             sc.execute(statement)
     else:
         sc.execute(statement)
@@ -824,7 +826,7 @@ def _typed(
     raw = f"raw_{table}"
     name = ident(table)
     source = _source(sc, raw, where, columns)
-    with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
+    with private_folder() as folder:
         _convert(sc, table, source, columns, context)
         if source.kind == "json":  # no header: a key no object has is a missing column
             _require_keys(cast("duckdb.DuckDBPyConnection", sc), table, source, columns)
@@ -1052,7 +1054,7 @@ def fetch(sc: SparkConnection, query: str, local: duckdb.DuckDBPyConnection, tab
     as Parquet files into a private folder, one file per partition of the ordered result, and
     DuckDB reads them back in partition order: no row passes through Python. Otherwise they are
     streamed to the driver (`_streamed`)."""
-    with tempfile.TemporaryDirectory(prefix="retentionrules-spark-") as folder:
+    with private_folder() as folder:
         if not _local_master(sc.spark):
             _streamed(sc, query, Path(folder) / "rows.csv", local, table)
             return
@@ -1091,26 +1093,16 @@ def _streamed(
     as many shuffle partitions as that needs, none merged by adaptive execution), so the
     driver's memory bounds a partition, not the plan."""
     rows = sc.sql(query).count()
-    conf = sc.spark.conf
     settings = {
         "spark.sql.shuffle.partitions": str(max(1, -(-rows // STREAMED_ROWS))),
         "spark.sql.adaptive.coalescePartitions.enabled": "false",
     }
-    saved: dict[str, str | None] = {key: conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        conf.set(key, value)
-    try:
+    with _conf(sc.spark, settings):
         frame = sc.sql(query)
         types = {f.name: _spark_type(f.dataType) for f in frame.schema.fields}
         with path.open("w", encoding="utf-8", newline="") as handle:
             for row in frame.toLocalIterator():
                 handle.write(",".join(_cell(v) for v in row) + "\n")
-    finally:
-        for key, was in saved.items():
-            if was is None:
-                conf.unset(key)
-            else:
-                conf.set(key, was)
     declared = {
         name: _LOCAL_TYPES.get(kind, _native_type(kind).replace(" WITH TIME ZONE", ""))
         for name, kind in types.items()

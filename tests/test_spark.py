@@ -801,7 +801,7 @@ def per_row(spark, path, config, fields):
     sc = SparkConnection(spark)
     columns = _customer_columns(config, Inputs(path), AS_OF_DATE, None)
     source = on_spark._source(sc, "raw_t", path, columns)
-    with on_spark._conf(spark, "spark.sql.codegen.wholeStage", "false"):
+    with on_spark._conf(spark, {"spark.sql.codegen.wholeStage": "false"}):
         sc.execute(create_sql("t", source, columns, _Context(config.timezone, AS_OF_DATE), True))
     rows = sc.execute(f"SELECT __problem, {names} FROM t ORDER BY __row").fetchall()
     spark_rows = {
